@@ -1,0 +1,180 @@
+"""The zoo: a grid of architectures × tasks × seeds, each member trained and stored with its trajectory.
+
+A grid file (YAML) looks like::
+
+    name: default
+    seeds: [0, 1]
+    checkpoint_steps: [250, 500, 1000, 2000]
+    recipe: {lr: 0.003, batch_size: 100, steps: 2000, eval_every: 250}
+    recipes: {cnn1d: {lr: 0.01}}          # per-family overrides of the recipe (optional)
+    archs: ["mlp:hidden=32x32", "cnn1d:channels=16x16x16"]
+    tasks: ["mnist1d", "digits:rot90=1"]
+    exclude: {archs: [], tasks: []}       # kept out of the corpus (the bench's unseen cases)
+
+Pairs whose family cannot take the task's inputs (cnn1d on images, cnn2d on sequences) are left
+out. A member's id names its architecture, task and seed plus a short hash of the recipe, so a
+rerun skips members that are complete and retrains only what is missing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from weightgen.specs import Recipe, SpecError, parse_arch, parse_task
+
+_COMPATIBLE = {"mlp": {1, 2}, "transformer": {1, 2}, "cnn1d": {1}, "cnn2d": {2}}  # family → input ranks
+
+
+class Exclude(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    archs: list[str] = []
+    tasks: list[str] = []
+
+    @field_validator("archs")
+    @classmethod
+    def _canonical_archs(cls, v: list[str]) -> list[str]:
+        return [parse_arch(a).to_string() for a in v]
+
+    @field_validator("tasks")
+    @classmethod
+    def _canonical_tasks(cls, v: list[str]) -> list[str]:
+        return [parse_task(t).to_string() for t in v]
+
+
+class Grid(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = "grid"
+    seeds: list[int] = Field(default=[0], min_length=1)
+    checkpoint_steps: list[int] = Field(default=[], description="steps saved along each trajectory; the last step is always saved")
+    recipe: Recipe = Recipe()
+    recipes: dict[str, dict[str, Any]] = {}
+    archs: list[str] = Field(min_length=1)
+    tasks: list[str] = Field(min_length=1)
+    exclude: Exclude = Exclude()
+
+    @field_validator("archs")
+    @classmethod
+    def _valid_archs(cls, v: list[str]) -> list[str]:
+        return [parse_arch(a).to_string() for a in v]
+
+    @field_validator("tasks")
+    @classmethod
+    def _valid_tasks(cls, v: list[str]) -> list[str]:
+        return [parse_task(t).to_string() for t in v]
+
+    @field_validator("recipes")
+    @classmethod
+    def _known_families(cls, v: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        unknown = set(v) - set(_COMPATIBLE)
+        if unknown:
+            raise ValueError(f"recipes for unknown families {sorted(unknown)}")
+        return v
+
+    def recipe_for(self, family: str) -> Recipe:
+        return Recipe.model_validate({**self.recipe.model_dump(), **self.recipes.get(family, {})})
+
+
+class MemberSpec(BaseModel):
+    """One zoo member: everything needed to train it, and its id in the corpus."""
+
+    model_config = ConfigDict(frozen=True)
+    arch: str
+    task: str
+    seed: int
+    recipe: Recipe
+    checkpoint_steps: tuple[int, ...]
+
+    @property
+    def member_id(self) -> str:
+        digest = hashlib.sha256(
+            json.dumps([self.recipe.model_dump(), list(self.checkpoint_steps)], sort_keys=True).encode()
+        ).hexdigest()[:6]
+        return f"{parse_arch(self.arch).slug}__{parse_task(self.task).slug}__seed{self.seed}__r{digest}"
+
+
+def load_grid(source: str | os.PathLike | dict) -> Grid:
+    """A grid from a YAML file or a dict; a clear SpecError names what is wrong."""
+    if not isinstance(source, dict):
+        path = Path(source)
+        if not path.is_file():
+            raise SpecError(f"grid file {path} not found")
+        try:
+            source = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            raise SpecError(f"grid file {path} is not valid YAML: {exc}") from None
+        if not isinstance(source, dict):
+            raise SpecError(f"grid file {path} must hold a mapping")
+    try:
+        return Grid.model_validate(source)
+    except ValidationError as exc:
+        details = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise SpecError(f"invalid grid — {details}") from None
+
+
+def expand(grid: Grid) -> list[MemberSpec]:
+    """The members a grid asks for: compatible archs × tasks × seeds, minus the exclude lists."""
+    from weightgen.data import input_shape
+
+    members = []
+    for arch in grid.archs:
+        if arch in grid.exclude.archs:
+            continue
+        family = parse_arch(arch).family
+        recipe = grid.recipe_for(family)
+        bad_steps = [s for s in grid.checkpoint_steps if not 0 <= s <= recipe.steps]
+        if bad_steps:
+            raise SpecError(f"checkpoint_steps {bad_steps} fall outside 0..{recipe.steps} (the {family} recipe's steps)")
+        steps = tuple(sorted(set(grid.checkpoint_steps) | {recipe.steps}))
+        for task in grid.tasks:
+            if task in grid.exclude.tasks or len(input_shape(task)) not in _COMPATIBLE[family]:
+                continue
+            members += [MemberSpec(arch=arch, task=task, seed=s, recipe=recipe, checkpoint_steps=steps) for s in grid.seeds]
+    return members
+
+
+def train_member(spec: MemberSpec, corpus_root: str | os.PathLike) -> dict[str, Any]:
+    """Train one member and store it; skips it if complete or claimed by another process.
+
+    Returns a summary: ``status`` is ``trained``, ``skipped`` (already complete) or ``busy``.
+    """
+    from weightgen.corpus import Checkpoint, Corpus
+    from weightgen.data import load_task
+    from weightgen.models import build_model, count_parameters
+    from weightgen.training import train
+
+    corpus = Corpus(corpus_root)
+    member_id = spec.member_id
+    if corpus.is_complete(member_id):
+        return {"member": member_id, "status": "skipped", "train_flops": 0, "wall_time": 0.0}
+    with corpus.claim(member_id) as mine:
+        if not mine:
+            return {"member": member_id, "status": "busy", "train_flops": 0, "wall_time": 0.0}
+        if corpus.is_complete(member_id):  # finished by another process while we waited for the lock
+            return {"member": member_id, "status": "skipped", "train_flops": 0, "wall_time": 0.0}
+        arch, task = parse_arch(spec.arch), parse_task(spec.task)
+        data = load_task(task)
+        model = build_model(arch, data.input_shape, seed=spec.seed)
+        result = train(model, data, spec.recipe, seed=spec.seed, checkpoint_steps=spec.checkpoint_steps)
+        info = {
+            "source": "zoo",
+            "arch": arch.model_dump(), "arch_string": arch.to_string(),
+            "task": task.model_dump(), "task_string": task.to_string(),
+            "recipe": spec.recipe.model_dump(), "seed": spec.seed,
+            "num_params": count_parameters(model),
+            "flops_per_step": result.flops_per_step, "eval_flops": result.eval_flops,
+            "curve": [vars(p) for p in result.curve],
+            "wall_time": result.wall_time,
+        }
+        checkpoints = [Checkpoint(s, sd, result.checkpoint_metrics[s]) for s, sd in result.checkpoints.items()]
+        corpus.write_member(member_id, info, checkpoints)
+        return {
+            "member": member_id, "status": "trained", "test_acc": result.test_acc,
+            "train_flops": result.train_flops, "wall_time": result.wall_time,
+        }
