@@ -91,7 +91,11 @@ def test_every_half_precision_bit_pattern_round_trips():
 
 def test_non_contiguous_tensors_are_handled():
     base = torch.randn(6, 10)
-    sd = {"t": base.t(), "s": base[:, ::3], "h": base.half().t()}
+    nans = torch.tensor([0x7F800001, 0x7FC00001, -0x007F0000], dtype=torch.int32)
+    base[0, :3] = nans.view(torch.float32)
+    sd = {"t": base.t(), "s": base[:, ::3], "h": base.half().t(), "b": base.bfloat16().t()}
+    sd["h"][1, 0] = torch.tensor(0x7C01, dtype=torch.int16).view(torch.float16)  # signalling NaN
+    assert not any(t.is_contiguous() for t in sd.values())
     out = detokenize(tokenize(sd, 4))
     for k in sd:
         assert torch.equal(_bits(out[k]), _bits(sd[k].contiguous()))
@@ -222,7 +226,8 @@ def test_coordinates_on_a_hand_made_example():
     assert tokens.patches[6].tolist() == [1, 1, 1, 0]
     assert tokens.patches[7].tolist() == [7, 0, 0, 0]
     assert [lay.first_patch for lay in tokens.layout] == [0, 4, 6, 7]
-    assert [(lay.rows, lay.cols, lay.num_patches) for lay in tokens.layout] == [(2, 5, 4), (1, 5, 2), (1, 3, 1), (1, 1, 1)]
+    sizes = [(lay.rows, lay.cols, lay.num_patches) for lay in tokens.layout]
+    assert sizes == [(2, 5, 4), (1, 5, 2), (1, 3, 1), (1, 1, 1)]
 
 
 def test_padding_is_ignored_and_scales_normalise():

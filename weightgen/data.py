@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,7 +62,7 @@ def load_task(task) -> Dataset:
         try:
             with np.load(path) as arrays:
                 return _to_dataset({k: arrays[k] for k in arrays.files})
-        except (OSError, ValueError, KeyError):
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
             pass  # a damaged cache entry is regenerated below and replaced atomically
     arrays = _generate(task)
     path.parent.mkdir(parents=True, exist_ok=True)

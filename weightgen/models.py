@@ -62,6 +62,8 @@ class CNN2d(nn.Module):
     def __init__(self, spec: CNN2dSpec, height: int, width: int, num_classes: int):
         super().__init__()
         self.features = _conv_stack(nn.Conv2d, nn.BatchNorm2d, spec.channels, spec.kernel, 1, spec.norm == "batch")
+        for _ in spec.channels:  # an even kernel with padding kernel // 2 grows each side by one per layer
+            height, width = (height + 2 * (spec.kernel // 2) - spec.kernel + 1, width + 2 * (spec.kernel // 2) - spec.kernel + 1)
         self.head = nn.Linear(spec.channels[-1] * height * width, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: [B, H, W]

@@ -8,6 +8,7 @@ and JSON files. A bad spec raises :class:`SpecError` naming the field, before an
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -176,8 +177,11 @@ _TASK = TypeAdapter(TaskSpec)
 
 def _parse_value(text: str) -> Any:
     """A spec-string value: ``64x64`` is a list of ints, otherwise a JSON-ish scalar."""
-    if "x" in text and all(p.strip().lstrip("-").isdigit() for p in text.split("x")):
-        return [int(p) for p in text.split("x")]
+    if "x" in text and all(re.fullmatch(r"\s*-?[0-9]+\s*", p) for p in text.split("x")):
+        try:
+            return [int(p) for p in text.split("x")]
+        except ValueError:  # more digits than int() accepts: left as text, rejected by validation
+            pass
     lowered = text.lower()
     if lowered in ("true", "false"):
         return lowered == "true"
@@ -211,8 +215,8 @@ def _string_to_dict(text: str, head: str) -> dict[str, Any]:
 def _load_file(path: Path) -> Any:
     try:
         text = path.read_text()
-    except OSError as exc:
-        raise SpecError(f"cannot read spec file {path}: {exc.strerror}") from exc
+    except (OSError, ValueError) as exc:  # ValueError: not UTF-8 text, or a NUL byte in the path
+        raise SpecError(f"cannot read spec file {path}: {getattr(exc, 'strerror', None) or exc}") from exc
     try:
         return json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:

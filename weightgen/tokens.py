@@ -90,7 +90,10 @@ def param_kind(name: str, shape: tuple[int, ...]) -> str:
 
 @dataclass(frozen=True)
 class TensorLayout:
-    """Where one state_dict entry lives in the token sequence (one per entry, in order)."""
+    """Where one state_dict entry lives in the token sequence (one per entry, in order).
+
+    Passthrough entries have a layout too (``num_patches == 0``) so that key order survives.
+    """
 
     name: str
     shape: tuple[int, ...]
@@ -106,10 +109,6 @@ class TensorLayout:
     @property
     def is_passthrough(self) -> bool:
         return self.dtype not in PATCHED_DTYPES
-
-
-def _chunks(cols: int, patch_size: int) -> int:
-    return -(-cols // patch_size)
 
 
 @dataclass
@@ -135,6 +134,9 @@ class Tokens:
             if not isinstance(got, torch.Tensor) or tuple(got.shape) != shape:
                 got_shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
                 raise ValueError(f"Tokens.{field} must have shape {shape} for this layout, got {got_shape}")
+        if self.patches.dtype != torch.float32 or self.coords.dtype != torch.int64:
+            got = f"{self.patches.dtype}, {self.coords.dtype}"
+            raise ValueError(f"Tokens needs float32 patches and int64 coords, got {got}")
         missing = [lay.name for lay in self.layout if lay.is_passthrough and lay.name not in self.passthrough]
         if missing:
             raise ValueError(f"Tokens.passthrough is missing entries {missing}")
@@ -153,7 +155,7 @@ class Tokens:
 
     def patch_scales(self) -> torch.Tensor:
         scales = torch.tensor([lay.scale for lay in self.layout], dtype=torch.float32)
-        return scales[self.coords[:, 0]]
+        return scales[self.coords[:, 0].cpu()].to(self.patches.device)
 
     def normalized(self) -> torch.Tensor:
         return self.patches / self.patch_scales()[:, None]
@@ -196,8 +198,12 @@ class Tokens:
         layout = [TensorLayout(**{**d, "shape": tuple(d["shape"])}) for d in json.loads(meta["layout"])]
         prefix = "passthrough/"
         passthrough = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
-        return cls(int(meta["patch_size"]), tensors["patches"], tensors["coords"], tensors["depth"],
-                   layout, passthrough)  # fmt: skip
+        patches, coords, depth = tensors["patches"], tensors["coords"], tensors["depth"]
+        return cls(int(meta["patch_size"]), patches, coords, depth, layout, passthrough)
+
+
+def _chunks(cols: int, patch_size: int) -> int:
+    return -(-cols // patch_size)
 
 
 def _view_2d(shape: tuple[int, ...]) -> tuple[int, int]:
@@ -291,9 +297,9 @@ def tokenize(state_dict: Mapping[str, torch.Tensor], patch_size: int) -> Tokens:
     tensor = coords[:, 0]
     firsts = torch.tensor([lay.first_patch for lay in layout], dtype=torch.int64)
     chunks = torch.tensor([_chunks(lay.cols, patch_size) for lay in layout], dtype=torch.int64)
-    local = torch.arange(first) - firsts[tensor]
-    coords[:, 3] = local // chunks[tensor]
-    coords[:, 4] = local % chunks[tensor]
+    local, per_row = torch.arange(first) - firsts[tensor], chunks[tensor]
+    coords[:, 3] = local // per_row
+    coords[:, 4] = local % per_row
     depth = coords[:, 1].to(torch.float32) / max(1, len(prefixes) - 1)
     return Tokens(patch_size, patches, coords, depth, layout, passthrough)
 
@@ -318,4 +324,18 @@ def from_normalized(tokens: Tokens, normalized: torch.Tensor) -> dict[str, torch
         raise ValueError(f"normalized must be a torch.Tensor, got {type(normalized).__name__}")
     if tuple(normalized.shape) != tuple(tokens.patches.shape):
         raise ValueError(f"normalized must have shape {tuple(tokens.patches.shape)}, got {tuple(normalized.shape)}")
-    return detokenize(tokens.with_patches(normalized.float() * tokens.patch_scales()[:, None]))
+    return detokenize(tokens.with_patches(normalized.float() * tokens.patch_scales().to(normalized.device)[:, None]))
+
+
+_INT_VIEW = {torch.float32: torch.int32, torch.float16: torch.int16, torch.bfloat16: torch.int16, torch.float64: torch.int64}
+
+
+def same_state_dict(a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tensor]) -> bool:
+    """True when keys (in order), shapes, dtypes and every bit agree — NaN payloads and -0.0 included."""
+    if list(a) != list(b):
+        return False
+
+    def bits(t: torch.Tensor) -> torch.Tensor:
+        return t.contiguous().view(_INT_VIEW[t.dtype]) if t.dtype in _INT_VIEW else t
+
+    return all(a[k].shape == b[k].shape and a[k].dtype == b[k].dtype and torch.equal(bits(a[k]), bits(b[k])) for k in a)

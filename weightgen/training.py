@@ -9,6 +9,7 @@ shapes are static, so every step costs the same.
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
@@ -69,13 +70,14 @@ def evaluate(model: nn.Module, split: Split, batch_size: int = 2048) -> tuple[fl
 def count_step_flops(model: nn.Module, split: Split, batch_size: int) -> int:
     """FLOPs of one training step's forward + backward on a batch of ``batch_size``."""
     x, y = split.x[:batch_size], split.y[:batch_size]
+    model = copy.deepcopy(model)  # a copy, so the count leaves no trace (batch-norm statistics, grads) on the model
     with FlopCounterMode(display=False) as counter:
         F.cross_entropy(model(x), y).backward()
-    model.zero_grad(set_to_none=True)
     return int(counter.get_total_flops())
 
 
 def count_eval_flops(model: nn.Module, split: Split) -> int:
+    model = copy.deepcopy(model)  # in train mode batch norm would otherwise absorb the val split's statistics
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         model(split.x)
     return int(counter.get_total_flops())

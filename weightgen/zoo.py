@@ -178,3 +178,46 @@ def train_member(spec: MemberSpec, corpus_root: str | os.PathLike) -> dict[str, 
             "member": member_id, "status": "trained", "test_acc": result.test_acc,
             "train_flops": result.train_flops, "wall_time": result.wall_time,
         }
+
+
+def build_summary(summaries: list[dict[str, Any]], manifest, wall_time: float) -> dict[str, float]:
+    """Counts and costs of one build, for the CLI table and MLflow metrics."""
+    statuses = [s["status"] for s in summaries]
+    final = manifest.sort_values("step").groupby("member").tail(1) if len(manifest) else manifest
+    return {
+        "members_requested": len(summaries),
+        "members_trained": statuses.count("trained"),
+        "members_skipped": statuses.count("skipped"),
+        "members_busy": statuses.count("busy"),
+        "corpus_members": int(manifest["member"].nunique()) if len(manifest) else 0,
+        "corpus_checkpoints": len(manifest),
+        "corpus_families": int(manifest["family"].nunique()) if len(manifest) else 0,
+        "corpus_tasks": int(manifest["task"].nunique()) if len(manifest) else 0,
+        "build_train_flops": float(sum(s["train_flops"] for s in summaries)),
+        "corpus_train_flops": float((final["flops_per_step"] * final["step"]).sum()) if len(final) else 0.0,
+        "wall_time_s": wall_time,
+    }
+
+
+def log_build(grid: Grid, corpus_root: str | os.PathLike, summary: dict[str, float], manifest, tags: dict[str, str] | None = None) -> str:
+    """One MLflow run per build: the grid as params, the summary as metrics, manifest + plot as artifacts."""
+    import tempfile
+
+    import mlflow
+
+    from weightgen.plots import corpus_accuracy_plot
+    from weightgen.tracking import stage_run
+
+    params = {"grid": grid.name, "corpus_dir": str(Path(corpus_root).resolve()), "seeds": grid.seeds,
+              "archs": len(grid.archs), "tasks": len(grid.tasks), "checkpoint_steps": grid.checkpoint_steps,
+              "recipe": grid.recipe.to_string(), "exclude_archs": grid.exclude.archs, "exclude_tasks": grid.exclude.tasks}
+    with stage_run("corpus", run_name=f"corpus-{grid.name}", params=params, tags=tags) as run:
+        mlflow.log_metrics(summary)
+        mlflow.log_dict(grid.model_dump(mode="json"), "grid.yaml")
+        manifest_path = Path(corpus_root) / "manifest.parquet"
+        if manifest_path.is_file():
+            mlflow.log_artifact(str(manifest_path))
+        if len(manifest):
+            with tempfile.TemporaryDirectory() as tmp:
+                mlflow.log_artifact(str(corpus_accuracy_plot(manifest, Path(tmp) / "corpus_accuracy.png")))
+        return run.info.run_id

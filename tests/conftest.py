@@ -1,0 +1,24 @@
+"""Shared test set-up: every test writes caches, MLflow runs and Prefect state under a temp folder."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_state(tmp_path_factory):
+    root = tmp_path_factory.mktemp("weightgen-state")
+    saved = {k: os.environ.get(k) for k in ("WEIGHTGEN_CACHE", "WEIGHTGEN_MLRUNS", "PREFECT_HOME", "MLFLOW_TRACKING_URI")}
+    os.environ["WEIGHTGEN_CACHE"] = str(root / "cache")
+    os.environ["WEIGHTGEN_MLRUNS"] = str(root / "mlruns")
+    os.environ["PREFECT_HOME"] = str(root / "prefect")
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    yield root
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value

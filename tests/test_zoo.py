@@ -1,0 +1,102 @@
+"""Zoo grids: expansion, exclusion, validation, and members that train once."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from weightgen.corpus import Corpus
+from weightgen.specs import SpecError
+from weightgen.zoo import expand, load_grid, train_member
+
+GRID = {
+    "name": "t",
+    "seeds": [0, 1],
+    "checkpoint_steps": [5],
+    "recipe": {"steps": 10, "eval_every": 5, "batch_size": 32},
+    "archs": ["mlp:hidden=8", "cnn1d:channels=4", "cnn2d:channels=2", "transformer:dim=8,depth=1,heads=2,patch=8"],
+    "tasks": ["mnist1d", "digits"],
+}
+
+
+def test_expand_pairs_only_compatible_families():
+    members = expand(load_grid(GRID))
+    pairs = {(m.arch, m.task) for m in members}
+    # mlp and transformer take both tasks, cnn1d only sequences, cnn2d only images: 6 pairs × 2 seeds
+    assert len(members) == 12 and len(pairs) == 6
+    assert ("cnn1d:channels=4", "digits") not in pairs and ("cnn2d:channels=2", "mnist1d") not in pairs
+    assert all(m.checkpoint_steps == (5, 10) for m in members)  # the last step is always kept
+    assert len({m.member_id for m in members}) == 12
+
+
+def test_exclude_keeps_archs_and_tasks_out_whatever_their_spelling():
+    grid = load_grid({**GRID, "exclude": {"archs": ["mlp:hidden=8,activation=relu"], "tasks": ["digits:rot90=0"]}})
+    members = expand(grid)
+    assert all(m.arch != "mlp:hidden=8" and m.task != "digits" for m in members)
+    assert len(members) == 4  # cnn1d and transformer on mnist1d, 2 seeds
+
+
+def test_per_family_recipe_and_member_id_follow_the_recipe():
+    base = {m.arch: m for m in expand(load_grid(GRID))}
+    tuned = {m.arch: m for m in expand(load_grid({**GRID, "recipes": {"cnn1d": {"lr": 0.01}}}))}
+    assert tuned["cnn1d:channels=4"].recipe.lr == 0.01 and tuned["mlp:hidden=8"].recipe.lr == base["mlp:hidden=8"].recipe.lr
+    assert tuned["cnn1d:channels=4"].member_id != base["cnn1d:channels=4"].member_id
+    assert tuned["mlp:hidden=8"].member_id == base["mlp:hidden=8"].member_id
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"archs": ["mlp:hidden=-3"]}, "hidden"),
+        ({"tasks": ["imagenet"]}, "unknown dataset 'imagenet'"),
+        ({"checkpoint_steps": [50]}, r"checkpoint_steps \[50\] fall outside 0..10"),
+        ({"recipes": {"rnn": {}}}, "unknown families"),
+        ({"seeds": []}, "seeds"),
+        ({"archs": []}, "archs"),
+        ({"colour": "red"}, "colour"),
+    ],
+)
+def test_bad_grids_are_refused_naming_the_problem(change, message):
+    with pytest.raises(SpecError, match=message):
+        expand(load_grid({**GRID, **change}))
+
+
+def test_grid_files(tmp_path):
+    with pytest.raises(SpecError, match="not found"):
+        load_grid(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("archs: [unclosed")
+    with pytest.raises(SpecError, match="not valid YAML"):
+        load_grid(bad)
+    bad.write_text("- a list")
+    with pytest.raises(SpecError, match="must hold a mapping"):
+        load_grid(bad)
+    assert len(expand(load_grid("configs/grids/default.yaml"))) >= 50
+
+
+def test_train_member_trains_once(tmp_path):
+    spec = expand(load_grid(GRID))[0]
+    first = train_member(spec, tmp_path)
+    assert first["status"] == "trained" and first["train_flops"] > 0
+    corpus = Corpus(tmp_path)
+    assert corpus.is_complete(spec.member_id)
+    state, config = corpus.load(spec.member_id, 10)
+    assert config["arch_string"] == spec.arch and config["seed"] == spec.seed and len(config["curve"]) == 3
+    assert set(config["metrics"]) == {"val_acc", "val_loss", "test_acc", "test_loss"}
+    mtime = (corpus.member_dir(spec.member_id) / "member.json").stat().st_mtime_ns
+    second = train_member(spec, tmp_path)
+    assert second["status"] == "skipped"
+    assert (corpus.member_dir(spec.member_id) / "member.json").stat().st_mtime_ns == mtime
+    other = expand(load_grid(GRID))[1]
+    with corpus.claim(other.member_id):  # as if another build were training it right now
+        assert train_member(other, tmp_path)["status"] == "busy"
+    assert not corpus.is_complete(other.member_id)
+
+
+def test_training_is_reproducible_across_members(tmp_path):
+    spec = expand(load_grid(GRID))[0]
+    train_member(spec, tmp_path / "a")
+    train_member(spec, tmp_path / "b")
+    a, _ = Corpus(tmp_path / "a").load(spec.member_id, 10)
+    b, _ = Corpus(tmp_path / "b").load(spec.member_id, 10)
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -1,0 +1,57 @@
+"""MLflow set-up: one embedded store per project (SQLite + artifact folder under ``mlruns/``).
+
+Set ``MLFLOW_TRACKING_URI`` to log to a tracking server instead; ``WEIGHTGEN_MLRUNS`` moves the
+embedded store (tests point it at a temporary folder). Experiments are named per stage
+(``weightgen-corpus``, ...), and every run gets a ``run_name``.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+EXPERIMENT_PREFIX = "weightgen-"
+
+
+def mlruns_dir() -> Path:
+    return Path(os.environ.get("WEIGHTGEN_MLRUNS", "mlruns")).resolve()
+
+
+def tracking_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{mlruns_dir() / 'mlflow.db'}"
+
+
+def use_experiment(stage: str) -> str:
+    """Point MLflow at the project store and the stage's experiment (created on first use)."""
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri())
+    name = EXPERIMENT_PREFIX + stage
+    if mlflow.get_experiment_by_name(name) is None:
+        artifacts = None
+        if "MLFLOW_TRACKING_URI" not in os.environ:  # embedded store: keep artifacts beside the database
+            artifacts = (mlruns_dir() / "artifacts" / stage).as_uri()
+        mlflow.create_experiment(name, artifact_location=artifacts)
+    mlflow.set_experiment(name)
+    return name
+
+
+@contextmanager
+def stage_run(stage: str, run_name: str, params: dict[str, Any] | None = None, tags: dict[str, str] | None = None) -> Iterator[Any]:
+    """An MLflow run in the stage's experiment, with params and tags logged up front."""
+    import mlflow
+
+    mlflow_dir = mlruns_dir()
+    mlflow_dir.mkdir(parents=True, exist_ok=True)
+    use_experiment(stage)
+    with mlflow.start_run(run_name=run_name, tags={"weightgen.stage": stage, **(tags or {})}) as run:
+        if params:
+            mlflow.log_params({k: _param_value(v) for k, v in params.items()})
+        yield run
+
+
+def _param_value(value: Any) -> Any:
+    text = str(value)
+    return text if len(text) <= 6000 else text[:5997] + "..."  # MLflow caps param values
