@@ -24,6 +24,7 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     from flows.corpus import corpus_flow
+    from weightgen.cli import _fmt
 
     shutil.rmtree(args.out, ignore_errors=True)
     runs = {}
@@ -36,7 +37,7 @@ def main() -> None:
     for label in runs:
         table.add_column(label, justify="right")
     for key in runs["fresh build"]:
-        table.add_row(key, *(f"{r[key]:,.1f}" if isinstance(r[key], float) else f"{r[key]:,}" for r in runs.values()))
+        table.add_row(key, *(_fmt(r[key]) for r in runs.values()))
     Console().print(table)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from prefect import flow, get_run_logger
+from prefect import flow, get_run_logger, unmapped
 from prefect.futures import as_completed
 from prefect.runtime import flow_run
 from prefect.task_runners import ProcessPoolTaskRunner
@@ -12,7 +12,7 @@ from pydantic import Field
 
 from tasks.corpus import limit_torch_threads, log_build_task, train_member_task, write_manifest_task
 from weightgen.corpus import Corpus
-from weightgen.zoo import build_summary, expand, load_grid
+from weightgen.zoo import build_summary, expand, load_grid, untrained
 
 DEFAULT_GRID = "configs/grids/default.yaml"
 DEFAULT_CORPUS = "corpus/default"
@@ -32,13 +32,13 @@ def corpus_flow(
     logger.info("grid %r: %d members (%d archs × %d tasks × %d seeds, compatible pairs only)",
                 spec.name, len(members), len(spec.archs), len(spec.tasks), len(spec.seeds))
     corpus = Corpus(corpus_dir)
-    pending = [m for m in members if not corpus.is_complete(m.member_id)]
-    summaries = [{"member": m.member_id, "status": "skipped", "train_flops": 0, "wall_time": 0.0}
-                 for m in members if m not in pending]
+    complete = [m.member_id for m in members if corpus.is_complete(m.member_id)]
+    pending = [m for m in members if m.member_id not in set(complete)]
+    summaries = [untrained(member_id, "skipped") for member_id in complete]
     logger.info("%d members complete already, %d to train on %d workers", len(summaries), len(pending), workers)
     if pending:  # starting a process pool costs seconds; a rerun of a complete corpus needs none
         with ProcessPoolTaskRunner(max_workers=workers, initializer=limit_torch_threads) as runner:
-            futures = [runner.submit(train_member_task, {"spec": m, "corpus_dir": corpus_dir}) for m in pending]
+            futures = runner.map(train_member_task, {"spec": pending, "corpus_dir": unmapped(corpus_dir)})
             for done, future in enumerate(as_completed(futures), 1):
                 summaries.append(result := future.result())
                 logger.info("[%d/%d] %s %s (%.1fs)", done, len(pending), result["status"], result["member"], result["wall_time"])

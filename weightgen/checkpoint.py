@@ -96,24 +96,27 @@ def load_checkpoint(folder: str | os.PathLike, check_finite: bool = True) -> tup
     return read_weights(folder / WEIGHTS_NAME, check_finite), config
 
 
-def load_model(folder: str | os.PathLike) -> torch.nn.Module:
-    """The network a weightgen checkpoint folder describes, with its weights loaded (strict)."""
+def model_for_weights(state_dict: dict[str, torch.Tensor], arch, task, where: str = "checkpoint") -> torch.nn.Module:
+    """Build ``arch`` for ``task`` and load ``state_dict`` strictly; a CheckpointError names every mismatch."""
     from weightgen.data import input_shape
     from weightgen.models import build_model
 
+    model = build_model(arch, input_shape(task))
+    expected = model.state_dict()
+    problems = [f"{k}: file {tuple(state_dict[k].shape)} vs config {tuple(v.shape)}"
+                for k, v in expected.items() if k in state_dict and state_dict[k].shape != v.shape]
+    problems += [f"missing {k}" for k in sorted(set(expected) - set(state_dict))[:5]]
+    problems += [f"unexpected {k}" for k in sorted(set(state_dict) - set(expected))[:5]]
+    if problems:
+        raise CheckpointError(f"{where}: weights do not match the architecture in config.json "
+                              f"({model.__class__.__name__} for {arch}): " + "; ".join(problems))
+    model.load_state_dict(state_dict, strict=True)
+    return model
+
+
+def load_model(folder: str | os.PathLike) -> torch.nn.Module:
+    """The network a weightgen checkpoint folder describes, with its weights loaded (strict)."""
     state_dict, config = load_checkpoint(folder)
     if "arch" not in config or "task" not in config or config.get("arch", {}).get("family") == "external":
         raise CheckpointError(f"{folder}: config.json does not describe a weightgen architecture and task")
-    model = build_model(config["arch"], input_shape(config["task"]))
-    expected = model.state_dict()
-    mismatched = [
-        f"{k}: file {tuple(state_dict[k].shape)} vs config {tuple(v.shape)}"
-        for k, v in expected.items()
-        if k in state_dict and state_dict[k].shape != v.shape
-    ]
-    missing, unexpected = sorted(set(expected) - set(state_dict)), sorted(set(state_dict) - set(expected))
-    if mismatched or missing or unexpected:
-        problems = mismatched + [f"missing {k}" for k in missing[:5]] + [f"unexpected {k}" for k in unexpected[:5]]
-        raise CheckpointError(f"{folder}: weights do not match the architecture in config.json: " + "; ".join(problems))
-    model.load_state_dict(state_dict, strict=True)
-    return model
+    return model_for_weights(state_dict, config["arch"], config["task"], where=str(folder))

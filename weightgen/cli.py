@@ -24,6 +24,13 @@ def _fail(message: str) -> None:
     raise typer.Exit(code=2)
 
 
+def _fmt(value) -> str:
+    """Counts with separators, seconds with one decimal, FLOPs in scientific notation."""
+    if isinstance(value, float):
+        return f"{value:.3e}" if abs(value) >= 1e6 else f"{value:,.1f}"
+    return f"{value:,}"
+
+
 def _quiet_prefect() -> None:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
@@ -48,7 +55,7 @@ def corpus_build(
     summary = corpus_flow(grid=str(grid), corpus_dir=str(out), workers=workers)
     table = Table(title=f"corpus {out}", show_header=False)
     for key, value in summary.items():
-        table.add_row(key, f"{value:,.1f}" if isinstance(value, float) else f"{value:,}")
+        table.add_row(key, _fmt(value))
     console.print(table)
 
 

@@ -20,7 +20,9 @@ from typing import Any
 
 import torch
 
-from weightgen.checkpoint import PICKLE_SUFFIXES, WEIGHTS_NAME, CheckpointError, read_config, read_weights, save_checkpoint
+from weightgen.checkpoint import (
+    PICKLE_SUFFIXES, WEIGHTS_NAME, CheckpointError, model_for_weights, read_config, read_weights, save_checkpoint,
+)
 from weightgen.corpus import Checkpoint, Corpus
 from weightgen.io import atomic_write_text
 from weightgen.specs import FAMILIES, SpecError, parse_arch, parse_task
@@ -110,23 +112,15 @@ def _read_sharded(folder: Path) -> dict[str, torch.Tensor]:
 
 def _check_native(config: dict[str, Any], state_dict: dict[str, torch.Tensor], where: str):
     """(arch, task, num_params) of a weightgen config, after checking the weights load strictly into its network."""
-    from weightgen.data import input_shape
-    from weightgen.models import build_model, count_parameters
+    from weightgen.models import count_parameters
 
     try:
         arch, task = parse_arch(config["arch"]), parse_task(config["task"])
-        model = build_model(arch, input_shape(task))
+        model = model_for_weights(state_dict, arch, task, where=f"{where} ({task.dataset})")
     except SpecError as exc:
         raise HubImportError(f"{where}: config.json has an invalid weightgen spec: {exc}") from None
-    expected = model.state_dict()
-    problems = [f"{k}: file {tuple(state_dict[k].shape)} vs config {tuple(v.shape)}"
-                for k, v in expected.items() if k in state_dict and state_dict[k].shape != v.shape]
-    problems += [f"missing {k}" for k in sorted(set(expected) - set(state_dict))[:5]]
-    problems += [f"unexpected {k}" for k in sorted(set(state_dict) - set(expected))[:5]]
-    if problems:
-        raise HubImportError(f"{where}: weights do not match the architecture in config.json "
-                             f"({arch.to_string()} on {task.dataset}): " + "; ".join(problems))
-    model.load_state_dict(state_dict, strict=True)  # also catches dtype surprises the shape check cannot
+    except CheckpointError as exc:
+        raise HubImportError(str(exc)) from None
     return arch, task, count_parameters(model)
 
 

@@ -139,6 +139,11 @@ def expand(grid: Grid) -> list[MemberSpec]:
     return members
 
 
+def untrained(member_id: str, status: str) -> dict[str, Any]:
+    """The summary of a member this process did not train: ``skipped`` (complete) or ``busy`` (claimed elsewhere)."""
+    return {"member": member_id, "status": status, "train_flops": 0, "wall_time": 0.0}
+
+
 def train_member(spec: MemberSpec, corpus_root: str | os.PathLike) -> dict[str, Any]:
     """Train one member and store it; skips it if complete or claimed by another process.
 
@@ -152,12 +157,12 @@ def train_member(spec: MemberSpec, corpus_root: str | os.PathLike) -> dict[str, 
     corpus = Corpus(corpus_root)
     member_id = spec.member_id
     if corpus.is_complete(member_id):
-        return {"member": member_id, "status": "skipped", "train_flops": 0, "wall_time": 0.0}
+        return untrained(member_id, "skipped")
     with corpus.claim(member_id) as mine:
         if not mine:
-            return {"member": member_id, "status": "busy", "train_flops": 0, "wall_time": 0.0}
+            return untrained(member_id, "busy")
         if corpus.is_complete(member_id):  # finished by another process while we waited for the lock
-            return {"member": member_id, "status": "skipped", "train_flops": 0, "wall_time": 0.0}
+            return untrained(member_id, "skipped")
         arch, task = parse_arch(spec.arch), parse_task(spec.task)
         data = load_task(task)
         model = build_model(arch, data.input_shape, seed=spec.seed)
