@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 
 import numpy as np
 import pytest
@@ -10,14 +9,8 @@ import torch
 from sklearn.datasets import load_digits
 
 from weightgen import data
-from weightgen.data import cache_dir, input_shape, load_task
+from weightgen.data import cache_dir, cache_path, input_shape, load_task
 from weightgen.specs import parse_task
-
-
-def cache_path(task):
-    task = parse_task(task)
-    key = hashlib.sha256(task.to_string().encode()).hexdigest()[:16]
-    return cache_dir() / f"{task.dataset}-{key}.npz"
 
 
 def splits(ds):
@@ -180,6 +173,9 @@ def test_digits_noise_changes_pixels(digits):
     assert abs(noisy.train.x.double().mean().item()) < 1e-5
     assert_same(noisy, load_task("digits:noise=0.2"))
     assert not torch.equal(noisy.train.x, load_task("digits:noise=0.2,seed=1").train.x)
+    for clean, noisy_split in zip(splits(digits).values(), splits(noisy).values()):  # noise never moves the split
+        assert torch.equal(clean.y, noisy_split.y)
+        assert torch.corrcoef(torch.stack([clean.x.flatten(), noisy_split.x.flatten()]))[0, 1] > 0.8
 
 
 def test_template_seed_changes_mnist1d_inputs(mnist1d):

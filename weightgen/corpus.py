@@ -82,10 +82,15 @@ class Corpus:
             lock.release()
 
     def write_member(self, member_id: str, info: dict[str, Any], checkpoints: list[Checkpoint]) -> Path:
-        """Store a member's checkpoints atomically; ``info`` (arch, task, recipe, seed, ...) goes in every config."""
+        """Store a member's checkpoints atomically; ``info`` (arch, task, recipe, seed, ...) goes in every config.
+
+        Call it while holding :meth:`claim` for ``member_id``: it replaces what a killed writer left behind.
+        """
         if not checkpoints:
             raise CorpusError(f"member {member_id}: no checkpoints to write")
         self.members_dir.mkdir(parents=True, exist_ok=True)
+        for stale in self.members_dir.glob(f".{member_id}.*.tmp"):  # left by a killed writer; callers hold the claim
+            shutil.rmtree(stale, ignore_errors=True)
         tmp = Path(tempfile.mkdtemp(dir=self.members_dir, prefix=f".{member_id}.", suffix=".tmp"))
         try:
             steps = []

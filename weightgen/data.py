@@ -21,6 +21,7 @@ from weightgen.io import atomic_write_bytes
 from weightgen.specs import DigitsTask, MNIST1DTask, parse_task
 
 NUM_CLASSES = 10
+DATA_VERSION = 2  # bump when generation changes, so cached arrays are regenerated
 VAL_FRACTION = 0.125  # of the training pool; mnist1d's 4,000 train samples → 3,500 train / 500 val
 
 
@@ -53,11 +54,17 @@ def cache_dir() -> Path:
     return Path(root) / "data"
 
 
+def cache_path(task) -> Path:
+    """The cache file of a task's arrays, keyed by its canonical string and the generator version."""
+    task = parse_task(task)
+    key = hashlib.sha256(f"{DATA_VERSION}:{task.to_string()}".encode()).hexdigest()[:16]
+    return cache_dir() / f"{task.dataset}-{key}.npz"
+
+
 def load_task(task) -> Dataset:
     """The dataset for a task spec (string, dict or spec), from the cache or generated now."""
     task = parse_task(task)
-    key = hashlib.sha256(task.to_string().encode()).hexdigest()[:16]
-    path = cache_dir() / f"{task.dataset}-{key}.npz"
+    path = cache_path(task)
     if path.exists():
         try:
             with np.load(path) as arrays:
@@ -124,7 +131,7 @@ def _mnist1d(task: MNIST1DTask):
     args.seed = task.seed
     templates = get_templates()
     if task.template_seed:
-        templates = _perturbed_templates(templates, task.template_seed)
+        templates = perturbed_templates(templates, task.template_seed)
     # make_dataset reseeds numpy's global RNG; keep the caller's stream untouched.
     state = np.random.get_state()
     try:
@@ -134,7 +141,7 @@ def _mnist1d(task: MNIST1DTask):
     return data["x"].astype(np.float64), data["y"], data["x_test"].astype(np.float64), data["y_test"]
 
 
-def _perturbed_templates(templates: dict, seed: int) -> dict:
+def perturbed_templates(templates: dict, seed: int) -> dict:
     """A new "alphabet": each class template gets a smooth random bump, same normalisation as the originals."""
     rng = np.random.default_rng(seed)
     x = templates["x"].copy()
@@ -155,10 +162,11 @@ def _digits(task: DigitsTask):
     images = np.rot90(images, k=task.rot90, axes=(1, 2))
     if task.flip:
         images = images[:, :, ::-1]
-    rng = np.random.default_rng(task.seed)
+    # Separate streams: the split depends on the seed only, never on whether noise was drawn.
+    split_rng, noise_rng = (np.random.default_rng([task.seed, stream]) for stream in (0, 1))
     if task.noise:
-        images = images + task.noise * rng.normal(size=images.shape)
-    order = rng.permutation(len(labels))
+        images = images + task.noise * noise_rng.normal(size=images.shape)
+    order = split_rng.permutation(len(labels))
     n_test = len(labels) // 5  # 20% test, the rest is the train/val pool
     test, pool = order[:n_test], order[n_test:]
     return images[pool], labels[pool], images[test], labels[test]

@@ -99,9 +99,10 @@ class TinyTransformer(nn.Module):
 def build_model(arch, input_shape: tuple[int, ...], num_classes: int = NUM_CLASSES, seed: int | None = None) -> nn.Module:
     """Build the network for ``arch`` on inputs of ``input_shape``; ``seed`` fixes the random init."""
     arch = parse_arch(arch)
+    if seed is None:  # draw from (and advance) the caller's RNG, like any torch.nn constructor
+        return _construct(arch, tuple(input_shape), num_classes)
     with torch.random.fork_rng(devices=[]):
-        if seed is not None:
-            torch.manual_seed(seed)
+        torch.manual_seed(seed)
         return _construct(arch, tuple(input_shape), num_classes)
 
 

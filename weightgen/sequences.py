@@ -45,13 +45,13 @@ def task_features(task) -> torch.Tensor:
     if isinstance(task, MNIST1DTask):
         from mnist1d.data import get_templates
 
-        from weightgen.data import _perturbed_templates
+        from weightgen.data import perturbed_templates
 
         dataset[0] = 1
         knobs[:] = torch.tensor([task.noise, task.iid_noise * 10, task.shift / 60, task.scale, task.shear])
         t = get_templates()
         if task.template_seed:
-            t = _perturbed_templates(t, task.template_seed)
+            t = perturbed_templates(t, task.template_seed)
         templates[:] = torch.from_numpy(np.asarray(t["x"], dtype=np.float32).reshape(-1))
     elif isinstance(task, DigitsTask):
         dataset[1] = 1
