@@ -92,3 +92,19 @@ def test_ls_tokens_and_errors(built, tmp_path):
     assert not (tmp_path / "c").exists()  # refused before any work
     missing = runner.invoke(app, ["corpus", "import", str(tmp_path / "no-such-folder"), "--corpus", str(tmp_path / "c")])
     assert missing.exit_code == 2 and "does not exist" in missing.output
+
+
+def test_import_through_the_cli(tmp_path):
+    from weightgen.hub import export_checkpoint
+    from weightgen.models import build_model
+    from weightgen.specs import parse_arch, parse_task
+
+    arch, task = parse_arch("mlp:hidden=8"), parse_task("digits")
+    config = {"arch": arch.model_dump(), "arch_string": arch.to_string(), "task": task.model_dump(),
+              "task_string": task.to_string(), "seed": 3, "step": 7, "metrics": {"test_acc": 0.5}}
+    export_checkpoint(tmp_path / "my-model", build_model(arch, (8, 8), seed=3).state_dict(), config)
+    result = CliRunner().invoke(app, ["corpus", "import", str(tmp_path / "my-model"), "--corpus", str(tmp_path / "c")])
+    assert result.exit_code == 0, result.output
+    assert "imported hub--my-model" in result.output
+    frame = Corpus(tmp_path / "c").manifest()
+    assert frame[["member", "family", "task", "seed", "step"]].values.tolist() == [["hub--my-model", "mlp", "digits", 3, 7]]

@@ -240,7 +240,9 @@ def train(
                 on_log(row)
             window_loss, window_tokens, window_start, window_steps = 0.0, 0, time.perf_counter(), 0
         if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
+            saving = time.perf_counter()
             save_checkpoint(accelerator, out, step, losses, log)
+            window_start += time.perf_counter() - saving  # checkpoint time is not training throughput
             if cfg.stop_at and step >= cfg.stop_at:
                 accelerator.end_training()
                 return TrainResult(losses, world, accelerator.distributed_type.value, out, log=log)

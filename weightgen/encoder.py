@@ -139,7 +139,7 @@ def masked_mse(pred: torch.Tensor, target: torch.Tensor, coords: torch.Tensor, p
     return ((pred - target) ** 2 * mask).sum() / mask.sum().clamp(min=1)
 
 
-def _check(model_or_config, seqs: SequenceSet, width: int) -> None:
+def _check(seqs: SequenceSet, width: int) -> None:
     if seqs.values.shape[1] != width:
         raise ValueError(f"expected values of width {width}, got {tuple(seqs.values.shape)}")
 
@@ -170,11 +170,12 @@ def train_encoder(
     History rows ``{step, train_mse, val_mse}`` (masked MSE in normalised units; train_mse is the mean
     training loss since the last row, noise included). Deterministic for ``config.seed``.
     """
-    _check(config, train, config.patch_size)
+    _check(train, config.patch_size)
     if len(train.values) == 0:
         raise ValueError("train_encoder needs a non-empty training set")
-    torch.manual_seed(config.seed)  # initial weights; batches and noise use their own generator below
-    model = PatchAutoencoder(config)
+    with torch.random.fork_rng(devices=[]):  # seeded initial weights without touching the caller's RNG
+        torch.manual_seed(config.seed)
+        model = PatchAutoencoder(config)
     gen = torch.Generator().manual_seed(config.seed)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.0)
     # Cosine decay to 10%: the last steps at a small LR buy a noticeably lower reconstruction error.
@@ -212,7 +213,7 @@ def train_encoder(
 
 def encode_set(model: PatchAutoencoder, seqs: SequenceSet, standardize: bool = False) -> SequenceSet:
     """Same sequences, values replaced by latents (raw, or standardised for the DiT)."""
-    _check(model, seqs, model.config.patch_size)
+    _check(seqs, model.config.patch_size)
     model.eval()
     z = _batched(model.encode, seqs)
     return seqs.with_values(model.standardize(z) if standardize else z)
@@ -220,7 +221,7 @@ def encode_set(model: PatchAutoencoder, seqs: SequenceSet, standardize: bool = F
 
 def decode_set(model: PatchAutoencoder, seqs: SequenceSet, standardized: bool = False) -> SequenceSet:
     """Same sequences, latents (raw, or standardised) replaced by decoded normalised patches."""
-    _check(model, seqs, model.config.latent_dim)
+    _check(seqs, model.config.latent_dim)
     model.eval()
     fn = (lambda z, c: model.decode(model.unstandardize(z), c)) if standardized else model.decode
     return seqs.with_values(_batched(fn, seqs))
