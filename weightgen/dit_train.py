@@ -249,13 +249,19 @@ def train(
 
     final = ema if ema is not None else accelerator.unwrap_model(model)
     sha = weights_sha256(final)
-    atomic_write_json(out / f"rank-{rank}.json", {"rank": rank, "weights_sha256": sha})
+    atomic_write_json(out / f"rank-{rank}.json", {"rank": rank, "weights_sha256": sha, "peak_rss_mb": _peak_rss_mb()})
     if accelerator.is_main_process:
         save_pretrained(final, out, cfg, weights="ema" if ema is not None else "raw")
         _write_csv(out / "losses.csv", log)
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return TrainResult(losses, world, accelerator.distributed_type.value, out, sha, log)
+
+
+def _peak_rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
 def _write_csv(path: Path, rows: list[dict]) -> None:

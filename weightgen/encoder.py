@@ -91,7 +91,7 @@ class PatchAutoencoder(nn.Module):
     def encode(self, values: torch.Tensor, coords: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """[T, P] normalised patches → [T, latent_dim] raw latents (noisy in training mode)."""
         cond, mask = self._cond(coords)
-        x = values * mask  # padding carries no information; never let stray values leak in
+        x = torch.where(mask, values, 0.0)  # padding carries no information; never let stray values (even NaN) in
         if self.training and self.config.input_noise > 0:
             x = x + self.config.input_noise * torch.randn(x.shape, generator=generator, device=x.device) * mask
         z = self.encoder(torch.cat([x, cond], dim=1))
@@ -103,7 +103,7 @@ class PatchAutoencoder(nn.Module):
     def decode(self, latents: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
         """[T, latent_dim] raw latents → [T, P] normalised patches; padding positions exactly 0."""
         cond, mask = self._cond(coords)
-        return self.decoder(torch.cat([latents, cond], dim=1)) * mask
+        return torch.where(mask, self.decoder(torch.cat([latents, cond], dim=1)), 0.0)  # +0.0, not x * 0 = -0.0
 
     def forward(self, values: torch.Tensor, coords: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         return self.decode(self.encode(values, coords, generator), coords)
@@ -145,9 +145,11 @@ def _check(seqs: SequenceSet, width: int) -> None:
 
 
 @torch.no_grad()
-def _batched(fn, seqs: SequenceSet, batch: int = 65536) -> torch.Tensor:
-    parts = [fn(seqs.values[i : i + batch], seqs.coords[i : i + batch]) for i in range(0, len(seqs.values), batch)]
-    return torch.cat(parts) if parts else seqs.values[:, :0]
+def _batched(fn, seqs: SequenceSet | tuple[torch.Tensor, torch.Tensor], batch: int = 65536) -> torch.Tensor:
+    """``fn(values, coords)`` over row batches (bounded memory), concatenated."""
+    values, coords = (seqs.values, seqs.coords) if isinstance(seqs, SequenceSet) else seqs
+    parts = [fn(values[i : i + batch], coords[i : i + batch]) for i in range(0, len(values), batch)]
+    return torch.cat(parts) if parts else values.new_zeros(0, 0)
 
 
 def eval_mse(model: PatchAutoencoder, seqs: SequenceSet) -> float:
@@ -236,9 +238,7 @@ def reconstruct_state_dict(model: PatchAutoencoder, state_dict: dict, patch_size
     tokens = tokenize(state_dict, patch_size)
     values = normalize(tokens)
     model.eval()
-    with torch.no_grad():
-        recon = torch.cat([model(values[i : i + 65536], tokens.coords[i : i + 65536]) for i in range(0, len(values), 65536)]) \
-            if len(values) else values
+    recon = _batched(model, (values, tokens.coords)) if len(values) else values
     return denormalize(tokens, recon)
 
 
@@ -254,7 +254,8 @@ def per_kind_mse(model: PatchAutoencoder, seqs: SequenceSet) -> pd.DataFrame:
     for k in kinds.unique().tolist():
         sel = kinds == k
         rows.append({"kind": PARAM_KINDS[k], "tokens": int(sel.sum()), "mse": float(err[sel].sum() / n[sel].sum().clamp(min=1)),
-                     "rel_error": float(err[sel].sum().sqrt() / ref[sel].sum().sqrt().clamp(min=1e-12))})
+                     # undefined (NaN) for all-zero data, e.g. freshly initialised biases
+                     "rel_error": float(err[sel].sum().sqrt() / ref[sel].sum().sqrt()) if ref[sel].sum() > 0 else float("nan")})
     return pd.DataFrame(rows, columns=["kind", "tokens", "mse", "rel_error"]).sort_values("tokens", ascending=False, ignore_index=True)
 
 
