@@ -1,0 +1,99 @@
+"""Sample weights for an architecture and task: DiT latents → encoder decoder → a state_dict.
+
+The architecture enters only through token coordinates, so the template is the tokenization of a
+freshly built (random-init) network: its layout says which tokens to generate and where each goes;
+its values are never used. The sample's quality is judged the way every init is: accuracy of the
+loaded network, and its distance to the nearest corpus checkpoint of the same architecture (a
+memorisation check, next to the distance between two independently trained members).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from weightgen import diffusion
+from weightgen.data import input_shape, load_task
+from weightgen.models import build_model
+from weightgen.sequences import denormalize, family_id, normalize, task_features
+from weightgen.specs import parse_arch, parse_task
+from weightgen.tokens import Tokens, tokenize
+
+
+def template(arch, task, patch_size: int) -> Tokens:
+    """Tokens laying out ``arch`` on ``task``'s inputs (values from a seed-0 init, unused by sampling)."""
+    return tokenize(build_model(arch, input_shape(task), seed=0).state_dict(), patch_size)
+
+
+@torch.no_grad()
+def sample_state_dicts(dit, encoder, arch, task, samples: int = 1, steps: int = 50, guidance: float = 1.0,
+                       seed: int = 0) -> list[dict[str, torch.Tensor]]:
+    """``samples`` state_dicts for ``arch`` on ``task``, from DDIM with classifier-free guidance ``guidance``."""
+    arch, task = parse_arch(arch), parse_task(task)
+    tokens = template(arch, task, encoder.config.patch_size)
+    n = len(tokens)
+    coords = tokens.coords.unsqueeze(0).expand(samples, n, -1)  # [S, N, 8]
+    depth = tokens.depth.unsqueeze(0).expand(samples, n)  # [S, N]
+    family = torch.full((samples,), family_id(arch.family), dtype=torch.long)
+    features = task_features(task).unsqueeze(0).expand(samples, -1)  # [S, F]
+    dit.eval()
+    encoder.eval()
+
+    def model_fn(x, t, mask, drop_task=None, **_):
+        return dit(x, t, coords, depth, mask, family, features, drop_task=drop_task)
+
+    z = diffusion.sample(model_fn, (samples, n, dit.cfg.latent_dim), steps=steps, guidance_scale=guidance,
+                         generator=torch.Generator().manual_seed(seed))  # [S, N, latent]
+    values = encoder.decode(encoder.unstandardize(z.reshape(samples * n, -1)), coords.reshape(samples * n, -1))
+    return [denormalize(tokens, v) for v in values.reshape(samples, n, -1)]
+
+
+def evaluate_state_dict(state_dict: dict[str, torch.Tensor], arch, task, split: str = "test") -> float:
+    """Accuracy of ``arch`` loaded with ``state_dict`` on ``task``'s split, with no training."""
+    from weightgen.checkpoint import model_for_weights
+    from weightgen.training import evaluate
+
+    model = model_for_weights(state_dict, parse_arch(arch), parse_task(task), where="sample")
+    return evaluate(model, getattr(load_task(task), split))[1]
+
+
+def relative_distance(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], patch_size: int = 32) -> float:
+    """‖a − b‖ / ‖b‖ over fan-in-normalised weights (same architecture)."""
+    x, y = normalize(tokenize(a, patch_size)), normalize(tokenize(b, patch_size))
+    return float((x - y).norm() / y.norm().clamp(min=1e-12))
+
+
+def seen_report(dit, encoder, corpus_root, pairs: list[tuple[str, str]], samples: int = 2, guidance: float = 1.0,
+                steps: int = 50, seed: int = 0):
+    """One row per (arch, task) in the corpus: sampled accuracy (no fine-tuning) beside the members' final
+    accuracy, and each sample's distance to its nearest final member of that arch beside member-to-member."""
+    import itertools
+
+    import pandas as pd
+
+    from weightgen.corpus import Corpus
+
+    corpus = Corpus(corpus_root)
+    manifest = corpus.require_nonempty()
+    rows = []
+    for arch, task in pairs:
+        arch_s, task_s = parse_arch(arch).to_string(), parse_task(task).to_string()
+        mine = manifest[(manifest["arch"] == arch_s)]
+        final = mine.sort_values("step").groupby("member").tail(1)
+        pair_final = final[final["task"] == task_s]
+        if pair_final.empty:
+            raise ValueError(f"{arch_s} on {task_s} is not in the corpus: not a seen pair")
+        members = {m: corpus.load(m, int(s))[0] for m, s in zip(final["member"], final["step"])}
+        between = [relative_distance(members[a], members[b], encoder.config.patch_size)
+                   for a, b in itertools.combinations(pair_final["member"], 2)]
+        for i, state in enumerate(sample_state_dicts(dit, encoder, arch_s, task_s, samples, steps, guidance, seed)):
+            distances = {m: relative_distance(state, w, encoder.config.patch_size) for m, w in members.items()}
+            nearest = min(distances, key=distances.get)
+            rows.append({
+                "arch": arch_s, "task": task_s, "sample": i,
+                "acc_sample": evaluate_state_dict(state, arch_s, task_s),
+                "acc_members": float(pair_final["test_acc"].mean()),
+                "nearest_member": nearest, "nearest_same_task": nearest in set(pair_final["member"]),
+                "dist_nearest": distances[nearest],
+                "dist_between_members": float(sum(between) / len(between)) if between else float("nan"),
+            })
+    return pd.DataFrame(rows)
