@@ -24,6 +24,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -56,6 +57,7 @@ class TrainConfig:
     ema: float = 0.0  # EMA decay, e.g. 0.999; 0 = off
     resume: bool = False
     stop_at: int = 0  # stop (as if killed) after this step's checkpoint, without writing the model; 0 = off
+    eval_every: int = 0  # call on_eval(step, model) on the main process every this many steps; 0 = off
 
 
 @dataclass
@@ -171,6 +173,7 @@ def train(
     cfg: TrainConfig,
     model_cfg: DiTConfig | None = None,
     on_log: Callable[[dict], None] | None = None,
+    on_eval: Callable[[int, DiT], None] | None = None,
 ) -> TrainResult:
     from accelerate import Accelerator
     from accelerate.utils import set_seed
@@ -239,6 +242,11 @@ def train(
             if on_log is not None and accelerator.is_main_process:
                 on_log(row)
             window_loss, window_tokens, window_start, window_steps = 0.0, 0, time.perf_counter(), 0
+        if on_eval is not None and cfg.eval_every and step % cfg.eval_every == 0 and accelerator.is_main_process:
+            unwrapped = accelerator.unwrap_model(model)
+            unwrapped.eval()
+            on_eval(step, ema if ema is not None else unwrapped)  # samples use their own generator: no RNG drift
+            unwrapped.train()
         if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
             saving = time.perf_counter()
             save_checkpoint(accelerator, out, step, losses, log)
@@ -287,12 +295,47 @@ def main(argv: list[str] | None = None) -> TrainResult:
         else:
             kind = {"int": int, "float": float}.get(f.type if isinstance(f.type, str) else f.type.__name__)
             parser.add_argument(flag, type=kind, default=f.default)
+    parser.add_argument("--encoder", help="encoder folder: with --eval-pairs, sample and score seen architectures")
+    parser.add_argument("--eval-pairs", default="", help="'ARCH@TASK;ARCH@TASK' scored every --eval-every steps")
+    parser.add_argument("--eval-samples", type=int, default=2)
     args = parser.parse_args(argv)
     cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
     data = SequenceSet.load(args.data)
     overrides = {k: getattr(args, k) for k in ("dim", "depth", "heads") if getattr(args, k) is not None}
     model_cfg = DiTConfig(latent_dim=data.values.shape[1], **{**DIT_PRESETS[args.preset], **overrides})
-    return train(data, args.out, cfg, model_cfg)
+    on_log, on_eval = _mlflow_callbacks(args)
+    return train(data, args.out, cfg, model_cfg, on_log=on_log, on_eval=on_eval)
+
+
+def _mlflow_callbacks(args):
+    """With MLFLOW_RUN_ID set (the DiT flow does), log losses and sampled accuracies into that run."""
+    run_id = os.environ.get("MLFLOW_RUN_ID")  # read once: mlflow clears it when a run it resumed ends
+    if not run_id:
+        return None, None
+    import mlflow
+
+    def log(row: dict) -> None:
+        with mlflow.start_run(run_id=run_id):
+            mlflow.log_metrics({"loss": row["loss"], "tokens_per_s": row["tokens_per_s"]}, step=row["step"])
+
+    pairs = [p.split("@", 1) for p in args.eval_pairs.split(";") if "@" in p]
+    if not (args.encoder and pairs):
+        return log, None
+    from weightgen.encoder import PatchAutoencoder
+    from weightgen.sampling import evaluate_state_dict, sample_state_dicts
+
+    encoder = PatchAutoencoder.load(args.encoder)
+
+    def evaluate(step: int, model: DiT) -> None:
+        metrics = {}
+        for arch, task in pairs:
+            states = sample_state_dicts(model, encoder, arch, task, samples=args.eval_samples, steps=25)
+            accs = [evaluate_state_dict(s, arch, task) for s in states]
+            metrics[re.sub(r"[^\w./ -]", "_", f"sample_acc/{arch}/{task}")] = sum(accs) / len(accs)
+        with mlflow.start_run(run_id=run_id):
+            mlflow.log_metrics(metrics, step=step)
+
+    return log, evaluate
 
 
 if __name__ == "__main__":

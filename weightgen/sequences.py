@@ -28,6 +28,7 @@ from weightgen.specs import FAMILIES, DigitsTask, MNIST1DTask, parse_task
 from weightgen.tokens import KIND_ID, Tokens, detokenize
 
 _MATRIX_KINDS = {KIND_ID[k] for k in ("linear_weight", "conv_weight", "attn_in_weight", "attn_out_weight")}
+_TABLE_KINDS = {KIND_ID[k] for k in ("embedding", "pos_embedding")}
 _FORMAT = "weightgen.sequences/1"
 TASK_FEATURES = 2 + 5 + 120 + 6 + NUM_CLASSES * NUM_CLASSES
 
@@ -67,10 +68,16 @@ def task_features(task) -> torch.Tensor:
 
 # --------------------------------------------------------------------------- scales
 def fan_in_scales(tokens: Tokens) -> torch.Tensor:
-    """[N] per-token scale from the architecture alone: 1/sqrt(cols) for matrices/kernels, else 1."""
+    """[N] per-token scale: 1/sqrt(cols) for matrices/kernels, the tensor's own std for embedding tables, else 1.
+
+    Embedding tables have no fan-in to go by (a BERT word table has std ≈ 0.05, a fresh one 1), so they
+    use the stored per-tensor std; for a template built from a fresh network that is its init scale.
+    """
     kind, cols = tokens.coords[:, 2], tokens.coords[:, 6].clamp(min=1).to(torch.float32)
-    is_matrix = torch.tensor([int(k) in _MATRIX_KINDS for k in kind.tolist()], dtype=torch.bool)
-    return torch.where(is_matrix, cols.rsqrt(), torch.ones_like(cols))
+    is_matrix = torch.isin(kind, torch.tensor(sorted(_MATRIX_KINDS)))
+    is_table = torch.isin(kind, torch.tensor(sorted(_TABLE_KINDS)))
+    scales = torch.where(is_matrix, cols.rsqrt(), torch.ones_like(cols))
+    return torch.where(is_table, tokens.patch_scales(), scales)
 
 
 def normalize(tokens: Tokens) -> torch.Tensor:

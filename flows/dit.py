@@ -1,0 +1,80 @@
+"""The DiT flow: train the diffusion transformer on cached latents (Accelerate), then judge seen samples."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
+from pydantic import Field
+
+DEFAULT_PAIRS = "mlp:hidden=64x64@mnist1d;cnn1d:channels=16x16x16@mnist1d;cnn2d:channels=8x16@digits;transformer:dim=16,depth=1,heads=2,patch=8@digits"
+
+
+@task(name="train-dit", cache_policy=NO_CACHE)
+def train_dit_task(run_dir: str, processes: int, options: dict, run_id: str) -> str:
+    from weightgen.dit_stage import train_dit
+    from weightgen.tracking import tracking_uri
+
+    out = Path(run_dir) / "dit"
+    env = {"MLFLOW_RUN_ID": run_id, "MLFLOW_TRACKING_URI": tracking_uri()}
+    return str(train_dit(Path(run_dir) / "latents.safetensors", out, processes, extra_env=env, **options))
+
+
+@task(name="judge-samples", cache_policy=NO_CACHE)
+def judge_samples_task(run_dir: str, corpus_dir: str, pairs: str, samples: int, guidance: float):
+    from weightgen.dit_train import load_dit
+    from weightgen.encoder import PatchAutoencoder
+    from weightgen.sampling import seen_report
+
+    dit, encoder = load_dit(Path(run_dir) / "dit"), PatchAutoencoder.load(Path(run_dir) / "encoder")
+    return seen_report(dit, encoder, corpus_dir, [tuple(p.split("@", 1)) for p in pairs.split(";")], samples, guidance)
+
+
+@flow(name="dit", flow_run_name="dit-{run_dir}")
+def dit_flow(
+    run_dir: str = Field("runs/default", description="holds encoder/ and latents.safetensors (the encoder flow's output)"),
+    corpus_dir: str = Field("corpus/default", description="corpus the latents came from (for judging samples)"),
+    processes: int = Field(1, ge=1, le=64, description="training processes (accelerate launch when > 1)"),
+    steps: int = Field(2000, ge=1),
+    batch_size: int = Field(16, ge=1),
+    lr: float = Field(3e-4, gt=0),
+    preset: str = Field("S", pattern="^(tiny|S|M)$"),
+    checkpoint_every: int = Field(500, ge=0),
+    resume: bool = Field(True, description="continue from the latest checkpoint in run_dir/dit"),
+    eval_every: int = Field(500, ge=0, description="score sampled seen architectures every this many steps"),
+    pairs: str = Field(DEFAULT_PAIRS, description="seen 'ARCH@TASK;...' pairs to sample and score"),
+    samples: int = Field(2, ge=1, le=64),
+    guidance: float = Field(1.0, ge=0),
+) -> dict:
+    import mlflow
+
+    from weightgen.tracking import stage_run
+
+    params = {k: v for k, v in locals().items() if k not in ("mlflow", "stage_run")}
+    with stage_run("dit", run_name=f"dit-{preset}-{steps}", params=params,
+                   tags={"prefect.flow_run_id": str(flow_run.id or "")}) as run:
+        options = {"steps": steps, "batch_size": batch_size, "lr": lr, "preset": preset, "checkpoint_every": checkpoint_every,
+                   "resume": resume, "eval_every": eval_every, "encoder": str(Path(run_dir) / "encoder"),
+                   "eval_pairs": pairs, "eval_samples": samples, "log_every": 50}
+        out = train_dit_task(run_dir, processes, options, run.info.run_id)
+        report = judge_samples_task(run_dir, corpus_dir, pairs, samples, guidance)
+        summary = {"sample_acc_median": float(report["acc_sample"].median()),
+                   "members_acc_median": float(report["acc_members"].median()),
+                   "dist_nearest_median": float(report["dist_nearest"].median()),
+                   "dist_between_members_median": float(report["dist_between_members"].median())}
+        mlflow.log_metrics(summary)
+        with tempfile.TemporaryDirectory() as tmp:
+            report.to_csv(Path(tmp) / "seen_samples.csv", index=False)
+            mlflow.log_artifact(str(Path(tmp) / "seen_samples.csv"))
+        for name in ("model.safetensors", "config.json", "losses.csv", "run.json"):
+            if (Path(out) / name).is_file():
+                mlflow.log_artifact(str(Path(out) / name), artifact_path="dit")
+    get_run_logger().info("dit: %s\n%s", summary, report.to_string(index=False))
+    return summary
+
+
+if __name__ == "__main__":
+    dit_flow()

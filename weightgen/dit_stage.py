@@ -1,0 +1,45 @@
+"""The DiT stage around the training script: launch it (1 process or Accelerate), then judge samples.
+
+Training runs as a subprocess — ``python -m weightgen.dit_train`` for one process, ``accelerate
+launch --multi_gpu --num_processes N`` for several (``ACCELERATE_USE_CPU=true`` without a GPU) —
+so the same script serves a laptop, a multi-core box and a GPU node. With ``MLFLOW_RUN_ID`` set,
+the script logs its losses and the accuracy of a few sampled seen architectures into that run.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+
+def launch_command(processes: int, args: list[str]) -> tuple[list[str], dict[str, str]]:
+    """The command line and extra environment that run ``weightgen.dit_train`` on ``processes`` processes."""
+    if processes <= 1:
+        return [sys.executable, "-m", "weightgen.dit_train", *args], {}
+    accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent)) or "accelerate"
+    env = {} if torch.cuda.is_available() else {"ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
+    return [accelerate, "launch", "--multi_gpu", "--num_processes", str(processes), "--num_machines", "1",
+            "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "weightgen.dit_train", *args], env
+
+
+def train_dit(latents: str | os.PathLike, out: str | os.PathLike, processes: int = 1, extra_env: dict | None = None,
+              **options) -> Path:
+    """Run the training script; ``options`` become ``--flags`` (``eval_pairs=...`` → ``--eval-pairs ...``)."""
+    args = ["--data", str(latents), "--out", str(out)]
+    for key, value in options.items():
+        flag = "--" + key.replace("_", "-")
+        if value is True:
+            args.append(flag)
+        elif value not in (None, False):
+            args += [flag, str(value)]
+    command, env = launch_command(processes, args)
+    completed = subprocess.run(command, env={**os.environ, **env, **(extra_env or {})}, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    if completed.returncode:
+        raise RuntimeError(f"DiT training failed (exit {completed.returncode}):\n{completed.stdout[-4000:]}")
+    return Path(out)
