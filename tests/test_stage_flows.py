@@ -37,6 +37,12 @@ def test_encoder_then_dit_flow(tiny_corpus, tmp_path):
     assert latents.values.shape[1] == 8 and len(latents) == 16
     assert PatchAutoencoder.load(run_dir / "encoder").config.latent_dim == 8
 
+    weights = run_dir / "encoder" / "model.safetensors"
+    before = weights.stat().st_mtime_ns
+    again = encoder_flow(corpus_dir=str(tiny_corpus), out_dir=str(run_dir), patch_size=8, latent_dim=8, steps=60,
+                         min_step=0, holdout=0.25)
+    assert again == summary and weights.stat().st_mtime_ns == before  # same corpus and settings: reused, not retrained
+
     result = dit_flow(run_dir=str(run_dir), corpus_dir=str(tiny_corpus), steps=6, batch_size=4, preset="tiny",
                       checkpoint_every=3, eval_every=3, pairs=PAIR, samples=1)
     assert 0 <= result["sample_acc_median"] <= 1 and result["dist_nearest_median"] > 0
@@ -44,7 +50,7 @@ def test_encoder_then_dit_flow(tiny_corpus, tmp_path):
 
     mlflow.set_tracking_uri(tracking_uri())
     enc = mlflow.search_runs(experiment_names=["weightgen-encoder"])
-    assert len(enc) == 1 and "metrics.acc_kept_median" in enc and "params.latent_dim" in enc
+    assert len(enc) == 2 and "metrics.acc_kept_median" in enc and "params.latent_dim" in enc
     dit = mlflow.search_runs(experiment_names=["weightgen-dit"])
     assert len(dit) == 1
     client = mlflow.MlflowClient()

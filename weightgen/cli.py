@@ -12,6 +12,11 @@ from rich.table import Table
 app = typer.Typer(help="Generate neural-network weights; start new models from a good place.", no_args_is_help=True)
 corpus_app = typer.Typer(help="Build, import and inspect checkpoint corpora.", no_args_is_help=True)
 app.add_typer(corpus_app, name="corpus")
+encoder_app = typer.Typer(help="Train and judge the latent patch encoder.", no_args_is_help=True)
+dit_app = typer.Typer(help="Train the diffusion transformer and sample from it.", no_args_is_help=True)
+app.add_typer(encoder_app, name="encoder")
+app.add_typer(dit_app, name="dit")
+DEFAULT_RUN = "runs/default"
 console = Console()
 errors = Console(stderr=True, soft_wrap=True)  # unwrapped, so a long path stays one line
 
@@ -100,6 +105,89 @@ def corpus_ls(corpus: Path = typer.Option(DEFAULT_CORPUS, help="corpus folder"))
         table.add_row(family, task or "—", f"{members:d}", f"{checkpoints:d}", f"{params:,.0f}",
                       "—" if pd.isna(acc) else f"{acc:.3f}")
     console.print(table)
+
+
+def _print_summary(title: str, summary: dict) -> None:
+    table = Table(title=title, show_header=False)
+    for key, value in summary.items():
+        table.add_row(key, _fmt(value))
+    console.print(table)
+
+
+@encoder_app.command("train")
+def encoder_train(
+    corpus: Path = typer.Option(DEFAULT_CORPUS, help="corpus folder"),
+    out: Path = typer.Option(DEFAULT_RUN, help="run folder: encoder/ and latents.safetensors are written here"),
+    patch_size: int = typer.Option(32, min=1),
+    latent_dim: int = typer.Option(32, min=1),
+    steps: int = typer.Option(3000, min=1),
+    minilm: bool = typer.Option(False, help="also report MiniLM sentence-embedding cosine after reconstruction"),
+) -> None:
+    """Train the patch autoencoder (a Prefect flow), report held-out fidelity, cache the corpus latents."""
+    _quiet_prefect()
+    from flows.encoder import encoder_flow
+
+    _print_summary(f"encoder {out}", encoder_flow(corpus_dir=str(corpus), out_dir=str(out), patch_size=patch_size,
+                                                  latent_dim=latent_dim, steps=steps, minilm=minilm))
+
+
+@dit_app.command("train")
+def dit_train(
+    run: Path = typer.Option(DEFAULT_RUN, help="run folder holding encoder/ and latents.safetensors"),
+    corpus: Path = typer.Option(DEFAULT_CORPUS, help="corpus the latents came from"),
+    processes: int = typer.Option(1, min=1, help="training processes (accelerate launch when > 1)"),
+    steps: int = typer.Option(2000, min=1),
+    batch_size: int = typer.Option(16, min=1),
+    preset: str = typer.Option("S", help="tiny | S | M"),
+) -> None:
+    """Train the DiT on the cached latents (resumes from the latest checkpoint), then score seen samples."""
+    _quiet_prefect()
+    from flows.dit import dit_flow
+
+    _print_summary(f"DiT {run}", dit_flow(run_dir=str(run), corpus_dir=str(corpus), processes=processes, steps=steps,
+                                          batch_size=batch_size, preset=preset))
+
+
+@dit_app.command("sample")
+def dit_sample(
+    arch: str = typer.Option(..., help="architecture spec, e.g. mlp:hidden=64x64"),
+    task: str = typer.Option(..., help="task spec, e.g. mnist1d"),
+    run: Path = typer.Option(DEFAULT_RUN, help="run folder holding encoder/ and dit/"),
+    samples: int = typer.Option(3, min=1),
+    guidance: float = typer.Option(1.0, min=0.0),
+    seed: int = typer.Option(0),
+) -> None:
+    """Sample weights for an architecture and task and print each sample's test accuracy (no fine-tuning)."""
+    from weightgen.dit_train import load_dit
+    from weightgen.encoder import PatchAutoencoder
+    from weightgen.sampling import evaluate_state_dict, sample_state_dicts
+    from weightgen.specs import SpecError
+
+    try:
+        dit, encoder = load_dit(run / "dit"), PatchAutoencoder.load(run / "encoder")
+        states = sample_state_dicts(dit, encoder, arch, task, samples, guidance=guidance, seed=seed)
+    except (SpecError, ValueError, OSError) as exc:
+        _fail(str(exc))
+    for i, state in enumerate(states):
+        console.print(f"sample {i}: test accuracy {evaluate_state_dict(state, arch, task):.3f}")
+
+
+@app.command("run")
+def run_all(
+    grid: Path = typer.Option(DEFAULT_GRID, help="zoo grid YAML"),
+    corpus: Path = typer.Option(DEFAULT_CORPUS, help="corpus folder"),
+    run: Path = typer.Option(DEFAULT_RUN, help="run folder for the encoder and the DiT"),
+    workers: int = typer.Option(2, min=1, help="parallel zoo training processes"),
+    dit_steps: int = typer.Option(2000, min=1, help="DiT training steps"),
+) -> None:
+    """The main job on the embedded defaults: corpus → encoder → DiT.
+
+    A rerun skips finished corpus members, reuses the encoder when the corpus and settings are unchanged,
+    and resumes the DiT from its latest checkpoint.
+    """
+    corpus_build(grid=grid, out=corpus, workers=workers)
+    encoder_train(corpus=corpus, out=run, patch_size=32, latent_dim=32, steps=3000, minilm=False)
+    dit_train(run=run, corpus=corpus, processes=1, steps=dit_steps, batch_size=16, preset="S")
 
 
 @app.command("tokens")

@@ -37,9 +37,24 @@ def train_dit(latents: str | os.PathLike, out: str | os.PathLike, processes: int
             args.append(flag)
         elif value not in (None, False):
             args += [flag, str(value)]
+    _check_latents_unchanged(Path(latents), Path(out), resume=bool(options.get("resume")))
     command, env = launch_command(processes, args)
     completed = subprocess.run(command, env={**os.environ, **env, **(extra_env or {})}, text=True,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     if completed.returncode:
         raise RuntimeError(f"DiT training failed (exit {completed.returncode}):\n{completed.stdout[-4000:]}")
     return Path(out)
+
+
+def _check_latents_unchanged(latents: Path, out: Path, resume: bool) -> None:
+    """Resuming on other latents would silently mix two datasets: refuse, naming the way out."""
+    import hashlib
+
+    from weightgen.io import atomic_write_text
+
+    digest = hashlib.sha256(latents.read_bytes()).hexdigest()
+    stamp = out / "latents.sha256"
+    if resume and stamp.is_file() and stamp.read_text().strip() != digest and (out / "checkpoints").is_dir():
+        raise ValueError(f"{latents} changed since the DiT checkpoints in {out} were written; "
+                         f"remove {out} or train with resume off")
+    atomic_write_text(stamp, digest + "\n")

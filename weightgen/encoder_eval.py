@@ -95,10 +95,47 @@ class EncoderStage:
     minilm: dict | None = None
 
 
+def _stage_key(corpus_root, config: EncoderConfig, min_step: int, holdout: float, minilm: bool) -> str:
+    """What the stage's outputs depend on: the corpus manifest's bytes and every setting."""
+    import dataclasses
+    import json
+
+    corpus = Corpus(corpus_root)
+    corpus.require_nonempty()
+    manifest = hashlib.sha256(corpus.manifest_path.read_bytes()).hexdigest()
+    settings = json.dumps([dataclasses.asdict(config), min_step, holdout, minilm], sort_keys=True)
+    return hashlib.sha256(f"{manifest}:{settings}".encode()).hexdigest()
+
+
 def run_encoder_stage(corpus_root, out_dir, config: EncoderConfig, min_step: int = 1000, holdout: float = 0.1,
-                      minilm: bool = False, on_step: Callable[[dict], None] | None = None) -> EncoderStage:
-    """Train, judge and save the encoder; write ``out_dir/encoder/`` and ``out_dir/latents.safetensors``."""
+                      minilm: bool = False, on_step: Callable[[dict], None] | None = None, reuse: bool = True) -> EncoderStage:
+    """Train, judge and save the encoder; write ``out_dir/encoder/`` and ``out_dir/latents.safetensors``.
+
+    With ``reuse``, outputs written for the same corpus manifest and settings are loaded instead of
+    retrained, so the latents — and any DiT checkpoints trained on them — stay valid across reruns.
+    """
+    import json
+
+    from weightgen.io import atomic_write_json
+
     out_dir = Path(out_dir)
+    key = _stage_key(corpus_root, config, min_step, holdout, minilm)
+    stamp = out_dir / "encoder_stage.json"
+    if reuse and stamp.is_file() and (out_dir / "latents.safetensors").is_file():
+        saved = json.loads(stamp.read_text())
+        if saved.get("key") == key:
+            return EncoderStage(PatchAutoencoder.load(out_dir / "encoder"), saved["history"],
+                                pd.read_csv(out_dir / "per_kind_mse.csv"), pd.read_csv(out_dir / "fidelity.csv"),
+                                saved["held_out"], saved["summary"], None)
+    stage = _train_stage(corpus_root, out_dir, config, min_step, holdout, minilm, on_step)
+    stage.per_kind.to_csv(out_dir / "per_kind_mse.csv", index=False)
+    stage.fidelity.to_csv(out_dir / "fidelity.csv", index=False)
+    atomic_write_json(stamp, {"key": key, "history": stage.history, "held_out": stage.held_out, "summary": stage.summary})
+    return stage
+
+
+def _train_stage(corpus_root, out_dir: Path, config: EncoderConfig, min_step: int, holdout: float, minilm: bool,
+                 on_step: Callable[[dict], None] | None) -> EncoderStage:
     frame = Corpus(corpus_root).require_nonempty()
     frame = frame[frame["family"] != "external"]
     held = held_out_members(frame, holdout)
