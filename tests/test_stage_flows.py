@@ -60,3 +60,29 @@ def test_encoder_then_dit_flow(tiny_corpus, tmp_path):
     assert sampled and [m.step for m in client.get_metric_history(run_id, sampled[0])] == [3, 6]
     artifacts = {a.path for a in client.list_artifacts(run_id)}
     assert {"seen_samples.csv", "dit"} <= artifacts
+
+
+def test_dit_refuses_to_resume_on_changed_latents(tmp_path):
+    from weightgen.dit_stage import _check_latents_unchanged
+
+    latents, out = tmp_path / "latents.safetensors", tmp_path / "dit"
+    latents.write_bytes(b"first")
+    (out / "checkpoints").mkdir(parents=True)
+    _check_latents_unchanged(latents, out, resume=True)  # first run: records the digest
+    _check_latents_unchanged(latents, out, resume=True)  # same latents: fine
+    latents.write_bytes(b"second")
+    with pytest.raises(ValueError, match="changed since the DiT checkpoints"):
+        _check_latents_unchanged(latents, out, resume=True)
+    _check_latents_unchanged(latents, out, resume=False)  # starting over is allowed, and re-stamps
+    _check_latents_unchanged(latents, out, resume=True)
+
+
+def test_launch_command_uses_accelerate_for_several_processes():
+    from weightgen.dit_stage import launch_command
+
+    single, env = launch_command(1, ["--data", "x"])
+    assert single[1:3] == ["-m", "weightgen.dit_train"] and env == {}
+    multi, env = launch_command(2, ["--data", "x"])
+    assert multi[1:5] == ["launch", "--multi_gpu", "--num_processes", "2"] and multi[-2:] == ["--data", "x"]
+    if not torch.cuda.is_available():
+        assert env["ACCELERATE_USE_CPU"] == "true"
