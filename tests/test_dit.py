@@ -208,3 +208,36 @@ def test_two_cpu_processes_match_one(tmp_path):
     a, b = _weights(tmp_path / "one"), _weights(tmp_path / "two")
     diff = max(float((a[k] - b[k]).abs().max()) for k in a)
     assert diff < 1e-4, diff
+
+
+def test_sigkilled_training_resumes_to_the_same_weights(tmp_path):
+    """A real kill (SIGKILL mid-run, not a polite stop) and --resume give the uninterrupted run's weights."""
+    import signal
+    import time
+
+    data = synthetic()
+    data.save(tmp_path / "seqs.safetensors")
+    args = ["--data", str(tmp_path / "seqs.safetensors"), "--preset", "tiny", "--steps", "60", "--batch-size", "4",
+            "--max-len", "24", "--lr", "1e-3", "--log-every", "10", "--checkpoint-every", "5"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    run = [sys.executable, "-m", "weightgen.dit_train", *args]
+    killed = subprocess.Popen([*run, "--out", str(tmp_path / "killed")], cwd=ROOT, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first = tmp_path / "killed" / "checkpoints" / "step-000010"
+    deadline = time.monotonic() + 120
+    while not first.is_dir():
+        assert killed.poll() is None and time.monotonic() < deadline, "training ended before a checkpoint appeared"
+        time.sleep(0.02)
+    os.kill(killed.pid, signal.SIGKILL)
+    killed.wait()
+    assert not (tmp_path / "killed" / "model.safetensors").exists()  # it really died part-way
+    resumed = subprocess.run([*run, "--out", str(tmp_path / "killed"), "--resume"], cwd=ROOT, env=env,
+                             capture_output=True, text=True, timeout=120)
+    assert resumed.returncode == 0 and "resumed from" in resumed.stdout, resumed.stderr[-2000:]
+    whole = subprocess.run([*run, "--out", str(tmp_path / "whole")], cwd=ROOT, env=env, capture_output=True, text=True,
+                           timeout=120)
+    assert whole.returncode == 0, whole.stderr[-2000:]
+    a, b = _weights(tmp_path / "whole"), _weights(tmp_path / "killed")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    losses = [(tmp_path / d / "losses.csv").read_text().splitlines() for d in ("whole", "killed")]
+    assert [line.split(",")[:2] for line in losses[0]] == [line.split(",")[:2] for line in losses[1]]
