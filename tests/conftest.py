@@ -8,6 +8,18 @@ import pytest
 
 
 @pytest.fixture(scope="session", autouse=True)
+def one_thread():
+    """Every model here is tiny: a second intra-op thread buys nothing and, on a busy 2-core machine,
+    costs up to 30x in OpenMP spin-waits."""
+    import torch
+
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(saved)
+
+
+@pytest.fixture(scope="session", autouse=True)
 def isolated_state(tmp_path_factory):
     root = tmp_path_factory.mktemp("weightgen-state")
     saved = {k: os.environ.get(k) for k in ("WEIGHTGEN_CACHE", "WEIGHTGEN_MLRUNS", "PREFECT_HOME", "MLFLOW_TRACKING_URI")}

@@ -34,13 +34,6 @@ def synthetic_set(seeds=(0, 1, 2), archs=("mlp:hidden=12", "cnn1d:channels=4x6,n
     return from_tokens(items)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Tiny matmuls: a second OpenMP thread buys nothing and, on a busy machine, costs up to 30x in spin-waits.
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
 
 
 @pytest.fixture(scope="module")

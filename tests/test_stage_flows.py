@@ -28,7 +28,6 @@ def test_encoder_then_dit_flow(tiny_corpus, tmp_path):
     from flows.dit import dit_flow
     from flows.encoder import encoder_flow
 
-    torch.set_num_threads(1)
     run_dir = tmp_path / "run"
     summary = encoder_flow(corpus_dir=str(tiny_corpus), out_dir=str(run_dir), patch_size=8, latent_dim=8, steps=60,
                            min_step=0, holdout=0.25)

@@ -14,13 +14,6 @@ from weightgen.specs import Recipe
 from weightgen.training import count_eval_flops, count_step_flops, evaluate, train
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models: one intra-op thread is as fast, and far faster when the cores are busy with other work."""
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
 
 
 @pytest.fixture(scope="module")

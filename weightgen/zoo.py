@@ -22,30 +22,25 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from weightgen.specs import Recipe, SpecError, parse_arch, parse_task
 
 _COMPATIBLE = {"mlp": {1, 2}, "transformer": {1, 2}, "cnn1d": {1}, "cnn2d": {2}}  # family → input ranks
 
 
+# Spec strings validated and stored in canonical form, so "mlp:hidden=8,activation=relu" equals "mlp:hidden=8".
+ArchString = Annotated[str, AfterValidator(lambda a: parse_arch(a).to_string())]
+TaskString = Annotated[str, AfterValidator(lambda t: parse_task(t).to_string())]
+
+
 class Exclude(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    archs: list[str] = []
-    tasks: list[str] = []
-
-    @field_validator("archs")
-    @classmethod
-    def _canonical_archs(cls, v: list[str]) -> list[str]:
-        return [parse_arch(a).to_string() for a in v]
-
-    @field_validator("tasks")
-    @classmethod
-    def _canonical_tasks(cls, v: list[str]) -> list[str]:
-        return [parse_task(t).to_string() for t in v]
+    archs: list[ArchString] = []
+    tasks: list[TaskString] = []
 
 
 class Grid(BaseModel):
@@ -55,19 +50,9 @@ class Grid(BaseModel):
     checkpoint_steps: list[int] = Field(default=[], description="steps saved along each trajectory; the last step is always saved")
     recipe: Recipe = Recipe()
     recipes: dict[str, dict[str, Any]] = {}
-    archs: list[str] = Field(min_length=1)
-    tasks: list[str] = Field(min_length=1)
+    archs: list[ArchString] = Field(min_length=1)
+    tasks: list[TaskString] = Field(min_length=1)
     exclude: Exclude = Exclude()
-
-    @field_validator("archs")
-    @classmethod
-    def _valid_archs(cls, v: list[str]) -> list[str]:
-        return [parse_arch(a).to_string() for a in v]
-
-    @field_validator("tasks")
-    @classmethod
-    def _valid_tasks(cls, v: list[str]) -> list[str]:
-        return [parse_task(t).to_string() for t in v]
 
     @field_validator("recipes")
     @classmethod
