@@ -18,7 +18,7 @@ PAIR = "mlp:hidden=8@digits"
 def tiny_corpus(tmp_path_factory):
     root = tmp_path_factory.mktemp("corpus")
     grid = load_grid({"seeds": [0, 1], "checkpoint_steps": [30], "recipe": {"steps": 60, "eval_every": 30, "lr": 0.01},
-                      "archs": ["mlp:hidden=8", "cnn2d:channels=2"], "tasks": ["digits", "digits:rot90=1"]})
+                      "archs": ["mlp:hidden=8", "cnn2d:channels=2"], "tasks": ["digits", "digits:rot90=1", "mnist1d"]})
     for member in expand(grid):
         train_member(member, root)
     return root
@@ -31,9 +31,9 @@ def test_encoder_then_dit_flow(tiny_corpus, tmp_path):
     run_dir = tmp_path / "run"
     summary = encoder_flow(corpus_dir=str(tiny_corpus), out_dir=str(run_dir), patch_size=8, latent_dim=8, steps=60,
                            min_step=0, holdout=0.25)
-    assert 0 <= summary["acc_kept_median"] <= 2 and summary["latent_sequences"] == 16
+    assert 0 <= summary["acc_kept_median"] <= 2 and summary["latent_sequences"] == 20  # 10 members × 2 checkpoints
     latents = SequenceSet.load(run_dir / "latents.safetensors")
-    assert latents.values.shape[1] == 8 and len(latents) == 16
+    assert latents.values.shape[1] == 8 and len(latents) == 20
     assert PatchAutoencoder.load(run_dir / "encoder").config.latent_dim == 8
 
     weights = run_dir / "encoder" / "model.safetensors"

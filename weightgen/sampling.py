@@ -64,8 +64,9 @@ def relative_distance(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], pa
 
 def seen_report(dit, encoder, corpus_root, pairs: list[tuple[str, str]], samples: int = 2, guidance: float = 1.0,
                 steps: int = 50, seed: int = 0):
-    """One row per (arch, task) in the corpus: sampled accuracy (no fine-tuning) beside the members' final
-    accuracy, and each sample's distance to its nearest final member of that arch beside member-to-member."""
+    """One row per sample of each seen (arch, task): its accuracy with no fine-tuning beside the members'
+    final accuracy, and its distance to the nearest final member of that arch (any task of the same dataset)
+    beside the mean distance between that pair's own members."""
     import itertools
 
     import pandas as pd
@@ -77,7 +78,8 @@ def seen_report(dit, encoder, corpus_root, pairs: list[tuple[str, str]], samples
     rows = []
     for arch, task in pairs:
         arch_s, task_s = parse_arch(arch).to_string(), parse_task(task).to_string()
-        mine = manifest[(manifest["arch"] == arch_s)]
+        # Same architecture on the same dataset: the same shapes (an MLP's first layer follows the input size).
+        mine = manifest[(manifest["arch"] == arch_s) & (manifest["dataset"] == parse_task(task).dataset)]
         final = mine.sort_values("step").groupby("member").tail(1)
         pair_final = final[final["task"] == task_s]
         if pair_final.empty:
