@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 import pytest
+
+# Prefect's temporary API server logs "Stopping ..." from an atexit hook, after pytest has closed the
+# streams; without this, logging prints a traceback under pytest's summary line.
+logging.raiseExceptions = False
 
 
 @pytest.fixture(scope="session", autouse=True)
