@@ -8,7 +8,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from weightgen.corpus import Corpus
-from weightgen.zoo import Grid, MemberSpec, build_summary, log_build, train_member
+from weightgen.zoo import Grid, MemberSpec, log_build, train_member
 
 
 def limit_torch_threads() -> None:

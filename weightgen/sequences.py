@@ -16,12 +16,10 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
 import numpy as np
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
 
 from weightgen.data import NUM_CLASSES
 from weightgen.specs import FAMILIES, DigitsTask, MNIST1DTask, parse_task
