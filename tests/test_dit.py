@@ -241,3 +241,14 @@ def test_sigkilled_training_resumes_to_the_same_weights(tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
     losses = [(tmp_path / d / "losses.csv").read_text().splitlines() for d in ("whole", "killed")]
     assert [line.split(",")[:2] for line in losses[0]] == [line.split(",")[:2] for line in losses[1]]
+
+
+def test_a_fresh_run_overwrites_old_checkpoints(tmp_path):
+    data = synthetic()
+    cfg = TrainConfig(steps=4, batch_size=4, checkpoint_every=2, log_every=2, max_len=24, lr=1e-3)
+    model_cfg = DiTConfig(latent_dim=D, **DIT_PRESETS["tiny"])
+    first = train(data, tmp_path, cfg, model_cfg)
+    again = train(data, tmp_path, TrainConfig(**{**cfg.__dict__, "seed": 1}), model_cfg)  # not resumed
+    assert again.losses != first.losses and latest_checkpoint(tmp_path).name == "step-000004"
+    state = json.loads((latest_checkpoint(tmp_path) / "trainer_state.json").read_text())
+    assert state["losses"] == again.losses

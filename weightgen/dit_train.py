@@ -32,9 +32,10 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from weightgen import diffusion
+from weightgen.checkpoint import read_weights
 from weightgen.dit import DIT_PRESETS, DiT, DiTConfig
 from weightgen.io import atomic_write_json, atomic_write_text
 from weightgen.sequences import SequenceSet
@@ -133,6 +134,8 @@ def save_checkpoint(accelerator, out: Path, step: int, losses: list[float], log:
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         atomic_write_json(tmp / "trainer_state.json", {"step": step, "losses": losses, "log": log})
+        if final.exists():  # a fresh (non-resumed) run passing a step an earlier run saved
+            shutil.rmtree(final)
         os.replace(tmp, final)
     accelerator.wait_for_everyone()
 
@@ -162,7 +165,7 @@ def load_dit(folder: str | os.PathLike) -> DiT:
     folder = Path(folder)
     config = json.loads((folder / "config.json").read_text())
     model = DiT(DiTConfig(**config["dit"]))
-    model.load_state_dict(load_file(str(folder / "model.safetensors")), strict=True)
+    model.load_state_dict(read_weights(folder / "model.safetensors"), strict=True)
     return model.eval()
 
 
