@@ -20,7 +20,9 @@ def train_dit_task(run_dir: str, processes: int, options: dict, run_id: str) -> 
 
     out = Path(run_dir) / "dit"
     env = {"MLFLOW_RUN_ID": run_id, "MLFLOW_TRACKING_URI": tracking_uri()}
-    return str(train_dit(Path(run_dir) / "latents.safetensors", out, processes, extra_env=env, **options))
+    logger = get_run_logger()
+    return str(train_dit(Path(run_dir) / "latents.safetensors", out, processes, extra_env=env, on_line=logger.info,
+                         **options))
 
 
 @task(name="judge-samples", cache_policy=NO_CACHE)

@@ -8,6 +8,7 @@ the script logs its losses and the accuracy of a few sampled seen architectures 
 
 from __future__ import annotations
 
+import collections
 import os
 import shutil
 import subprocess
@@ -28,8 +29,11 @@ def launch_command(processes: int, args: list[str]) -> tuple[list[str], dict[str
 
 
 def train_dit(latents: str | os.PathLike, out: str | os.PathLike, processes: int = 1, extra_env: dict | None = None,
-              **options) -> Path:
-    """Run the training script; ``options`` become ``--flags`` (``eval_pairs=...`` → ``--eval-pairs ...``)."""
+              on_line=print, **options) -> Path:
+    """Run the training script; ``options`` become ``--flags`` (``eval_pairs=...`` → ``--eval-pairs ...``).
+
+    Its output (a loss line every ``log_every`` steps) is passed to ``on_line`` as it comes.
+    """
     args = ["--data", str(latents), "--out", str(out)]
     for key, value in options.items():
         flag = "--" + key.replace("_", "-")
@@ -39,10 +43,14 @@ def train_dit(latents: str | os.PathLike, out: str | os.PathLike, processes: int
             args += [flag, str(value)]
     _check_latents_unchanged(Path(latents), Path(out), resume=bool(options.get("resume")))
     command, env = launch_command(processes, args)
-    completed = subprocess.run(command, env={**os.environ, **env, **(extra_env or {})}, text=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    if completed.returncode:
-        raise RuntimeError(f"DiT training failed (exit {completed.returncode}):\n{completed.stdout[-4000:]}")
+    tail: collections.deque[str] = collections.deque(maxlen=60)  # enough to explain a failure
+    with subprocess.Popen(command, env={**os.environ, **env, **(extra_env or {})}, text=True, bufsize=1,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as proc:
+        for line in proc.stdout:
+            tail.append(line.rstrip())
+            on_line(line.rstrip())
+    if proc.returncode:
+        raise RuntimeError(f"DiT training failed (exit {proc.returncode}):\n" + "\n".join(tail))
     return Path(out)
 
 
