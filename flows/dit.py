@@ -10,8 +10,6 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 from pydantic import Field
 
-DEFAULT_PAIRS = "mlp:hidden=64x64@mnist1d;cnn1d:channels=16x16x16@mnist1d;cnn2d:channels=8x16@digits;transformer:dim=16,depth=1,heads=2,patch=8@digits"
-
 
 @task(name="train-dit", cache_policy=NO_CACHE)
 def train_dit_task(run_dir: str, processes: int, options: dict, run_id: str) -> str:
@@ -47,7 +45,7 @@ def dit_flow(
     checkpoint_every: int = Field(500, ge=0),
     resume: bool = Field(True, description="continue from the latest checkpoint in run_dir/dit"),
     eval_every: int = Field(500, ge=0, description="score sampled seen architectures every this many steps"),
-    pairs: str = Field(DEFAULT_PAIRS, description="seen 'ARCH@TASK;...' pairs to sample and score"),
+    pairs: str = Field("", description="seen 'ARCH@TASK;...' pairs to sample and score (default: one per family)"),
     samples: int = Field(2, ge=1, le=64),
     guidance: float = Field(1.0, ge=0),
 ) -> dict:
@@ -55,7 +53,10 @@ def dit_flow(
 
     from weightgen.tracking import stage_run
 
-    params = {k: v for k, v in locals().items() if k not in ("mlflow", "stage_run")}
+    from weightgen.sampling import default_pairs
+
+    pairs = pairs or default_pairs(corpus_dir)
+    params = {k: v for k, v in locals().items() if k not in ("mlflow", "stage_run", "default_pairs")}
     with stage_run("dit", run_name=f"dit-{preset}-{steps}", params=params,
                    tags={"prefect.flow_run_id": str(flow_run.id or "")}) as run:
         options = {"steps": steps, "batch_size": batch_size, "lr": lr, "preset": preset, "checkpoint_every": checkpoint_every,

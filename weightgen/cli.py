@@ -121,6 +121,7 @@ def encoder_train(
     patch_size: int = typer.Option(32, min=1),
     latent_dim: int = typer.Option(32, min=1),
     steps: int = typer.Option(3000, min=1),
+    min_step: int = typer.Option(1000, min=0, help="use checkpoints at or after this training step"),
     minilm: bool = typer.Option(False, help="also report MiniLM sentence-embedding cosine after reconstruction"),
 ) -> None:
     """Train the patch autoencoder (a Prefect flow), report held-out fidelity, cache the corpus latents."""
@@ -128,7 +129,7 @@ def encoder_train(
     from flows.encoder import encoder_flow
 
     _print_summary(f"encoder {out}", encoder_flow(corpus_dir=str(corpus), out_dir=str(out), patch_size=patch_size,
-                                                  latent_dim=latent_dim, steps=steps, minilm=minilm))
+                                                  latent_dim=latent_dim, steps=steps, min_step=min_step, minilm=minilm))
 
 
 @dit_app.command("train")
@@ -178,6 +179,7 @@ def run_all(
     corpus: Path = typer.Option(DEFAULT_CORPUS, help="corpus folder"),
     run: Path = typer.Option(DEFAULT_RUN, help="run folder for the encoder and the DiT"),
     workers: int = typer.Option(2, min=1, help="parallel zoo training processes"),
+    encoder_steps: int = typer.Option(3000, min=1, help="encoder training steps"),
     dit_steps: int = typer.Option(2000, min=1, help="DiT training steps"),
 ) -> None:
     """The main job on the embedded defaults: corpus → encoder → DiT.
@@ -185,8 +187,11 @@ def run_all(
     A rerun skips finished corpus members, reuses the encoder when the corpus and settings are unchanged,
     and resumes the DiT from its latest checkpoint.
     """
+    from weightgen.zoo import expand, load_grid
+
     corpus_build(grid=grid, out=corpus, workers=workers)
-    encoder_train(corpus=corpus, out=run, patch_size=32, latent_dim=32, steps=3000, minilm=False)
+    late = min(m.recipe.steps for m in expand(load_grid(grid))) // 2  # the second half of every trajectory
+    encoder_train(corpus=corpus, out=run, patch_size=32, latent_dim=32, steps=encoder_steps, min_step=late, minilm=False)
     dit_train(run=run, corpus=corpus, processes=1, steps=dit_steps, batch_size=16, preset="S")
 
 

@@ -62,6 +62,15 @@ def relative_distance(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], pa
     return float((x - y).norm() / y.norm().clamp(min=1e-12))
 
 
+def default_pairs(corpus_root) -> str:
+    """One seen 'ARCH@TASK' per family (its first arch on its first task, in sorted order), ';'-joined."""
+    from weightgen.corpus import Corpus
+
+    frame = Corpus(corpus_root).require_nonempty()
+    frame = frame[frame["family"] != "external"].sort_values(["family", "arch", "task"])
+    return ";".join(f"{g['arch'].iloc[0]}@{g['task'].iloc[0]}" for _, g in frame.groupby("family"))
+
+
 def seen_report(dit, encoder, corpus_root, pairs: list[tuple[str, str]], samples: int = 2, guidance: float = 1.0,
                 steps: int = 50, seed: int = 0):
     """One row per sample of each seen (arch, task): its accuracy with no fine-tuning beside the members'
