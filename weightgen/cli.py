@@ -30,9 +30,11 @@ def _fail(message: str) -> None:
 
 
 def _fmt(value) -> str:
-    """Counts with separators, seconds with one decimal, FLOPs in scientific notation."""
+    """Counts with separators, large values with one decimal, small ones with 4 digits, FLOPs in scientific notation."""
     if isinstance(value, float):
-        return f"{value:.3e}" if abs(value) >= 1e6 else f"{value:,.1f}"
+        if abs(value) >= 1e6:
+            return f"{value:.3e}"
+        return f"{value:,.1f}" if abs(value) >= 100 else f"{value:.4g}"
     return f"{value:,}"
 
 
