@@ -306,21 +306,12 @@ task_specs = st.one_of(
 )
 
 
-@settings(max_examples=200, deadline=None)
-@given(spec=arch_specs)
-def test_generated_arch_specs_round_trip(spec):
-    text = spec.to_string()
-    assert parse_arch(text) == spec
-    assert parse_arch(spec.model_dump()) == spec
-    assert SLUG.match(spec.slug)
-
-
-@settings(max_examples=200, deadline=None)
-@given(spec=task_specs)
-def test_generated_task_specs_round_trip(spec):
-    text = spec.to_string()
-    assert parse_task(text) == spec
-    assert parse_task(spec.model_dump()) == spec
+@settings(max_examples=400, deadline=None)
+@given(case=st.one_of(arch_specs.map(lambda s: (s, parse_arch)), task_specs.map(lambda s: (s, parse_task))))
+def test_generated_specs_round_trip(case):
+    spec, parse = case
+    assert parse(spec.to_string()) == spec
+    assert parse(spec.model_dump()) == spec
     assert SLUG.match(spec.slug)
 
 

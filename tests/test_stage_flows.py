@@ -24,9 +24,11 @@ def tiny_corpus(tmp_path_factory):
     return root
 
 
-def test_encoder_then_dit_flow(tiny_corpus, tmp_path):
+def test_encoder_then_dit_flow(tiny_corpus, tmp_path, monkeypatch):
     from flows.dit import dit_flow
     from flows.encoder import encoder_flow
+
+    monkeypatch.setenv("WEIGHTGEN_MLRUNS", str(tmp_path / "mlruns"))  # this test's runs only
 
     run_dir = tmp_path / "run"
     summary = encoder_flow(corpus_dir=str(tiny_corpus), out_dir=str(run_dir), patch_size=8, latent_dim=8, steps=60,

@@ -1,7 +1,7 @@
 """MLflow set-up: one embedded store per project (SQLite + artifact folder under ``mlruns/``).
 
 Set ``MLFLOW_TRACKING_URI`` to log to a tracking server instead; ``WEIGHTGEN_MLRUNS`` moves the
-embedded store (tests point it at a temporary folder). Experiments are named per stage
+embedded store and takes precedence (tests point it at a temporary folder). Experiments are named per stage
 (``weightgen-corpus``, ...), and every run gets a ``run_name``.
 """
 
@@ -19,8 +19,19 @@ def mlruns_dir() -> Path:
     return Path(os.environ.get("WEIGHTGEN_MLRUNS", "mlruns")).resolve()
 
 
+def _embedded_uri() -> str:
+    return f"sqlite:///{mlruns_dir() / 'mlflow.db'}"
+
+
 def tracking_uri() -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{mlruns_dir() / 'mlflow.db'}"
+    """WEIGHTGEN_MLRUNS when set, else MLFLOW_TRACKING_URI, else the project's ``mlruns/``.
+
+    WEIGHTGEN_MLRUNS wins because ``mlflow.set_tracking_uri`` itself writes MLFLOW_TRACKING_URI into
+    the environment, so after the first run that variable no longer tells what the user asked for.
+    """
+    if "WEIGHTGEN_MLRUNS" in os.environ:
+        return _embedded_uri()
+    return os.environ.get("MLFLOW_TRACKING_URI") or _embedded_uri()
 
 
 def use_experiment(stage: str) -> str:
@@ -31,7 +42,7 @@ def use_experiment(stage: str) -> str:
     name = EXPERIMENT_PREFIX + stage
     if mlflow.get_experiment_by_name(name) is None:
         artifacts = None
-        if "MLFLOW_TRACKING_URI" not in os.environ:  # embedded store: keep artifacts beside the database
+        if tracking_uri() == _embedded_uri():  # embedded store: keep artifacts beside the database
             artifacts = (mlruns_dir() / "artifacts" / stage).as_uri()
         mlflow.create_experiment(name, artifact_location=artifacts)
     mlflow.set_experiment(name)
