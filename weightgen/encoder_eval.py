@@ -140,15 +140,16 @@ def _train_stage(corpus_root, out_dir: Path, config: EncoderConfig, min_step: in
     frame = frame[frame["family"] != "external"]
     held = held_out_members(frame, holdout)
     started = time.perf_counter()
-    train = corpus_sequences(corpus_root, config.patch_size, min_step, exclude_members=held)
-    val = corpus_sequences(corpus_root, config.patch_size, min_step,
-                           exclude_members=sorted(set(frame["member"]) - set(held)))
+    # Tokenize every checkpoint once; held-out members judge the encoder, all of them feed the DiT.
+    everything = corpus_sequences(corpus_root, config.patch_size, min_step)
+    held_set = set(held)
+    is_held = [m["member"] in held_set for m in everything.meta]
+    train = everything.subset([i for i, h in enumerate(is_held) if not h])
+    val = everything.subset([i for i, h in enumerate(is_held) if h])
     model, history = train_encoder(train, config, val=val, on_step=on_step)
     train_time = time.perf_counter() - started
     model.save(out_dir / "encoder")
     fid = fidelity(model, corpus_root, held)
-    # The DiT learns from every checkpoint (held-out members only judge the encoder), encoded once here.
-    everything = corpus_sequences(corpus_root, config.patch_size, min_step)
     encode_set(model, everything, standardize=True).save(out_dir / "latents.safetensors")
     summary = {
         "train_tokens": float(len(train.values)), "heldout_tokens": float(len(val.values)),
