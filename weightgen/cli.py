@@ -35,7 +35,7 @@ def _fmt(value) -> str:
         if abs(value) >= 1e6:
             return f"{value:.3e}"
         return f"{value:,.1f}" if abs(value) >= 100 else f"{value:.4g}"
-    return f"{value:,}"
+    return f"{value:,}" if isinstance(value, int) else str(value)
 
 
 def _quiet_prefect() -> None:
@@ -195,6 +195,94 @@ def run_all(
     late = min(m.recipe.steps for m in expand(load_grid(grid))) // 2  # the second half of every trajectory
     encoder_train(corpus=corpus, out=run, patch_size=32, latent_dim=32, steps=encoder_steps, min_step=late, minilm=False)
     dit_train(run=run, corpus=corpus, processes=1, steps=dit_steps, batch_size=16, preset="S")
+
+
+@app.command("generate")
+def generate(
+    arch: str = typer.Option(..., help="architecture: a spec string (mlp:hidden=96x96) or a YAML/JSON file"),
+    task: str = typer.Option(..., help="task: a spec string (mnist1d:template_seed=2) or a YAML/JSON file"),
+    out: Path = typer.Option(..., help="folder to write model.safetensors + config.json into"),
+    samples: int = typer.Option(1, min=1, max=64, help="k > 1: draw k samples, keep the best by loss on one training batch"),
+    run: Path = typer.Option(DEFAULT_RUN, help="run folder holding the trained encoder/ and dit/"),
+    seed: int = typer.Option(0, help="sampling seed"),
+    ddim_steps: int = typer.Option(50, min=1, help="DDIM steps"),
+    guidance: float = typer.Option(1.0, min=0.0, help="classifier-free guidance scale"),
+    batch_size: int = typer.Option(100, min=1, help="size of the training batch that scores best-of-k samples"),
+) -> None:
+    """Generate weights for an architecture and task; load them with weightgen.checkpoint.load_model(OUT)."""
+    from weightgen.generate import Generator, GeneratorError, save_generated
+    from weightgen.sampling import evaluate_state_dict
+    from weightgen.specs import SpecError, parse_arch, parse_task
+
+    try:
+        arch_spec, task_spec = parse_arch(arch), parse_task(task)
+        generator = Generator.from_run(run, steps=ddim_steps, guidance=guidance)
+        if samples == 1:
+            generation = generator.sample(arch_spec, task_spec, 1, seed)
+        else:
+            generation = generator.best_of(arch_spec, task_spec, samples, seed, batch_size)
+    except (SpecError, GeneratorError) as exc:
+        _fail(str(exc))
+    state = generation.state_dicts[generation.chosen]
+    details = {"seed": seed, "samples": samples, "flops": generation.flops, "wall_time": generation.wall_time}
+    if generation.scores is not None:
+        details.update(scores=generation.scores, chosen=generation.chosen)
+    folder = save_generated(out, state, arch_spec, task_spec, generator, **details)
+    _print_summary(f"generated {arch_spec} for {task_spec}", {
+        "folder": str(folder), "samples": samples, "FLOPs": float(generation.flops),
+        "seconds": generation.wall_time, "test accuracy (no fine-tuning)": evaluate_state_dict(state, arch_spec, task_spec),
+    })
+    console.print(f"load it with: [bold]weightgen.checkpoint.load_model({str(folder)!r})[/]")
+
+
+@app.command("bench")
+def bench(
+    suite: Path = typer.Argument(..., help="suite YAML: cases with split tags, recipe, methods (see README)"),
+    out: Path = typer.Option(None, help="output folder (default: runs/bench/<suite name>)"),
+    workers: int = typer.Option(2, min=1, help="parallel fine-tuning processes"),
+    corpus: Path = typer.Option(None, help="override the suite's corpus"),
+    run: Path = typer.Option(None, help="override the suite's generator run folder"),
+) -> None:
+    """Fine-tune every init method on every suite case; print the compute saved per split and method."""
+    import pandas as pd
+
+    from weightgen.bench import check_suite
+    from weightgen.corpus import CorpusError
+    from weightgen.generate import GeneratorError
+    from weightgen.suite import SuiteError, load_suite
+
+    try:
+        spec = load_suite(suite)
+        spec = spec.model_copy(update={k: str(v) for k, v in (("corpus", corpus), ("generator", run)) if v})
+        check_suite(spec)  # refuse leaks, an empty corpus or a missing generator before Prefect starts
+    except (SuiteError, CorpusError, GeneratorError) as exc:
+        _fail(str(exc))
+    out = out or Path("runs/bench") / spec.name
+    _quiet_prefect()
+    from flows.evaluate import evaluate_flow
+
+    metrics = evaluate_flow(suite=str(suite), out_dir=str(out), workers=workers,
+                            corpus_dir=str(corpus) if corpus else None, run_dir=str(run) if run else None)
+    summary = pd.read_csv(out / "summary.csv")
+    table = Table(title=f"suite {spec.name}: median compute saved (not reached = 0) — {out}/summary.md")
+    columns = {"split": "split", "method": "method", "cases": "cases", "runs": "runs",
+               "compute_saved_median": "saved", "reach_rate": "reach", "final_test_acc": "final acc",
+               "final_vs_random": "Δ final vs random", "test_acc_at_init": "acc at init",
+               "novelty_median": "agreement", "not_applicable": "n/a"}
+    for title in columns.values():
+        table.add_column(title, justify="left" if title in ("split", "method") else "right")
+    for row in summary.itertuples(index=False):
+        table.add_row(*[_cell(getattr(row, key)) for key in columns])
+    console.print(table)
+    amort = {k.removeprefix("amortisation/"): v for k, v in metrics.items() if k.startswith("amortisation/")}
+    _print_summary("amortisation (FLOPs)", amort)
+    console.print(f"wall time {metrics['wall_time_s']:.0f} s; results: {out}/results.parquet, plots: {out}/*.png")
+
+
+def _cell(value) -> str:
+    if isinstance(value, float):
+        return "—" if value != value else f"{value:.3f}"
+    return str(value)
 
 
 @app.command("tokens")

@@ -28,3 +28,59 @@ def corpus_accuracy_plot(manifest, path: str | Path) -> Path:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def learning_curves_plot(suite, table, curves, path: str | Path) -> Path:
+    """One panel per suite case: each method's validation accuracy (mean over seeds) against fine-tune step,
+    with the target as a dashed line."""
+    import math
+
+    path = Path(path)
+    n = len(suite.cases)
+    cols = min(4, n)
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
+    colours = {m: f"C{i}" for i, m in enumerate(suite.methods)}
+    for i, case in enumerate(suite.cases):
+        ax = axes[i // cols][i % cols]
+        mine = curves[curves["case_index"] == i]
+        for method, group in mine.groupby("method", sort=False):
+            mean = group.groupby("step")["val_acc"].mean()
+            ax.plot(mean.index, mean.values, label=method, color=colours.get(method), lw=1.4 if method != "random" else 2.2)
+        target = table[table["case_index"] == i]["target"]
+        if len(target) and target.notna().any():
+            ax.axhline(float(target.iloc[0]), ls="--", color="grey", lw=1)
+        ax.set_title(f"{case.arch}\n{case.task} ({case.split})", fontsize=8)
+        ax.set_xlabel("fine-tune step", fontsize=8)
+        ax.set_ylabel("val accuracy", fontsize=8)
+        ax.tick_params(labelsize=7)
+    for j in range(n, rows * cols):
+        axes[j // cols][j % cols].axis("off")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 7), fontsize=8)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def compute_saved_plot(summary, path: str | Path, goal: float = 0.9) -> Path:
+    """Median compute saved per split (groups) and init method (bars), with the 90% goal as a line."""
+    path = Path(path)
+    frame = summary["compute_saved_median"].unstack("method")
+    methods = list(frame.columns)
+    width = 0.8 / max(len(methods), 1)
+    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(frame)), 3.8))
+    for k, method in enumerate(methods):
+        xs = [i + (k - (len(methods) - 1) / 2) * width for i in range(len(frame))]
+        ax.bar(xs, frame[method].fillna(0.0).values, width, label=method)
+    ax.axhline(goal, ls="--", color="grey", lw=1)
+    ax.axhline(0, color="black", lw=0.8)
+    ax.set_xticks(range(len(frame)))
+    ax.set_xticklabels(frame.index)
+    ax.set_ylabel("median compute saved")
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

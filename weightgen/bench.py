@@ -1,0 +1,380 @@
+"""The benchmark: fine-tune every init method on every suite case and measure the compute it saves.
+
+The protocol is BENCHMARK.md's. A *job* is one (case, seed): it produces every method's init (with
+its counted cost), fine-tunes each with the case's family recipe and the same batch order, and
+returns the learning curves. Scoring happens once all jobs are in, because the target depends on
+random init over all seeds:
+
+- target = ``target_fraction`` × mean over seeds of random's validation accuracy at step B;
+- steps_to_target = the first evaluated step at or above the target (not reached → NaN);
+- compute_saved = 1 − (FLOPs to target + FLOPs of the init) / random's mean FLOPs to target
+  (a random seed that never reaches it counts as B steps: the reference can only be cheaper).
+
+Training FLOPs are counted per step by the training loop (forward + backward); evaluation passes are
+the same for every method and left out. Jobs are independent, so any ``map`` runs them: the Prefect
+flow uses a process pool, tests use the built-in one.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import pandas as pd
+import torch
+
+from weightgen.specs import parse_arch, parse_task
+from weightgen.suite import GENERATED_METHODS, Case, Suite, check_splits
+
+RESULT_COLUMNS = [
+    "suite", "case", "case_index", "split", "family", "arch", "task", "method", "seed", "status",
+    "init_flops", "init_wall_time", "flops_per_step", "train_wall_time", "val_acc_0", "test_acc_0",
+    "final_val_acc", "final_test_acc", "novelty", "nearest_member", "source", "note",
+]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Job:
+    case_index: int
+    case: Case
+    seed: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.case.case_id}/seed{self.seed}"
+
+
+def plan(suite: Suite) -> list[Job]:
+    return [Job(i, case, seed) for i, case in enumerate(suite.cases) for seed in suite.seeds_for(case)]
+
+
+def check_suite(suite: Suite) -> pd.DataFrame:
+    """The corpus manifest, after refusing a suite whose cases leak into it (or an empty corpus)."""
+    from weightgen.corpus import Corpus
+
+    manifest = Corpus(suite.corpus).require_nonempty()
+    check_splits(suite, manifest)
+    if any(m in GENERATED_METHODS for m in suite.methods):
+        _generator(suite.generator, suite.ddim_steps, suite.guidance)  # a missing generator fails now, not per job
+    return manifest
+
+
+# --------------------------------------------------------------------------- per-process caches
+@functools.lru_cache(maxsize=4)
+def _corpus_index(root: str):
+    from weightgen.baselines import CorpusIndex
+
+    return CorpusIndex(root)
+
+
+@functools.lru_cache(maxsize=2)
+def _generator(run_dir: str, steps: int, guidance: float):
+    from weightgen.generate import Generator
+
+    return Generator.from_run(run_dir, steps=steps, guidance=guidance)
+
+
+@functools.lru_cache(maxsize=16)
+def _member_predictions(root: str, arch: str, task: str) -> dict[str, torch.Tensor]:
+    """Test predictions on ``task`` of every final corpus checkpoint with ``arch``'s shapes (same dataset)."""
+    from weightgen.checkpoint import model_for_weights
+    from weightgen.corpus import Corpus
+    from weightgen.data import load_task
+
+    corpus = Corpus(root)
+    frame = corpus.manifest()
+    dataset = parse_task(task).dataset
+    final = frame[(frame["arch"] == arch) & (frame["dataset"] == dataset)].sort_values("step").groupby("member").tail(1)
+    test = load_task(task).test
+    out = {}
+    for member, step in zip(final["member"], final["step"]):
+        state, config = corpus.load(member, int(step))
+        out[member] = _predictions(model_for_weights(state, arch, config["task"], where=member), test.x)
+    return out
+
+
+@torch.no_grad()
+def _predictions(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    model.eval()
+    return model(x).argmax(dim=1)
+
+
+def agreement(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a == b).float().mean())
+
+
+# --------------------------------------------------------------------------- one job
+@dataclass
+class _Init:
+    state_dict: dict[str, torch.Tensor] | None
+    flops: int
+    wall_time: float
+    source: str = ""
+    note: str = ""
+
+
+def make_init(suite: Suite, method: str, arch: str, task: str, seed: int) -> _Init:
+    """One method's init for (arch, task, seed), with the FLOPs and seconds it cost."""
+    if method == "generated":
+        generation = _generator(suite.generator, suite.ddim_steps, suite.guidance).sample(arch, task, 1, seed)
+        return _Init(generation.state_dicts[0], generation.flops, generation.wall_time, suite.generator)
+    if method == "generated-best-of-k":
+        batch_size = suite.recipe_for(parse_arch(arch).family).batch_size
+        generation = _generator(suite.generator, suite.ddim_steps, suite.guidance).best_of(
+            arch, task, suite.samples, seed, batch_size)
+        return _Init(generation.state_dicts[generation.chosen], generation.flops, generation.wall_time,
+                     suite.generator, f"sample {generation.chosen} of {suite.samples}")
+    from weightgen.baselines import make_init as baseline_init
+
+    init = baseline_init(method, arch, task, seed, _corpus_index(suite.corpus))
+    return _Init(init.state_dict, init.flops, init.wall_time, init.source, init.note)
+
+
+def run_job(suite: Suite, job: Job) -> dict[str, Any]:
+    """Every method's init for one (case, seed), fine-tuned: result rows, curves, random's final predictions."""
+    from weightgen.checkpoint import model_for_weights
+    from weightgen.data import load_task
+    from weightgen.training import evaluate, train
+
+    case, seed = job.case, job.seed
+    family = parse_arch(case.arch).family
+    data, recipe = load_task(case.task), suite.recipe_for(family)
+    members = _member_predictions(suite.corpus, case.arch, case.task)
+    rows, curves, final_predictions = [], [], {}
+    for method in suite.methods:
+        row = {"suite": suite.name, "case": case.case_id, "case_index": job.case_index, "split": case.split,
+               "family": family, "arch": case.arch, "task": case.task, "method": method, "seed": seed}
+        init = make_init(suite, method, case.arch, case.task, seed)
+        row.update(init_flops=init.flops, init_wall_time=init.wall_time, source=init.source, note=init.note)
+        if init.state_dict is None:
+            rows.append({**row, "status": "n/a"})
+            continue
+        model = model_for_weights(init.state_dict, case.arch, case.task, where=f"{method} init")
+        start_predictions = _predictions(model, data.test.x)
+        test_acc_0 = evaluate(model, data.test)[1]
+        nearest = max(members, key=lambda m: agreement(start_predictions, members[m]), default=None)
+        result = train(model, data, recipe, seed=seed)
+        if method == "random":
+            final_predictions[seed] = _predictions(model, data.test.x)
+        rows.append({
+            **row, "status": "ok", "flops_per_step": result.flops_per_step, "train_wall_time": result.wall_time,
+            "val_acc_0": result.curve[0].val_acc, "test_acc_0": test_acc_0,
+            "final_val_acc": result.final.val_acc, "final_test_acc": result.test_acc,
+            "novelty": agreement(start_predictions, members[nearest]) if nearest else math.nan,
+            "nearest_member": nearest or "",
+        })
+        curves += [{"case_index": job.case_index, "method": method, "seed": seed, "step": p.step,
+                    "val_acc": p.val_acc, "val_loss": p.val_loss} for p in result.curve]
+    return {"rows": rows, "curves": curves, "random_predictions": final_predictions, "case_index": job.case_index}
+
+
+# --------------------------------------------------------------------------- scoring
+def score(suite: Suite, results: Iterable[dict[str, Any]]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(results table, curves) with target, steps_to_target, compute_saved and novelty filled in."""
+    results = list(results)
+    table = pd.DataFrame([r for res in results for r in res["rows"]]).reindex(columns=RESULT_COLUMNS)
+    curves = pd.DataFrame([c for res in results for c in res["curves"]])
+    table["target"] = math.nan
+    table["steps_to_target"] = math.nan
+    table["flops_to_target"] = math.nan
+    table["random_flops_to_target"] = math.nan
+    table["random_agreement"] = math.nan  # agreement between two independently trained random inits
+    for i, case in enumerate(suite.cases):
+        here = table["case_index"] == i
+        budget = suite.recipe_for(parse_arch(case.arch).family).steps
+        random_curves = curves[(curves["case_index"] == i) & (curves["method"] == "random")]
+        final = random_curves[random_curves["step"] == budget]["val_acc"]
+        target = suite.target_fraction * float(final.mean())
+        table.loc[here, "target"] = target
+        for idx in table.index[here & (table["status"] == "ok")]:
+            mine = curves[(curves["case_index"] == i) & (curves["method"] == table.at[idx, "method"])
+                          & (curves["seed"] == table.at[idx, "seed"])].sort_values("step")
+            reached = mine[mine["val_acc"] >= target - 1e-12]["step"]
+            if len(reached):
+                table.at[idx, "steps_to_target"] = int(reached.iloc[0])
+                table.at[idx, "flops_to_target"] = int(reached.iloc[0]) * table.at[idx, "flops_per_step"]
+        random_rows = table[here & (table["method"] == "random")]
+        # A random seed that never reached the target is charged the whole budget: a lower bound.
+        reference = (random_rows["steps_to_target"].fillna(budget) * random_rows["flops_per_step"]).mean()
+        table.loc[here, "random_flops_to_target"] = reference
+        predictions = [p for res in results if res["case_index"] == i for p in res["random_predictions"].values()]
+        if len(predictions) >= 2:
+            table.loc[here, "random_agreement"] = agreement(predictions[0], predictions[1])
+    table["reached"] = table["steps_to_target"].notna()
+    spent = table["flops_to_target"] + table["init_flops"]
+    table["compute_saved"] = np.where(table["reached"], 1.0 - spent / table["random_flops_to_target"], np.nan)
+    return table, curves
+
+
+def summarize(table: pd.DataFrame) -> pd.DataFrame:
+    """Per split × method: median compute_saved (not reached = 0), reach rate, final test accuracy vs random."""
+    ok = table[table["status"] == "ok"].copy()
+    ok["saved_or_zero"] = ok["compute_saved"].fillna(0.0)
+    random_final = ok[ok["method"] == "random"].set_index(["case_index", "seed"])["final_test_acc"]
+    ok["final_vs_random"] = ok["final_test_acc"].to_numpy() - random_final.reindex(
+        pd.MultiIndex.from_frame(ok[["case_index", "seed"]])).to_numpy()
+    grouped = ok.groupby(["split", "method"], sort=False)
+    summary = grouped.agg(
+        cases=("case_index", "nunique"), runs=("seed", "size"),
+        compute_saved_median=("saved_or_zero", "median"), reach_rate=("reached", "mean"),
+        final_test_acc=("final_test_acc", "mean"), final_vs_random=("final_vs_random", "mean"),
+        worst_final_vs_random=("final_vs_random", "min"), test_acc_at_init=("test_acc_0", "mean"),
+        novelty_median=("novelty", "median"), init_flops_median=("init_flops", "median"),
+    )
+    na = table[table["status"] == "n/a"].groupby(["split", "method"]).size()
+    summary["not_applicable"] = na.reindex(summary.index).fillna(0).astype(int)
+    order = {s: i for i, s in enumerate(("seen", "unseen-arch", "unseen-task", "unseen-both"))}
+    return summary.sort_index(key=lambda ix: ix.map(order) if ix.name == "split" else ix.map(_method_order))
+
+
+def _method_order(method: str) -> int:
+    from weightgen.suite import METHODS
+
+    return METHODS.index(method) if method in METHODS else len(METHODS)
+
+
+def generated_beats(table: pd.DataFrame, method: str = "generated") -> pd.DataFrame:
+    """Per split × baseline: the share of cases where ``method``'s median compute_saved beats the baseline's."""
+    ok = table[table["status"] == "ok"].assign(saved=lambda t: t["compute_saved"].fillna(0.0))
+    per_case = ok.groupby(["split", "case_index", "method"])["saved"].median().unstack("method")
+    if method not in per_case:
+        return pd.DataFrame()
+    rows = []
+    for baseline in [m for m in per_case.columns if m != method]:
+        both = per_case[[method, baseline]].dropna()
+        for split, group in both.groupby(level="split"):
+            wins = int((group[method] > group[baseline]).sum())
+            rows.append({"split": split, "baseline": baseline, "cases": len(group), "wins": wins,
+                         "share": wins / len(group) if len(group) else math.nan})
+    return pd.DataFrame(rows)
+
+
+def amortisation(suite: Suite, table: pd.DataFrame, manifest: pd.DataFrame) -> dict[str, float]:
+    """FLOPs to build the corpus and train the generator, ÷ FLOPs saved per use of ``generated``."""
+    from weightgen.flops import corpus_training_flops, generator_training_flops
+
+    corpus_flops = corpus_training_flops(manifest)
+    generator_flops = generator_training_flops(suite.generator) if any(
+        m in GENERATED_METHODS for m in suite.methods) else 0
+    out = {"corpus_flops": float(corpus_flops), "generator_flops": float(generator_flops)}
+    for method in [m for m in GENERATED_METHODS if m in suite.methods]:
+        rows = table[(table["method"] == method) & (table["split"] != "seen") & (table["status"] == "ok")]
+        # FLOPs saved per use on the unseen splits; a run that never reached the target saved nothing (the protocol's 0%).
+        saved = rows["compute_saved"].fillna(0.0) * rows["random_flops_to_target"]
+        per_use = float(saved.median()) if len(saved) else math.nan
+        out[f"{method}/flops_saved_per_use"] = per_use
+        out[f"{method}/uses_to_break_even"] = (corpus_flops + generator_flops) / per_use if per_use > 0 else math.inf
+    return out
+
+
+# --------------------------------------------------------------------------- the whole suite
+def write_outputs(out: str | os.PathLike, suite: Suite, table: pd.DataFrame, curves: pd.DataFrame,
+                  summary: pd.DataFrame, beats: pd.DataFrame, amort: dict[str, float]) -> dict[str, Path]:
+    """Results (parquet + CSV), curves, summary (CSV + markdown) and plots, each written atomically."""
+    from weightgen.io import atomic_write_bytes, atomic_write_json, atomic_write_text
+    from weightgen.plots import compute_saved_plot, learning_curves_plot
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"results": out / "results.parquet", "results_csv": out / "results.csv", "curves": out / "curves.parquet",
+             "summary": out / "summary.csv", "summary_md": out / "summary.md", "amortisation": out / "amortisation.json"}
+    atomic_write_bytes(paths["results"], table.to_parquet(index=False))
+    atomic_write_text(paths["results_csv"], table.to_csv(index=False))
+    atomic_write_bytes(paths["curves"], curves.to_parquet(index=False))
+    atomic_write_text(paths["summary"], summary.reset_index().to_csv(index=False))
+    atomic_write_text(paths["summary_md"], summary_markdown(suite, summary, beats, amort))
+    atomic_write_json(paths["amortisation"], amort)
+    paths["curves_png"] = learning_curves_plot(suite, table, curves, out / "learning_curves.png")
+    paths["saved_png"] = compute_saved_plot(summary, out / "compute_saved.png")
+    return paths
+
+
+def summary_markdown(suite: Suite, summary: pd.DataFrame, beats: pd.DataFrame, amort: dict[str, float]) -> str:
+    shown = summary[["cases", "runs", "compute_saved_median", "reach_rate", "final_test_acc", "final_vs_random",
+                     "test_acc_at_init", "novelty_median", "not_applicable"]]
+    text = [f"# Suite `{suite.name}`", "", shown.to_markdown(floatfmt=".3f"), ""]
+    if len(beats):
+        text += ["## Share of cases where `generated` beats each baseline", "",
+                 beats.to_markdown(index=False, floatfmt=".2f"), ""]
+    text += ["## Amortisation", "", pd.Series(amort, name="value").to_frame().to_markdown(floatfmt=".3g"), ""]
+    return "\n".join(text)
+
+
+def run_suite(suite: Suite, out: str | os.PathLike, map_fn: Callable = map, log: bool = True,
+              tags: dict[str, str] | None = None) -> dict[str, Any]:
+    """Check, run every job through ``map_fn``, score, write the outputs and log them to MLflow."""
+    started = time.perf_counter()
+    manifest = check_suite(suite)
+    results = list(map_fn(functools.partial(run_job, suite), plan(suite)))
+    return finish(suite, results, manifest, out, time.perf_counter() - started, log=log, tags=tags)
+
+
+def finish(suite: Suite, results: list[dict[str, Any]], manifest: pd.DataFrame, out: str | os.PathLike,
+           wall_time: float, log: bool = True, tags: dict[str, str] | None = None) -> dict[str, Any]:
+    table, curves = score(suite, results)
+    summary, beats = summarize(table), generated_beats(table)
+    amort = amortisation(suite, table, manifest)
+    paths = write_outputs(out, suite, table, curves, summary, beats, amort)
+    metrics = flat_metrics(summary, amort, wall_time)
+    run_id = log_bench(suite, table, curves, summary, paths, metrics, tags) if log else None
+    return {"table": table, "curves": curves, "summary": summary, "beats": beats, "amortisation": amort,
+            "paths": paths, "metrics": metrics, "mlflow_run_id": run_id}
+
+
+def flat_metrics(summary: pd.DataFrame, amort: dict[str, float], wall_time: float) -> dict[str, float]:
+    """``compute_saved_median/<split>/<method>``, ``reach_rate/...``, ``final_vs_random/...``, amortisation, wall time."""
+    metrics = {"wall_time_s": float(wall_time)}
+    for (split, method), row in summary.iterrows():
+        for key in ("compute_saved_median", "reach_rate", "final_vs_random"):
+            metrics[f"{key}/{split}/{method}"] = float(row[key])
+    metrics.update({f"amortisation/{k}": float(v) for k, v in amort.items() if math.isfinite(v)})
+    return metrics
+
+
+def log_bench(suite: Suite, table: pd.DataFrame, curves: pd.DataFrame, summary: pd.DataFrame,
+              paths: dict[str, Path], metrics: dict[str, float], tags: dict[str, str] | None = None) -> str:
+    """One parent MLflow run per suite; a nested run per case × method with its curve and figures."""
+    import mlflow
+    from mlflow.entities import Metric
+
+    from weightgen.tracking import stage_run
+
+    params = {"suite": suite.name, "corpus": suite.corpus, "generator": suite.generator, "seeds": suite.seeds,
+              "methods": suite.methods, "recipe": suite.recipe.to_string(), "recipes": suite.recipes,
+              "samples": suite.samples, "guidance": suite.guidance, "ddim_steps": suite.ddim_steps,
+              "cases": len(suite.cases)}
+    with stage_run("bench", run_name=f"bench-{suite.name}", params=params, tags=tags) as parent:
+        client = mlflow.MlflowClient()  # after stage_run has pointed MLflow at the project store
+        mlflow.log_metrics({k: v for k, v in metrics.items() if math.isfinite(v)})
+        for path in paths.values():
+            mlflow.log_artifact(str(path))
+        for (case_index, method), rows in table.groupby(["case_index", "method"]):
+            case = suite.cases[int(case_index)]
+            name = f"{case.case_id}-{method}"
+            with mlflow.start_run(run_name=name, nested=True,
+                                  tags={"weightgen.stage": "bench", "weightgen.suite": suite.name,
+                                        "weightgen.split": case.split, **(tags or {})}):
+                mlflow.log_params({"arch": case.arch, "task": case.task, "split": case.split, "method": method,
+                                   "seeds": list(rows["seed"])})
+                done = rows[rows["status"] == "ok"]
+                if done.empty:
+                    mlflow.set_tag("weightgen.status", "n/a: " + str(rows["note"].iloc[0]))
+                    continue
+                mlflow.log_metrics({
+                    "compute_saved_median": float(done["compute_saved"].fillna(0.0).median()),
+                    "reach_rate": float(done["reached"].mean()),
+                    "final_test_acc": float(done["final_test_acc"].mean()),
+                    "test_acc_at_init": float(done["test_acc_0"].mean()),
+                    "init_flops": float(done["init_flops"].mean()),
+                })
+                mean_curve = curves[(curves["case_index"] == case_index) & (curves["method"] == method)].groupby("step")["val_acc"].mean()
+                now = int(time.time() * 1000)
+                client.log_batch(mlflow.active_run().info.run_id,
+                                 metrics=[Metric("val_acc", float(v), now, int(s)) for s, v in mean_curve.items()])
+        return parent.info.run_id

@@ -1,0 +1,66 @@
+"""What it cost to make the generator: corpus training, encoder training and DiT training, in FLOPs.
+
+Counted the way the training loop counts a step (``torch.utils.flop_counter``: matmuls, convolutions
+and attention, forward + backward), then multiplied by the number of steps actually run. The corpus
+side uses each member's own counted FLOPs per step from the manifest. For the DiT, one step's FLOPs
+depend on the sequences drawn, so the count is the mean over the first few real training batches.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pandas as pd
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+
+def corpus_training_flops(manifest: pd.DataFrame) -> int:
+    """Σ over zoo members of FLOPs per step × steps trained (imported checkpoints cost this corpus nothing)."""
+    zoo = manifest[(manifest["family"] != "external") & manifest["flops_per_step"].notna()]
+    per_member = zoo.groupby("member").agg(flops=("flops_per_step", "first"), steps=("step", "max"))
+    return int((per_member["flops"] * per_member["steps"]).sum())
+
+
+def encoder_training_flops(encoder_dir: str | os.PathLike) -> int:
+    from weightgen.encoder import PatchAutoencoder, masked_mse
+
+    model = PatchAutoencoder.load(encoder_dir).train()
+    c = model.config
+    coords = torch.zeros(c.batch_size, 8, dtype=torch.long)
+    coords[:, 6] = c.patch_size  # a full patch; the cost does not depend on the values
+    x = torch.zeros(c.batch_size, c.patch_size)
+    with FlopCounterMode(display=False) as counter:
+        masked_mse(model(x, coords), x, coords, c.patch_size).backward()
+    return int(counter.get_total_flops()) * c.steps
+
+
+def dit_training_flops(run_dir: str | os.PathLike, sample_steps: int = 4) -> int:
+    from weightgen import diffusion
+    from weightgen.dit_train import TrainConfig, global_batch, load_dit
+    from weightgen.sequences import SequenceSet
+
+    run_dir = Path(run_dir)
+    config = json.loads((run_dir / "dit" / "config.json").read_text())
+    cfg = TrainConfig(**config["train"])
+    model = load_dit(run_dir / "dit").train()
+    data = SequenceSet.load(run_dir / "latents.safetensors")
+    counts = []
+    for step in range(min(sample_steps, cfg.steps)):
+        b = global_batch(data, cfg, step, model.cfg.cond_dropout)
+
+        def model_fn(x, t, mask, **_):
+            return model(x, t, b["coords"], b["depth"], mask, b["family"], b["task"], drop_task=b["drop_task"])
+
+        with FlopCounterMode(display=False) as counter:
+            diffusion.training_loss(model_fn, b["x0"], b["t"], b["noise"], b["mask"]).backward()
+        counts.append(counter.get_total_flops())
+        model.zero_grad(set_to_none=True)
+    return int(sum(counts) / len(counts) * cfg.steps)
+
+
+def generator_training_flops(run_dir: str | os.PathLike) -> int:
+    run_dir = Path(run_dir)
+    return encoder_training_flops(run_dir / "encoder") + dit_training_flops(run_dir)

@@ -1,0 +1,111 @@
+"""Generate weights for a named architecture and task: the user-facing side of the DiT.
+
+A :class:`Generator` is a trained run folder (``encoder/`` + ``dit/``). ``sample`` returns
+state_dicts with the FLOPs and seconds it took to make them (counted with
+``torch.utils.flop_counter``: the DiT's forward passes over every DDIM step, both CFG branches, and
+the decoder), because a benchmark must charge an init for what it cost. ``best_of`` draws k samples
+and keeps the one with the lowest loss on one training batch, the k forward passes counted too.
+:func:`save_generated` writes a hub-style folder that :func:`weightgen.checkpoint.load_model` loads.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
+
+from weightgen.checkpoint import CheckpointError, save_checkpoint
+from weightgen.specs import parse_arch, parse_task
+
+GENERATED_FORMAT = "weightgen-generated/1"
+
+
+class GeneratorError(ValueError):
+    """A run folder that holds no usable generator, or a sample that is not a valid network."""
+
+
+@dataclass
+class Generation:
+    state_dicts: list[dict[str, torch.Tensor]]
+    flops: int  # to produce all of them (and, for best-of-k, to score them)
+    wall_time: float  # seconds
+    scores: list[float] | None = None  # best-of-k: each sample's loss on the scoring batch
+    chosen: int = 0  # best-of-k: index of the kept sample
+
+
+class Generator:
+    """A trained encoder + DiT pair, sampled with deterministic DDIM and classifier-free guidance."""
+
+    def __init__(self, dit, encoder, steps: int = 50, guidance: float = 1.0, source: str = ""):
+        self.dit, self.encoder = dit.eval(), encoder.eval()
+        self.steps, self.guidance, self.source = steps, guidance, source
+
+    @classmethod
+    def from_run(cls, run_dir: str | os.PathLike, steps: int = 50, guidance: float = 1.0) -> "Generator":
+        """Load ``run_dir/encoder`` and ``run_dir/dit``; a clear error when either is missing or corrupt."""
+        from weightgen.dit_train import load_dit
+        from weightgen.encoder import PatchAutoencoder
+
+        run_dir = Path(run_dir)
+        missing = [p for p in ("encoder", "dit") if not (run_dir / p / "model.safetensors").is_file()]
+        if missing:
+            raise GeneratorError(f"{run_dir}: no trained {' or '.join(missing)} (model.safetensors) here; "
+                                 "train one with `weightgen encoder train` and `weightgen dit train`")
+        try:
+            return cls(load_dit(run_dir / "dit"), PatchAutoencoder.load(run_dir / "encoder"), steps, guidance,
+                       source=str(run_dir))
+        except (CheckpointError, KeyError, TypeError, ValueError, OSError) as exc:
+            raise GeneratorError(f"{run_dir}: cannot load the generator: {exc}") from None
+
+    def sample(self, arch, task, samples: int = 1, seed: int = 0) -> Generation:
+        """``samples`` state_dicts for ``arch`` on ``task`` (spec strings or specs); seeded, so repeatable."""
+        from weightgen.sampling import sample_state_dicts
+
+        arch, task = parse_arch(arch), parse_task(task)
+        started = time.perf_counter()
+        with FlopCounterMode(display=False) as counter:
+            states = sample_state_dicts(self.dit, self.encoder, arch, task, samples, self.steps, self.guidance, seed)
+        for i, state in enumerate(states):
+            bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+            if bad:
+                raise GeneratorError(f"sample {i} for {arch} on {task} has non-finite weights in {', '.join(bad[:3])}")
+        return Generation(states, int(counter.get_total_flops()), time.perf_counter() - started)
+
+    def best_of(self, arch, task, k: int, seed: int = 0, batch_size: int = 100) -> Generation:
+        """k samples; keep the one with the lowest cross-entropy on the first ``batch_size`` training examples."""
+        from weightgen.checkpoint import model_for_weights
+        from weightgen.data import load_task
+
+        if k < 1:
+            raise ValueError(f"best-of-k needs k >= 1, got {k}")
+        generation = self.sample(arch, task, k, seed)
+        started = time.perf_counter()
+        train = load_task(task).train
+        x, y = train.x[:batch_size], train.y[:batch_size]
+        scores = []
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            for state in generation.state_dicts:
+                model = model_for_weights(state, arch, task, where="generated sample").eval()
+                scores.append(float(F.cross_entropy(model(x), y)))
+        chosen = min(range(k), key=scores.__getitem__)
+        return Generation(generation.state_dicts, generation.flops + int(counter.get_total_flops()),
+                          generation.wall_time + time.perf_counter() - started, scores, chosen)
+
+
+def save_generated(folder: str | os.PathLike, state_dict: dict[str, torch.Tensor], arch, task,
+                   generator: Generator | None = None, **details) -> Path:
+    """A hub-style folder (model.safetensors + config.json) that ``weightgen.checkpoint.load_model`` loads."""
+    arch, task = parse_arch(arch), parse_task(task)
+    config = {
+        "format": GENERATED_FORMAT, "arch": arch.model_dump(), "task": task.model_dump(),
+        "arch_string": arch.to_string(), "task_string": task.to_string(),
+        "generator": {"run": generator.source, "ddim_steps": generator.steps, "guidance": generator.guidance}
+        if generator else None,
+        **details,
+    }
+    return save_checkpoint(folder, state_dict, config)

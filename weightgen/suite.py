@@ -1,0 +1,172 @@
+"""Benchmark suites: which target cases, fine-tuned how, from which inits (see BENCHMARK.md).
+
+A suite file (YAML) names the corpus and generator it judges, the fine-tune recipe (one per family,
+identical for every init), the init methods and the target cases, each tagged with its split::
+
+    name: default
+    corpus: corpus/default        # the generator's training corpus: checked for leaks
+    generator: runs/default       # run folder with encoder/ and dit/
+    seeds: [100, 101]             # fine-tune seeds (= random-init seeds) for every case
+    recipe: {lr: 0.003, batch_size: 100, steps: 1000, eval_every: 25}
+    recipes: {cnn1d: {lr: 0.01}}  # per-family overrides of the recipe
+    methods: [random, moment, noisy-nearest, retrieval, weight-selection, generated, generated-best-of-k]
+    samples: 4                    # k of generated-best-of-k
+    cases:
+      - {arch: "mlp:hidden=96x96", task: mnist1d, split: unseen-arch}
+
+:func:`check_splits` holds every case to its tag against the corpus manifest — an ``unseen`` case
+whose architecture or task a corpus member has is a leak, and the suite is refused before any
+compute is spent.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from weightgen.specs import Recipe, SpecError, parse_arch
+from weightgen.zoo import _COMPATIBLE, ArchString, TaskString
+
+SPLITS = ("seen", "unseen-arch", "unseen-task", "unseen-both")
+GENERATED_METHODS = ("generated", "generated-best-of-k")
+METHODS = ("random", "moment", "noisy-nearest", "retrieval", "weight-selection") + GENERATED_METHODS
+Split = Literal["seen", "unseen-arch", "unseen-task", "unseen-both"]
+Method = Literal["random", "moment", "noisy-nearest", "retrieval", "weight-selection", "generated", "generated-best-of-k"]
+
+
+class SuiteError(SpecError):
+    """A suite that cannot be run: bad file, bad field, or cases that do not match their split."""
+
+
+class Case(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    arch: ArchString
+    task: TaskString
+    split: Split
+    seeds: list[int] | None = Field(default=None, min_length=1, description="overrides the suite's seeds")
+
+    @model_validator(mode="after")
+    def _compatible(self) -> "Case":
+        from weightgen.data import input_shape
+
+        family = parse_arch(self.arch).family
+        if len(input_shape(self.task)) not in _COMPATIBLE[family]:
+            raise ValueError(f"a {family} network cannot take {self.task}'s inputs")
+        return self
+
+    @property
+    def case_id(self) -> str:
+        return f"{self.arch}@{self.task}"
+
+
+class Suite(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    corpus: str = "corpus/default"
+    generator: str = "runs/default"
+    seeds: list[int] = Field(default=[100], min_length=1)
+    recipe: Recipe = Recipe()
+    recipes: dict[str, dict[str, Any]] = {}
+    methods: list[Method] = Field(default=list(METHODS), min_length=1)
+    samples: int = Field(4, ge=1, le=64, description="k of generated-best-of-k")
+    guidance: float = Field(1.0, ge=0.0, le=20.0)
+    ddim_steps: int = Field(50, ge=1, le=1000)
+    target_fraction: float = Field(0.99, gt=0.0, le=1.0, description="target = this × random's mean final val acc")
+    cases: list[Case] = Field(min_length=1)
+
+    @field_validator("recipes")
+    @classmethod
+    def _known_families(cls, v: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        unknown = set(v) - set(_COMPATIBLE)
+        if unknown:
+            raise ValueError(f"recipes for unknown families {sorted(unknown)}")
+        for family in v:
+            Recipe.model_validate({**Recipe().model_dump(), **v[family]})  # a bad override fails here, not mid-run
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Suite":
+        if "random" not in self.methods:
+            raise ValueError("methods must include 'random': the target and compute_saved are relative to it")
+        if len(set(self.methods)) != len(self.methods):
+            raise ValueError(f"methods listed twice: {sorted({m for m in self.methods if self.methods.count(m) > 1})}")
+        ids = [c.case_id for c in self.cases]
+        twice = sorted({i for i in ids if ids.count(i) > 1})
+        if twice:
+            raise ValueError(f"cases listed twice: {twice}")
+        return self
+
+    def recipe_for(self, family: str) -> Recipe:
+        return Recipe.model_validate({**self.recipe.model_dump(), **self.recipes.get(family, {})})
+
+    def seeds_for(self, case: Case) -> list[int]:
+        return case.seeds or self.seeds
+
+
+def load_suite(source: str | os.PathLike | dict) -> Suite:
+    """A suite from a YAML file or a dict; a SuiteError names the file and every bad field."""
+    where = "suite"
+    if not isinstance(source, dict):
+        path = Path(source)
+        where = f"suite {path}"
+        if not path.is_file():
+            raise SuiteError(f"suite file {path} not found")
+        try:
+            source = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            raise SuiteError(f"suite file {path} is not valid YAML: {exc}") from None
+        except UnicodeDecodeError:
+            raise SuiteError(f"suite file {path} is not text") from None
+        if not isinstance(source, dict):
+            raise SuiteError(f"suite file {path} must hold a mapping, found {type(source).__name__}")
+    try:
+        return Suite.model_validate(source)
+    except ValidationError as exc:
+        details = "; ".join(f"{'.'.join(map(str, e['loc'])) or '(top level)'}: {e['msg']}" for e in exc.errors())
+        raise SuiteError(f"invalid {where} — {details}") from None
+
+
+def check_splits(suite: Suite, manifest) -> None:
+    """Refuse a suite whose cases do not match their split tags in this corpus manifest.
+
+    seen: the corpus has this architecture on this task, and the case's seeds are new (an init seed
+    a member was trained from would make `random` a corpus member's own start); unseen-arch: no
+    member has the architecture, the task is in the corpus; unseen-task: the reverse; unseen-both:
+    neither. Every problem is listed, naming the case and the members that leak.
+    """
+    frame = manifest[manifest["family"] != "external"]
+    archs, tasks, families = set(frame["arch"]), set(frame["task"]), set(frame["family"])
+    problems = []
+    for i, case in enumerate(suite.cases):
+        label = f"case {i} ({case.case_id}, {case.split})"
+        family = parse_arch(case.arch).family
+        if family not in families:
+            problems.append(f"{label}: the corpus has no {family} member at all")
+            continue
+        arch_in, task_in = case.arch in archs, case.task in tasks
+        pair = frame[(frame["arch"] == case.arch) & (frame["task"] == case.task)]
+        if case.split == "seen":
+            if pair.empty:
+                problems.append(f"{label}: not in the corpus, so it cannot be 'seen'")
+            elif "seed" in pair and set(pair["seed"].dropna().astype(int)) & set(suite.seeds_for(case)):
+                used = sorted(set(pair["seed"].dropna().astype(int)) & set(suite.seeds_for(case)))
+                problems.append(f"{label}: seeds {used} are the corpus members' own seeds; use new ones")
+            continue
+        leaks = []
+        if case.split in ("unseen-arch", "unseen-both") and arch_in:
+            leaks.append(("architecture", sorted(set(frame[frame["arch"] == case.arch]["member"]))))
+        if case.split in ("unseen-task", "unseen-both") and task_in:
+            leaks.append(("task", sorted(set(frame[frame["task"] == case.task]["member"]))))
+        for what, members in leaks:
+            problems.append(f"{label}: leaks — {len(members)} corpus members have this {what} "
+                            f"(e.g. {', '.join(members[:2])}); exclude it from the corpus grid")
+        if case.split == "unseen-arch" and not task_in:
+            problems.append(f"{label}: its task is not in the corpus either; tag it unseen-both")
+        if case.split == "unseen-task" and not arch_in:
+            problems.append(f"{label}: its architecture is not in the corpus either; tag it unseen-both")
+    if problems:
+        raise SuiteError(f"suite {suite.name!r} does not match corpus {suite.corpus}:\n  " + "\n  ".join(problems))
