@@ -173,3 +173,17 @@ def test_save_checkpoint_replaces_atomically(tmp_path):
     assert config["step"] == 4 and torch.equal(state["net.1.weight"], _state(1)["net.1.weight"])
     assert [p.name for p in tmp_path.iterdir()] == ["ck"]  # no temp folders left
     assert json.loads((folder / "config.json").read_text())["arch"]["family"] == "mlp"
+
+
+@pytest.mark.parametrize("arch", ["transformer:dim=8,depth=2,heads=2,patch=8", "mlp:hidden=4x4x4x4x4x4"])
+def test_a_checkpoint_read_from_disk_tokenizes_like_the_built_network(tmp_path, arch):
+    """safetensors sorts keys by name (blocks.0 before embed, net.11 before net.3); tokens number layers by
+    first appearance, so a loaded checkpoint must come back in module order or a layer changes index."""
+    from weightgen.tokens import tokenize
+
+    state = build_model(arch, (40,), seed=0).state_dict()
+    assert list(state) != sorted(state)  # the case that matters
+    save_checkpoint(tmp_path / "ckpt", state, _info(arch, TASK))
+    loaded, _ = load_checkpoint(tmp_path / "ckpt")
+    assert list(loaded) == list(state)
+    assert torch.equal(tokenize(loaded, 8).coords, tokenize(state, 8).coords)

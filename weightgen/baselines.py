@@ -86,9 +86,7 @@ class CorpusIndex:
         """The member's final state_dict in its module order (shared, cached: copy before changing it)."""
         if member not in self._states:
             row = self.finals.loc[self.finals["member"] == member].iloc[0]
-            loaded = self.corpus.load(member, int(row["step"]))[0]
-            # safetensors returns keys sorted by name (net.11 before net.3); layer order is module order
-            self._states[member] = {k: loaded[k] for k in self._template(row["arch"], row["task"])}
+            self._states[member] = self.corpus.load(member, int(row["step"]))[0]  # in module order
         return self._states[member]
 
     def source(self, row: pd.Series) -> str:

@@ -93,7 +93,31 @@ def load_checkpoint(folder: str | os.PathLike, check_finite: bool = True) -> tup
     if not folder.is_dir():
         raise CheckpointError(f"{folder}: checkpoint folder not found")
     config = read_config(folder)
-    return read_weights(folder / WEIGHTS_NAME, check_finite), config
+    return in_module_order(read_weights(folder / WEIGHTS_NAME, check_finite), config), config
+
+
+def in_module_order(state_dict: dict[str, torch.Tensor], config: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The state_dict with its keys in the order the described network's ``state_dict()`` has them.
+
+    safetensors hands keys back sorted by name (``blocks.0`` before ``embed``, ``net.11`` before
+    ``net.3``, bias before weight). Tokens number layers by first appearance, so a checkpoint read
+    from disk must be laid out like a freshly built network, or the same layer gets another index.
+    Configs that describe no weightgen architecture, or weights that do not match it, are left as read.
+    """
+    from weightgen.data import input_shape
+    from weightgen.models import build_model
+
+    arch, task = config.get("arch"), config.get("task")
+    if not isinstance(arch, dict) or not isinstance(task, dict) or arch.get("family") in (None, "external"):
+        return state_dict
+    try:
+        with torch.device("meta"):  # shapes and names only: no memory, no init work
+            order = list(build_model(arch, input_shape(task)).state_dict())
+    except ValueError:  # a config that no longer parses: model_for_weights reports it
+        return state_dict
+    if set(order) != set(state_dict):
+        return state_dict
+    return {k: state_dict[k] for k in order}
 
 
 def model_for_weights(state_dict: dict[str, torch.Tensor], arch, task, where: str = "checkpoint") -> torch.nn.Module:

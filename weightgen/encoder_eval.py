@@ -95,6 +95,10 @@ class EncoderStage:
     minilm: dict | None = None
 
 
+# Bumped when the same corpus would give other tokens: 2 = checkpoints tokenized in module order.
+TOKEN_LAYOUT_VERSION = 2
+
+
 def _stage_key(corpus_root, config: EncoderConfig, min_step: int, holdout: float, minilm: bool) -> str:
     """What the stage's outputs depend on: the corpus manifest's bytes and every setting."""
     import dataclasses
@@ -103,7 +107,7 @@ def _stage_key(corpus_root, config: EncoderConfig, min_step: int, holdout: float
     corpus = Corpus(corpus_root)
     corpus.require_nonempty()
     manifest = hashlib.sha256(corpus.manifest_path.read_bytes()).hexdigest()
-    settings = json.dumps([dataclasses.asdict(config), min_step, holdout, minilm], sort_keys=True)
+    settings = json.dumps([dataclasses.asdict(config), min_step, holdout, minilm, TOKEN_LAYOUT_VERSION], sort_keys=True)
     return hashlib.sha256(f"{manifest}:{settings}".encode()).hexdigest()
 
 

@@ -57,7 +57,10 @@ def evaluate_state_dict(state_dict: dict[str, torch.Tensor], arch, task, split: 
 
 
 def relative_distance(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], patch_size: int = 32) -> float:
-    """‖a − b‖ / ‖b‖ over fan-in-normalised weights (same architecture)."""
+    """‖a − b‖ / ‖b‖ over fan-in-normalised weights (same architecture; keys are matched by name)."""
+    if set(a) != set(b):
+        raise ValueError(f"different architectures: keys {sorted(set(a) ^ set(b))[:4]} are in only one")
+    b = {k: b[k] for k in a}  # the same token layout for both
     x, y = normalize(tokenize(a, patch_size)), normalize(tokenize(b, patch_size))
     return float((x - y).norm() / y.norm().clamp(min=1e-12))
 

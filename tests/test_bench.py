@@ -1,0 +1,189 @@
+"""The benchmark: scoring by hand-checked numbers, `weightgen generate`, and a whole tiny suite end to end."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import mlflow
+import pandas as pd
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from weightgen.bench import generated_beats, run_suite, score, summarize
+from weightgen.checkpoint import load_model
+from weightgen.cli import app
+from weightgen.corpus import Corpus
+from weightgen.dit import DIT_PRESETS, DiTConfig
+from weightgen.dit_train import TrainConfig, train as train_dit
+from weightgen.encoder import EncoderConfig, encode_set, train_encoder
+from weightgen.generate import Generator, GeneratorError, save_generated
+from weightgen.sequences import corpus_sequences
+from weightgen.suite import SuiteError, load_suite
+from weightgen.tracking import tracking_uri
+from weightgen.zoo import expand, load_grid, train_member
+
+
+# --------------------------------------------------------------------------- scoring, by hand
+def _result(case_index, method, seed, accs, flops_per_step=10, init_flops=0, final_test=0.5, status="ok"):
+    steps = [0, 10, 20, 30]
+    row = {"suite": "t", "case": f"c{case_index}", "case_index": case_index, "split": "unseen-arch", "family": "mlp",
+           "arch": "mlp", "task": "digits", "method": method, "seed": seed, "status": status, "init_flops": init_flops,
+           "flops_per_step": flops_per_step, "final_test_acc": final_test, "test_acc_0": accs[0], "novelty": 0.1, "note": ""}
+    curves = [{"case_index": case_index, "method": method, "seed": seed, "step": s, "val_acc": a, "val_loss": 0.0}
+              for s, a in zip(steps, accs)] if status == "ok" else []
+    return {"rows": [row], "curves": curves, "random_predictions": {}, "case_index": case_index}
+
+
+def _suite(methods=("random", "moment", "generated")):
+    return load_suite({"name": "t", "recipe": {"steps": 30, "eval_every": 10}, "seeds": [1, 2], "methods": list(methods),
+                       "cases": [{"arch": "mlp:hidden=16", "task": "digits", "split": "unseen-arch"}]})
+
+
+def test_score_follows_the_protocol_by_hand():
+    results = [
+        _result(0, "random", 1, [0.1, 0.5, 0.8, 1.0]),  # reaches 0.99 × mean(1.0, 0.8) = 0.891 at step 30
+        _result(0, "random", 2, [0.1, 0.5, 0.7, 0.8]),  # never reaches it: charged the budget (30 steps)
+        _result(0, "moment", 1, [0.1, 0.9, 0.9, 0.9], init_flops=50),  # reaches at step 10
+        _result(0, "moment", 2, [0.1, 0.2, 0.3, 0.4]),  # never
+        _result(0, "generated", 1, [0.95, 0.9, 0.9, 0.9], init_flops=30),  # at step 0: only the init is paid
+        _result(0, "generated", 2, [0.0, 0.0, 0.0, 0.0], status="n/a"),
+    ]
+    table, _ = score(_suite(), results)
+    row = table.set_index(["method", "seed"])
+    assert row.loc[("random", 1), "target"] == pytest.approx(0.99 * 0.9)
+    reference = 30 * 10  # both random seeds: 30 steps × 10 FLOPs (the second one censored at the budget)
+    assert row.loc[("random", 1), "random_flops_to_target"] == reference
+    assert row.loc[("random", 1), "compute_saved"] == pytest.approx(0.0)
+    assert row.loc[("moment", 1), "steps_to_target"] == 10
+    assert row.loc[("moment", 1), "compute_saved"] == pytest.approx(1 - (10 * 10 + 50) / reference)
+    assert math.isnan(row.loc[("moment", 2), "compute_saved"]) and not row.loc[("moment", 2), "reached"]
+    assert row.loc[("generated", 1), "steps_to_target"] == 0
+    assert row.loc[("generated", 1), "compute_saved"] == pytest.approx(1 - 30 / reference)
+    assert math.isnan(row.loc[("random", 2), "compute_saved"])
+
+    summary = summarize(table)
+    moment = summary.loc[("unseen-arch", "moment")]
+    assert moment["compute_saved_median"] == pytest.approx((1 - 150 / 300 + 0.0) / 2)  # not reached counts as 0
+    assert moment["reach_rate"] == 0.5
+    assert summary.loc[("unseen-arch", "generated"), "not_applicable"] == 1
+    beats = generated_beats(table).set_index("baseline")
+    assert beats.loc["moment", "wins"] == 1 and beats.loc["random", "wins"] == 1
+
+
+def test_an_init_below_random_at_the_end_shows_as_a_negative_final_delta():
+    results = [_result(0, "random", s, [0.1, 0.5, 0.9, 1.0], final_test=0.9) for s in (1, 2)]
+    results += [_result(0, "moment", s, [0.1, 0.5, 0.9, 1.0], final_test=0.8) for s in (1, 2)]
+    summary = summarize(score(_suite(("random", "moment")), results)[0])
+    assert summary.loc[("unseen-arch", "moment"), "final_vs_random"] == pytest.approx(-0.1)
+
+
+# --------------------------------------------------------------------------- a tiny corpus and generator
+GRID = {"name": "bench-test", "seeds": [0, 1], "checkpoint_steps": [30], "recipe": {"steps": 60, "eval_every": 30, "batch_size": 64},
+        "archs": ["mlp:hidden=16", "mlp:hidden=24x24"], "tasks": ["digits", "digits:rot90=1"]}
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bench")
+    corpus = root / "corpus"
+    for member in expand(load_grid(GRID)):
+        train_member(member, corpus)
+    Corpus(corpus).rebuild_manifest()
+    run = root / "run"
+    seqs = corpus_sequences(corpus, patch_size=8)
+    encoder, _ = train_encoder(seqs, EncoderConfig(patch_size=8, latent_dim=8, hidden=32, steps=60, batch_size=512))
+    encoder.save(run / "encoder")
+    encode_set(encoder, seqs, standardize=True).save(run / "latents.safetensors")
+    train_dit(run / "latents.safetensors", run / "dit", TrainConfig(steps=6, batch_size=4, log_every=3),
+              DiTConfig(latent_dim=8, **DIT_PRESETS["tiny"]))
+    return root, corpus, run
+
+
+def test_generate_is_seeded_loadable_and_costed(setup, tmp_path):
+    _, _, run = setup
+    generator = Generator.from_run(run, steps=4)
+    a, b = generator.sample("mlp:hidden=20", "digits", 2, seed=3), generator.sample("mlp:hidden=20", "digits", 2, seed=3)
+    assert all(torch.equal(x[k], y[k]) for x, y in zip(a.state_dicts, b.state_dicts) for k in x)
+    assert not torch.equal(a.state_dicts[0]["net.1.weight"], a.state_dicts[1]["net.1.weight"])
+    assert a.flops > 0 and a.wall_time > 0
+    assert generator.sample("mlp:hidden=20", "digits", 1, seed=3).flops < a.flops  # cost grows with samples
+    best = generator.best_of("mlp:hidden=20", "digits", 3, seed=3, batch_size=32)
+    assert best.chosen == min(range(3), key=best.scores.__getitem__) and best.flops > generator.sample(
+        "mlp:hidden=20", "digits", 3, seed=3).flops  # the scoring passes are charged
+    folder = save_generated(tmp_path / "gen", best.state_dicts[best.chosen], "mlp:hidden=20", "digits", generator)
+    model = load_model(folder)
+    assert torch.equal(model.state_dict()["net.1.weight"], best.state_dicts[best.chosen]["net.1.weight"])
+
+
+def test_generate_cli_writes_a_loadable_folder_and_refuses_bad_input(setup, tmp_path):
+    _, _, run = setup
+    runner = CliRunner()
+    ok = runner.invoke(app, ["generate", "--arch", "mlp:hidden=20", "--task", "digits", "--out", str(tmp_path / "g"),
+                             "--run", str(run), "--samples", "2", "--ddim-steps", "3"])
+    assert ok.exit_code == 0, ok.output
+    assert json.loads((tmp_path / "g" / "config.json").read_text())["samples"] == 2
+    load_model(tmp_path / "g")
+    bad = runner.invoke(app, ["generate", "--arch", "mlp:hidden=oops", "--task", "digits", "--out", str(tmp_path / "h"),
+                              "--run", str(run)])
+    assert bad.exit_code == 2 and "hidden" in bad.output and not (tmp_path / "h").exists()
+    missing = runner.invoke(app, ["generate", "--arch", "mlp", "--task", "digits", "--out", str(tmp_path / "h"),
+                                  "--run", str(tmp_path / "nothing")])
+    assert missing.exit_code == 2 and "no trained" in missing.output
+
+
+def test_a_missing_generator_is_a_clear_error(tmp_path):
+    with pytest.raises(GeneratorError, match="no trained encoder or dit"):
+        Generator.from_run(tmp_path)
+
+
+def _tiny_suite(corpus, run, **changes):
+    return load_suite({
+        "name": "tiny", "corpus": str(corpus), "generator": str(run), "seeds": [100, 101], "samples": 2, "ddim_steps": 3,
+        "recipe": {"steps": 40, "eval_every": 10, "batch_size": 64},
+        "cases": [{"arch": "mlp:hidden=16", "task": "digits", "split": "seen"},
+                  {"arch": "mlp:hidden=20", "task": "digits", "split": "unseen-arch"},
+                  {"arch": "mlp:hidden=16", "task": "digits:label_perm=2", "split": "unseen-task", "seeds": [100]},
+                  {"arch": "mlp:hidden=20x20", "task": "digits:label_perm=2", "split": "unseen-both", "seeds": [100]}],
+        **changes,
+    })
+
+
+def test_a_tiny_suite_end_to_end(setup, tmp_path):
+    _, corpus, run = setup
+    suite = _tiny_suite(corpus, run)
+    outcome = run_suite(suite, tmp_path / "out")
+    table = outcome["table"]
+    assert len(table) == (2 + 2 + 1 + 1) * len(suite.methods)
+    na = table[table["status"] == "n/a"]
+    assert set(na["method"]) == {"noisy-nearest"} and set(na["split"]) == {"unseen-arch", "unseen-both"}
+    ok = table[table["status"] == "ok"]
+    assert ok["final_test_acc"].between(0, 1).all() and (ok["flops_per_step"] > 0).all()
+    assert (ok[ok["method"].str.startswith("generated")]["init_flops"] > 0).all()
+    assert (ok[ok["method"] == "random"]["init_flops"] == 0).all()
+    # noisy-nearest on a seen case starts from a trained member: far above random at step 0
+    seen = ok[ok["split"] == "seen"].groupby("method")["test_acc_0"].mean()
+    assert seen["noisy-nearest"] > seen["random"] + 0.2
+    assert ok[ok["split"] == "seen"]["novelty"].notna().all()
+    for name in ("results.parquet", "results.csv", "curves.parquet", "summary.csv", "summary.md",
+                 "learning_curves.png", "compute_saved.png", "amortisation.json"):
+        assert (tmp_path / "out" / name).stat().st_size > 0, name
+    assert pd.read_parquet(tmp_path / "out" / "results.parquet").shape == table.shape
+    amort = outcome["amortisation"]
+    assert amort["corpus_flops"] > 0 and amort["generator_flops"] > 0
+
+    mlflow.set_tracking_uri(tracking_uri())
+    parent = mlflow.get_run(outcome["mlflow_run_id"])
+    children = mlflow.search_runs(experiment_ids=[parent.info.experiment_id],
+                                  filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    assert len(children) == len(suite.cases) * len(suite.methods)
+    assert "compute_saved_median/seen/random" in parent.data.metrics
+
+
+def test_a_leaking_suite_is_refused_before_any_work(setup, tmp_path):
+    _, corpus, run = setup
+    suite = _tiny_suite(corpus, run, cases=[{"arch": "mlp:hidden=16", "task": "digits", "split": "unseen-arch"}])
+    with pytest.raises(SuiteError, match="leaks"):
+        run_suite(suite, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
