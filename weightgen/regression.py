@@ -127,7 +127,7 @@ def markdown_table(frame: pd.DataFrame) -> str:
     """A GitHub-style markdown table (pandas' own needs ``tabulate``, which is not installed); floats to 4 digits."""
     def cell(value) -> str:
         if isinstance(value, float):
-            return _fmt(value)
+            return "" if value != value else _fmt(value)  # an empty cell for a run without that metric
         return str(value).replace("|", "\\|")
 
     header = [str(c) for c in frame.columns]
