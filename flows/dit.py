@@ -33,6 +33,17 @@ def judge_samples_task(run_dir: str, corpus_dir: str, pairs: str, samples: int, 
     return seen_report(dit, encoder, corpus_dir, [tuple(p.split("@", 1)) for p in pairs.split(";")], samples, guidance)
 
 
+DIT_MODEL = "weightgen-dit"  # registered-model name: every trained DiT adds a version
+
+
+@task(name="register-dit", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
+def register_dit_task(run_id: str, run_dir: str) -> str:
+    from tasks.encoder import register_model
+    from weightgen.dit_train import load_dit
+
+    return register_model(run_id, load_dit(Path(run_dir) / "dit"), "dit", DIT_MODEL)
+
+
 @flow(name="dit", flow_run_name="dit-{run_dir}")
 def dit_flow(
     run_dir: str = Field("runs/default", description="holds encoder/ and latents.safetensors (the encoder flow's output)"),
@@ -58,7 +69,9 @@ def dit_flow(
     pairs = pairs or default_pairs(corpus_dir)
     params = {k: v for k, v in locals().items() if k not in ("mlflow", "stage_run", "default_pairs")}
     with stage_run("dit", run_name=f"dit-{preset}-{steps}", params=params,
-                   tags={"prefect.flow_run_id": str(flow_run.id or "")}) as run:
+                   tags={"prefect.flow_run_id": str(flow_run.id or ""),
+                         "prefect.parent_flow_run_id": str(flow_run.parent_flow_run_id or ""),
+                         "prefect.root_flow_run_id": str(flow_run.root_flow_run_id or flow_run.id or "")}) as run:
         options = {"steps": steps, "batch_size": batch_size, "lr": lr, "preset": preset, "checkpoint_every": checkpoint_every,
                    "resume": resume, "eval_every": eval_every, "encoder": str(Path(run_dir) / "encoder"),
                    "eval_pairs": pairs, "eval_samples": samples, "log_every": 50}
@@ -75,7 +88,9 @@ def dit_flow(
         for name in ("model.safetensors", "config.json", "losses.csv", "run.json"):
             if (Path(out) / name).is_file():
                 mlflow.log_artifact(str(Path(out) / name), artifact_path="dit")
-    get_run_logger().info("dit: %s\n%s", summary, report.to_string(index=False))
+    version = register_dit_task(run.info.run_id, run_dir)
+    get_run_logger().info("dit: %s (registered model %s version %s)\n%s", summary, DIT_MODEL, version,
+                          report.to_string(index=False))
     return summary
 
 

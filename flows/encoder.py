@@ -6,7 +6,7 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 from pydantic import Field
 
-from tasks.encoder import log_encoder_task, train_encoder_task
+from tasks.encoder import log_encoder_task, register_encoder_task, train_encoder_task
 from weightgen.encoder import EncoderConfig
 
 
@@ -23,9 +23,12 @@ def encoder_flow(
 ) -> dict:
     config = EncoderConfig(patch_size=patch_size, latent_dim=latent_dim, steps=steps)
     stage = train_encoder_task(corpus_dir, out_dir, config, min_step, holdout, minilm)
-    tags = {"prefect.flow_run_id": str(flow_run.id or "")}
+    tags = {"prefect.flow_run_id": str(flow_run.id or ""), "prefect.parent_flow_run_id": str(flow_run.parent_flow_run_id or ""),
+            "prefect.root_flow_run_id": str(flow_run.root_flow_run_id or flow_run.id or "")}
     run_id = log_encoder_task(stage, config, corpus_dir, out_dir, tags)
-    get_run_logger().info("encoder: %s (MLflow run %s)", stage.summary, run_id)
+    version = register_encoder_task(run_id, out_dir)
+    get_run_logger().info("encoder: %s (MLflow run %s, registered model weightgen-encoder version %s)", stage.summary,
+                          run_id, version)
     return stage.summary
 
 

@@ -5,20 +5,54 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
+import pytest
 import yaml
 from prefect.utilities.callables import parameter_schema
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_every_deployment_points_at_a_flow_and_its_parameters_exist():
-    spec = yaml.safe_load((ROOT / "prefect.yaml").read_text())
-    names = [d["name"] for d in spec["deployments"]]
-    assert {"corpus", "encoder", "dit"} <= set(names) and len(names) == len(set(names))
-    for deployment in spec["deployments"]:
-        module, function = deployment["entrypoint"].split(":")
-        flow = getattr(importlib.import_module(module.removesuffix(".py").replace("/", ".")), function)
+def _deployments() -> list[dict]:
+    return yaml.safe_load((ROOT / "prefect.yaml").read_text())["deployments"]
+
+
+def _flow(entrypoint: str):
+    module, function = entrypoint.split(":")
+    return getattr(importlib.import_module(module.removesuffix(".py").replace("/", ".")), function)
+
+
+def test_every_deployment_points_at_a_flow_and_its_parameters_are_valid():
+    names = [d["name"] for d in _deployments()]
+    assert {"corpus", "encoder", "dit", "evaluate", "pipeline", "nightly"} <= set(names) and len(names) == len(set(names))
+    for deployment in _deployments():
+        flow = _flow(deployment["entrypoint"])
         schema = parameter_schema(flow)
-        unknown = set(deployment.get("parameters", {})) - set(schema.properties)
-        assert not unknown, f"{deployment['name']}: parameters {unknown} are not parameters of {function}"
+        parameters = deployment.get("parameters", {})
+        unknown = set(parameters) - set(schema.properties)
+        assert not unknown, f"{deployment['name']}: parameters {unknown} are not parameters of {flow.name}"
+        flow.validate_parameters(parameters)  # values pass the flow's own pydantic constraints
         assert deployment["work_pool"]["name"] == "weightgen"
+        assert deployment["work_pool"]["job_variables"]["env"]["PREFECT_SERVER_ANALYTICS_ENABLED"] == "false"
+
+
+def test_nightly_runs_on_a_cron_schedule_and_its_files_exist():
+    nightly = next(d for d in _deployments() if d["name"] == "nightly")
+    (schedule,) = nightly["schedules"]
+    assert schedule["cron"] == "0 2 * * *" and schedule["active"] and nightly["concurrency_limit"] == 1
+    for key in ("baseline", "suite"):
+        assert (ROOT / nightly["parameters"][key]).is_file()
+
+
+def test_pipeline_parameters_are_a_form_with_constraints():
+    from flows.pipeline import pipeline_flow
+
+    schema = parameter_schema(pipeline_flow).model_dump_for_openapi()
+    definitions = schema["definitions"]
+    assert {"CorpusSettings", "EncoderSettings", "DiTSettings", "EvaluateSettings"} <= set(definitions)
+    assert definitions["CorpusSettings"]["properties"]["workers"]["minimum"] == 1
+    assert definitions["DiTSettings"]["properties"]["preset"]["enum"] == ["tiny", "S", "M"]
+    assert definitions["EncoderSettings"]["properties"]["holdout"]["exclusiveMaximum"] == 1
+    with pytest.raises(Exception, match="workers"):
+        pipeline_flow.validate_parameters({"corpus": {"workers": 0}})
+    with pytest.raises(Exception, match="typo"):
+        pipeline_flow.validate_parameters({"dit": {"typo": 1}})  # a misspelt setting is refused, not ignored

@@ -1,0 +1,305 @@
+"""The pipeline flow: corpus → encoder → DiT → evaluation, each stage its own subflow, linked in MLflow.
+
+Parameters are pydantic models with constraints: the Prefect UI draws a form from them, and a bad
+value is refused (``ParameterTypeError`` in Python, HTTP 409/422 from the API) before any work starts.
+
+Each stage runs inside a cached task whose key is a fingerprint of what the stage reads (the grid's
+bytes, the corpus manifest's, the latents', the DiT weights', the suite's) and of its settings, so a
+rerun with the same inputs reuses finished stages — no subflow runs at all. A stage whose outputs
+were removed since is run again (``refresh_cache``) rather than trusted. Only the MLflow bookkeeping
+tasks retry (network/database I/O); training is not retried.
+
+MLflow: every stage logs into its own experiment (``weightgen-<stage>``) as before, tagged with its
+Prefect flow-run id; the pipeline adds one run in ``weightgen-pipeline`` holding all settings as
+params and every stage's summary as ``<stage>/<metric>``, and tags link them both ways:
+
+* on each stage run: ``weightgen.pipeline`` (pipeline name), ``weightgen.pipeline_flow_run_id`` and
+  ``weightgen.pipeline_run_id`` (the pipeline's MLflow run);
+* on the pipeline run: ``weightgen.run.<stage>`` = that stage's MLflow run id(s), and
+  ``weightgen.cached.<stage>`` = ``true`` when the stage was reused from an earlier run.
+
+``mlflow.search_runs(search_all_experiments=True, filter_string="tags.`weightgen.pipeline_flow_run_id` = '<id>'")``
+lists one pipeline's runs across experiments.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
+from pydantic import BaseModel, ConfigDict, Field
+
+STAGES = ("corpus", "encoder", "dit", "evaluate")
+PIPELINE_TAG = "weightgen.pipeline"
+PIPELINE_FLOW_RUN_TAG = "weightgen.pipeline_flow_run_id"
+PIPELINE_RUN_TAG = "weightgen.pipeline_run_id"
+FLOW_RUN_TAG = "prefect.flow_run_id"
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CorpusSettings(Settings):
+    """Stage 1: train the zoo grid's members into the corpus (finished members are skipped)."""
+
+    grid: str = Field("configs/grids/default.yaml", description="zoo grid YAML: archs × tasks × seeds, recipe, exclude lists")
+    workers: int = Field(2, ge=1, le=256, description="parallel training processes")
+
+
+class EncoderSettings(Settings):
+    """Stage 2: the latent patch encoder, judged on held-out members; caches latents for the DiT."""
+
+    patch_size: int = Field(32, ge=1, le=1024, description="values per patch")
+    latent_dim: int = Field(32, ge=1, le=1024, description="latent numbers per patch")
+    steps: int = Field(3000, ge=1, le=1_000_000, description="training steps")
+    min_step: int = Field(1000, ge=0, description="train on checkpoints at or after this step")
+    holdout: float = Field(0.1, gt=0, lt=1, description="share of members held out whole to judge fidelity")
+
+
+class DiTSettings(Settings):
+    """Stage 3: the diffusion transformer on the cached latents (Accelerate when processes > 1)."""
+
+    processes: int = Field(1, ge=1, le=64, description="training processes")
+    steps: int = Field(2000, ge=1, le=10_000_000, description="training steps")
+    batch_size: int = Field(16, ge=1, le=4096)
+    lr: float = Field(3e-4, gt=0, le=1)
+    preset: Literal["tiny", "S", "M"] = Field("S", description="model size")
+    checkpoint_every: int = Field(500, ge=0, description="0: no intermediate checkpoints")
+    resume: bool = Field(True, description="continue from the latest checkpoint in run_dir/dit")
+    eval_every: int = Field(500, ge=0, description="score sampled seen architectures every this many steps (0: never)")
+    pairs: str = Field("", description="seen 'ARCH@TASK;...' pairs to sample and score (default: one per family)")
+    samples: int = Field(2, ge=1, le=64)
+    guidance: float = Field(1.0, ge=0, le=20)
+
+
+class EvaluateSettings(Settings):
+    """Stage 4: the benchmark suite on the corpus and DiT just built."""
+
+    enabled: bool = Field(True, description="run the evaluation stage")
+    suite: str = Field("suites/default.yaml", description="bench suite YAML")
+    out_dir: str = Field("", description="results folder (default: <run_dir>/bench)")
+    workers: int = Field(2, ge=1, le=256, description="parallel fine-tuning processes")
+
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+
+
+# --- fingerprints: what each stage reads -------------------------------------------------------
+
+def file_digest(path: str | Path) -> str:
+    """sha256 of a file's bytes, or 'missing'."""
+    path = Path(path)
+    if not path.is_file():
+        return "missing"
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def stage_key(stage: str, settings: dict[str, Any], reads: dict[str, str]) -> str:
+    """The cache key of one stage: its name, settings, output folders and the digests of what it reads."""
+    text = json.dumps({"stage": stage, "settings": settings, "reads": reads}, sort_keys=True, default=str)
+    return f"weightgen-{stage}-" + hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def outputs_present(stage: str, corpus_dir: str, run_dir: str, grid: str = "", bench_dir: str = "") -> bool:
+    """Whether a finished stage's outputs are still on disk (a cached result is only trusted then)."""
+    run = Path(run_dir)
+    if stage == "corpus":
+        from weightgen.corpus import Corpus
+        from weightgen.zoo import expand, load_grid
+
+        corpus = Corpus(corpus_dir)
+        return corpus.manifest_path.is_file() and all(corpus.is_complete(m.member_id) for m in expand(load_grid(grid)))
+    if stage == "encoder":
+        return all((run / name).exists() for name in ("encoder_stage.json", "latents.safetensors", "encoder"))
+    if stage == "dit":
+        return (run / "dit" / "model.safetensors").is_file()
+    if stage == "evaluate":
+        return Path(bench_dir).is_dir() and any(Path(bench_dir).iterdir())
+    raise ValueError(f"unknown stage {stage!r}")
+
+
+# --- stage tasks: cached by the key the flow computes ------------------------------------------
+
+def _given_key(context, parameters) -> str:
+    return parameters["key"]
+
+
+def _run_subflow(subflow, kwargs: dict) -> dict:
+    state = subflow(**kwargs, return_state=True)
+    summary = state.result()  # raises when the stage failed, failing this task and the pipeline
+    return {"summary": summary, "flow_run_id": str(state.state_details.flow_run_id)}
+
+
+@task(name="corpus-stage", cache_key_fn=_given_key, persist_result=True, result_serializer="json")
+def corpus_stage(key: str, corpus_dir: str, settings: dict) -> dict:
+    from flows.corpus import corpus_flow
+
+    return _run_subflow(corpus_flow, {"grid": settings["grid"], "corpus_dir": corpus_dir, "workers": settings["workers"]})
+
+
+@task(name="encoder-stage", cache_key_fn=_given_key, persist_result=True, result_serializer="json")
+def encoder_stage(key: str, corpus_dir: str, run_dir: str, settings: dict) -> dict:
+    from flows.encoder import encoder_flow
+
+    return _run_subflow(encoder_flow, {"corpus_dir": corpus_dir, "out_dir": run_dir, **settings})
+
+
+@task(name="dit-stage", cache_key_fn=_given_key, persist_result=True, result_serializer="json")
+def dit_stage(key: str, corpus_dir: str, run_dir: str, settings: dict) -> dict:
+    from flows.dit import dit_flow
+
+    return _run_subflow(dit_flow, {"run_dir": run_dir, "corpus_dir": corpus_dir, **settings})
+
+
+@task(name="evaluate-stage", cache_key_fn=_given_key, persist_result=True, result_serializer="json")
+def evaluate_stage(key: str, corpus_dir: str, run_dir: str, bench_dir: str, settings: dict) -> dict:
+    from flows.evaluate import evaluate_flow
+
+    return _run_subflow(evaluate_flow, {"suite": settings["suite"], "out_dir": bench_dir, "workers": settings["workers"],
+                                        "corpus_dir": corpus_dir, "run_dir": run_dir})
+
+
+# --- MLflow bookkeeping (I/O: retried) ----------------------------------------------------------
+
+@task(name="open-pipeline-run", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
+def open_pipeline_run(name: str, params: dict[str, Any], tags: dict[str, str]) -> str:
+    import mlflow
+
+    from weightgen.tracking import _param_value, use_experiment
+
+    use_experiment("pipeline")
+    client = mlflow.MlflowClient()
+    experiment = mlflow.get_experiment_by_name("weightgen-pipeline")
+    run = client.create_run(experiment.experiment_id, run_name=name, tags={"weightgen.stage": "pipeline", **tags})
+    for key, value in params.items():
+        client.log_param(run.info.run_id, key, _param_value(value))
+    return run.info.run_id
+
+
+@task(name="link-stage-runs", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
+def link_stage_runs(stage: str, stage_flow_run_id: str, pipeline_run_id: str, tags: dict[str, str], cached: bool) -> list[str]:
+    """Tag the stage's MLflow runs (found by their Prefect flow-run id) with the pipeline, and vice versa.
+
+    A cached stage's runs belong to the pipeline run that made them; they are referenced, not re-tagged.
+    """
+    import mlflow
+
+    from weightgen.tracking import tracking_uri
+
+    mlflow.set_tracking_uri(tracking_uri())
+    client = mlflow.MlflowClient()
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()],
+                              filter_string=f"tags.`{FLOW_RUN_TAG}` = '{stage_flow_run_id}'")
+    ids = [r.info.run_id for r in runs]
+    if not cached:
+        for run_id in ids:
+            for key, value in tags.items():
+                client.set_tag(run_id, key, value)
+    client.set_tag(pipeline_run_id, f"weightgen.run.{stage}", ",".join(ids))
+    client.set_tag(pipeline_run_id, f"weightgen.cached.{stage}", str(cached).lower())
+    return ids
+
+
+@task(name="close-pipeline-run", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
+def close_pipeline_run(run_id: str, metrics: dict[str, float], status: str) -> None:
+    import math
+
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    for key, value in metrics.items():
+        if isinstance(value, (int, float)) and math.isfinite(value):
+            client.log_metric(run_id, key, float(value))
+    client.set_terminated(run_id, status=status)
+
+
+def flatten_summaries(results: dict[str, dict]) -> dict[str, float]:
+    """{'encoder': {'acc_kept_median': .9}} → {'encoder/acc_kept_median': .9} (numbers only)."""
+    flat = {}
+    for stage, summary in results.items():
+        for key, value in (summary or {}).items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                flat[f"{stage}/{key}"] = float(value)
+    return flat
+
+
+def _flat_params(sections: dict[str, BaseModel | str]) -> dict[str, Any]:
+    out = {}
+    for prefix, value in sections.items():
+        if isinstance(value, BaseModel):
+            out.update({f"{prefix}.{k}": v for k, v in value.model_dump().items()})
+        else:
+            out[prefix] = value
+    return out
+
+
+@flow(name="pipeline", flow_run_name="pipeline-{name}", log_prints=True)
+def pipeline_flow(
+    name: str = Field("default", pattern=NAME_PATTERN, description="names the flow run and the MLflow pipeline run"),
+    corpus_dir: str = Field("corpus/default", min_length=1, description="corpus folder (created if missing)"),
+    run_dir: str = Field("runs/default", min_length=1, description="encoder, latents and DiT go here"),
+    corpus: CorpusSettings = CorpusSettings(),
+    encoder: EncoderSettings = EncoderSettings(),
+    dit: DiTSettings = DiTSettings(),
+    evaluate: EvaluateSettings = EvaluateSettings(),
+    reuse: bool = Field(True, description="reuse stages finished earlier with the same inputs (Prefect task cache)"),
+) -> dict[str, Any]:
+    """corpus → encoder → DiT → evaluation; returns each stage's summary, the flat metrics and the MLflow run ids."""
+    logger = get_run_logger()
+    started = time.perf_counter()
+    bench_dir = evaluate.out_dir or str(Path(run_dir) / "bench")
+    pipeline_flow_run_id = str(flow_run.id or "")
+    params = _flat_params({"name": name, "corpus_dir": corpus_dir, "run_dir": run_dir, "corpus": corpus,
+                           "encoder": encoder, "dit": dit, "evaluate": evaluate, "reuse": str(reuse)})
+    pipeline_run_id = open_pipeline_run(f"pipeline-{name}", params, {FLOW_RUN_TAG: pipeline_flow_run_id, PIPELINE_TAG: name,
+                                                                      PIPELINE_FLOW_RUN_TAG: pipeline_flow_run_id})
+    links = {PIPELINE_TAG: name, PIPELINE_FLOW_RUN_TAG: pipeline_flow_run_id, PIPELINE_RUN_TAG: pipeline_run_id}
+    corpus_abs, run_abs = str(Path(corpus_dir).resolve()), str(Path(run_dir).resolve())
+    results: dict[str, dict] = {}
+    runs: dict[str, list[str]] = {}
+
+    def run_stage(stage: str, stage_task, reads: dict[str, str], settings: dict, *args) -> None:
+        key = stage_key(stage, settings, {"corpus_dir": corpus_abs, "run_dir": run_abs, **reads})
+        fresh = not reuse or not outputs_present(stage, corpus_dir, run_dir, corpus.grid, bench_dir)
+        state = stage_task.with_options(refresh_cache=fresh)(key, *args, settings, return_state=True)
+        out = state.result()
+        cached = state.name == "Cached"
+        logger.info("%s: %s%s", stage, "reused (cached) " if cached else "", out["summary"])
+        results[stage] = out["summary"]
+        runs[stage] = link_stage_runs(stage, out["flow_run_id"], pipeline_run_id, links, cached)
+
+    try:
+        run_stage("corpus", corpus_stage, {"grid": file_digest(corpus.grid)}, corpus.model_dump(), corpus_dir)
+        manifest = file_digest(Path(corpus_dir) / "manifest.parquet")
+        run_stage("encoder", encoder_stage, {"manifest": manifest}, encoder.model_dump(), corpus_dir, run_dir)
+        latents = file_digest(Path(run_dir) / "latents.safetensors")
+        run_stage("dit", dit_stage, {"latents": latents}, dit.model_dump(), corpus_dir, run_dir)
+        if evaluate.enabled:
+            reads = {"manifest": manifest, "dit": file_digest(Path(run_dir) / "dit" / "model.safetensors"),
+                     "encoder": file_digest(Path(run_dir) / "encoder" / "model.safetensors"),
+                     "suite": file_digest(evaluate.suite), "bench_dir": str(Path(bench_dir).resolve())}
+            settings = evaluate.model_dump(exclude={"enabled", "out_dir"})
+            run_stage("evaluate", evaluate_stage, reads, settings, corpus_dir, run_dir, bench_dir)
+    except BaseException:
+        close_pipeline_run(pipeline_run_id, {**flatten_summaries(results)}, "FAILED")
+        raise
+    metrics = {**flatten_summaries(results), "pipeline/wall_time_s": time.perf_counter() - started}
+    close_pipeline_run(pipeline_run_id, metrics, "FINISHED")
+    logger.info("pipeline %s done in %.1fs (MLflow run %s)", name, metrics["pipeline/wall_time_s"], pipeline_run_id)
+    return {"stages": results, "metrics": metrics, "mlflow_run_id": pipeline_run_id, "mlflow_runs": runs,
+            "flow_run_id": pipeline_flow_run_id}
+
+
+if __name__ == "__main__":
+    pipeline_flow()
