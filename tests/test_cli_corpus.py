@@ -110,13 +110,15 @@ def test_import_through_the_cli(tmp_path):
     assert frame[["member", "family", "task", "seed", "step"]].values.tolist() == [["hub--my-model", "mlp", "digits", 3, 7]]
 
 
-def test_run_chains_corpus_encoder_and_dit(built, tmp_path):
+def test_run_chains_corpus_encoder_dit_and_bench(built, tmp_path):
     out, mlruns, _ = built
     env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "WEIGHTGEN_MLRUNS": str(mlruns), "COLUMNS": "200"}
     (tmp_path / "prefect").mkdir()
     proc = _weightgen("run", "--grid", str(TINY), "--corpus", str(out), "--run", str(tmp_path / "run"),
-                      "--encoder-steps", "40", "--dit-steps", "3", env=env)
+                      "--encoder-steps", "40", "--dit-steps", "3", "--suite", str(ROOT / "suites" / "tiny.yaml"), env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert re.search(r"members_skipped\s*│\s*6\s*│", proc.stdout)  # the corpus was complete already
     assert re.search(r"acc_kept_median\s*│", proc.stdout) and re.search(r"sample_acc_median\s*│", proc.stdout)
     assert (tmp_path / "run" / "latents.safetensors").is_file() and (tmp_path / "run" / "dit" / "model.safetensors").is_file()
+    assert re.search(r"unseen-both\s*│\s*generated\s*│", proc.stdout)  # the bench summary table
+    assert (tmp_path / "run" / "bench" / "summary.csv").is_file()

@@ -183,8 +183,9 @@ def run_all(
     workers: int = typer.Option(2, min=1, help="parallel zoo training processes"),
     encoder_steps: int = typer.Option(3000, min=1, help="encoder training steps"),
     dit_steps: int = typer.Option(2000, min=1, help="DiT training steps"),
+    suite: Path = typer.Option("suites/smoke.yaml", help="benchmark suite run last (its corpus and generator are overridden)"),
 ) -> None:
-    """The main job on the embedded defaults: corpus → encoder → DiT.
+    """The main job on the embedded defaults: corpus → encoder → DiT → benchmark suite.
 
     A rerun skips finished corpus members, reuses the encoder when the corpus and settings are unchanged,
     and resumes the DiT from its latest checkpoint.
@@ -195,6 +196,7 @@ def run_all(
     late = min(m.recipe.steps for m in expand(load_grid(grid))) // 2  # the second half of every trajectory
     encoder_train(corpus=corpus, out=run, patch_size=32, latent_dim=32, steps=encoder_steps, min_step=late, minilm=False)
     dit_train(run=run, corpus=corpus, processes=1, steps=dit_steps, batch_size=16, preset="S")
+    bench(suite=suite, out=run / "bench", workers=workers, corpus=corpus, run=run)
 
 
 @app.command("generate")

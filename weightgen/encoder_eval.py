@@ -99,7 +99,7 @@ class EncoderStage:
 TOKEN_LAYOUT_VERSION = 2
 
 
-def _stage_key(corpus_root, config: EncoderConfig, min_step: int, holdout: float, minilm: bool) -> str:
+def _stage_key(corpus_root, config: EncoderConfig, min_step: int, holdout: float, minilm: bool, canonical: bool) -> str:
     """What the stage's outputs depend on: the corpus manifest's bytes and every setting."""
     import dataclasses
     import json
@@ -107,12 +107,14 @@ def _stage_key(corpus_root, config: EncoderConfig, min_step: int, holdout: float
     corpus = Corpus(corpus_root)
     corpus.require_nonempty()
     manifest = hashlib.sha256(corpus.manifest_path.read_bytes()).hexdigest()
-    settings = json.dumps([dataclasses.asdict(config), min_step, holdout, minilm, TOKEN_LAYOUT_VERSION], sort_keys=True)
+    settings = json.dumps([dataclasses.asdict(config), min_step, holdout, minilm, canonical, TOKEN_LAYOUT_VERSION],
+                          sort_keys=True)
     return hashlib.sha256(f"{manifest}:{settings}".encode()).hexdigest()
 
 
 def run_encoder_stage(corpus_root, out_dir, config: EncoderConfig, min_step: int = 1000, holdout: float = 0.1,
-                      minilm: bool = False, on_step: Callable[[dict], None] | None = None, reuse: bool = True) -> EncoderStage:
+                      minilm: bool = False, on_step: Callable[[dict], None] | None = None, reuse: bool = True,
+                      canonical: bool = False) -> EncoderStage:
     """Train, judge and save the encoder; write ``out_dir/encoder/`` and ``out_dir/latents.safetensors``.
 
     With ``reuse``, outputs written for the same corpus manifest and settings are loaded instead of
@@ -123,7 +125,7 @@ def run_encoder_stage(corpus_root, out_dir, config: EncoderConfig, min_step: int
     from weightgen.io import atomic_write_json
 
     out_dir = Path(out_dir)
-    key = _stage_key(corpus_root, config, min_step, holdout, minilm)
+    key = _stage_key(corpus_root, config, min_step, holdout, minilm, canonical)
     stamp = out_dir / "encoder_stage.json"
     if reuse and stamp.is_file() and (out_dir / "latents.safetensors").is_file():
         saved = json.loads(stamp.read_text())
@@ -131,7 +133,7 @@ def run_encoder_stage(corpus_root, out_dir, config: EncoderConfig, min_step: int
             return EncoderStage(PatchAutoencoder.load(out_dir / "encoder"), saved["history"],
                                 pd.read_csv(out_dir / "per_kind_mse.csv"), pd.read_csv(out_dir / "fidelity.csv"),
                                 saved["held_out"], saved["summary"], None)
-    stage = _train_stage(corpus_root, out_dir, config, min_step, holdout, minilm, on_step)
+    stage = _train_stage(corpus_root, out_dir, config, min_step, holdout, minilm, on_step, canonical)
     stage.per_kind.to_csv(out_dir / "per_kind_mse.csv", index=False)
     stage.fidelity.to_csv(out_dir / "fidelity.csv", index=False)
     atomic_write_json(stamp, {"key": key, "history": stage.history, "held_out": stage.held_out, "summary": stage.summary})
@@ -139,13 +141,13 @@ def run_encoder_stage(corpus_root, out_dir, config: EncoderConfig, min_step: int
 
 
 def _train_stage(corpus_root, out_dir: Path, config: EncoderConfig, min_step: int, holdout: float, minilm: bool,
-                 on_step: Callable[[dict], None] | None) -> EncoderStage:
+                 on_step: Callable[[dict], None] | None, canonical: bool = False) -> EncoderStage:
     frame = Corpus(corpus_root).require_nonempty()
     frame = frame[frame["family"] != "external"]
     held = held_out_members(frame, holdout)
     started = time.perf_counter()
     # Tokenize every checkpoint once; held-out members judge the encoder, all of them feed the DiT.
-    everything = corpus_sequences(corpus_root, config.patch_size, min_step)
+    everything = corpus_sequences(corpus_root, config.patch_size, min_step, canonical=canonical)
     held_set = set(held)
     is_held = [m["member"] in held_set for m in everything.meta]
     train = everything.subset([i for i, h in enumerate(is_held) if not h])

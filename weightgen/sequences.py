@@ -159,8 +159,11 @@ def from_tokens(items: list[tuple[Tokens, str, object, dict]]) -> SequenceSet:
     )
 
 
-def corpus_sequences(corpus_root, patch_size: int, min_step: int = 0, exclude_members=(), progress: bool = False) -> SequenceSet:
-    """Every weightgen (non-external) checkpoint of a corpus at ``step >= min_step``, tokenized and normalised."""
+def corpus_sequences(corpus_root, patch_size: int, min_step: int = 0, exclude_members=(), progress: bool = False,
+                     canonical: bool = False) -> SequenceSet:
+    """Every weightgen (non-external) checkpoint of a corpus at ``step >= min_step``, tokenized and normalised;
+    with ``canonical``, each in its canonical hidden-unit order (:mod:`weightgen.canonical`)."""
+    from weightgen.canonical import canonicalize
     from weightgen.corpus import Corpus
     from weightgen.tokens import tokenize
 
@@ -175,6 +178,8 @@ def corpus_sequences(corpus_root, patch_size: int, min_step: int = 0, exclude_me
     items = []
     for row in rows:
         state, config = corpus.load(row.member, row.step)
+        if canonical:
+            state = canonicalize(state, config["arch"])
         meta = {"member": row.member, "step": int(row.step), "arch": row.arch, "task": row.task,
                 "family": row.family, "test_acc": float(row.test_acc), "val_acc": float(row.val_acc)}
         items.append((tokenize(state, patch_size), row.family, config["task"], meta))
