@@ -187,3 +187,15 @@ def test_a_leaking_suite_is_refused_before_any_work(setup, tmp_path):
     with pytest.raises(SuiteError, match="leaks"):
         run_suite(suite, tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_kappa_tells_a_copy_from_two_degenerate_predictors():
+    from weightgen.bench import agreement, kappa
+
+    varied = torch.arange(100) % 10
+    mostly_three = torch.where(torch.arange(100) < 95, 3, varied)
+    also_mostly_three = torch.where(torch.arange(100) >= 8, 3, varied)  # its few other calls fall elsewhere
+    assert agreement(mostly_three, also_mostly_three) > 0.85
+    assert abs(kappa(mostly_three, also_mostly_three)) < 0.1
+    assert kappa(varied, varied) == pytest.approx(1.0)
+    assert kappa(torch.full((50,), 4), torch.full((50,), 4)) == 0.0

@@ -35,7 +35,7 @@ from weightgen.suite import GENERATED_METHODS, Case, Suite, check_splits
 RESULT_COLUMNS = [
     "suite", "case", "case_index", "split", "family", "arch", "task", "method", "seed", "status",
     "init_flops", "init_wall_time", "flops_per_step", "train_wall_time", "val_acc_0", "test_acc_0",
-    "final_val_acc", "final_test_acc", "novelty", "nearest_member", "source", "note",
+    "final_val_acc", "final_test_acc", "novelty", "novelty_kappa", "nearest_member", "source", "note",
 ]  # fmt: skip
 
 
@@ -109,6 +109,16 @@ def agreement(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a == b).float().mean())
 
 
+def kappa(a: torch.Tensor, b: torch.Tensor, classes: int = 10) -> float:
+    """Cohen's kappa: agreement beyond what the two prediction histograms give by chance.
+
+    Raw agreement alone cannot tell a copy from two degenerate predictors: a fresh init that calls
+    almost everything one class agrees ~0.9 with a member that, on another task's inputs, does the same.
+    """
+    expected = float((torch.bincount(a, minlength=classes) * torch.bincount(b, minlength=classes)).sum()) / len(a) ** 2
+    return 0.0 if expected >= 1.0 else (agreement(a, b) - expected) / (1.0 - expected)
+
+
 # --------------------------------------------------------------------------- one job
 @dataclass
 class _Init:
@@ -158,7 +168,7 @@ def run_job(suite: Suite, job: Job) -> dict[str, Any]:
         model = model_for_weights(init.state_dict, case.arch, case.task, where=f"{method} init")
         start_predictions = _predictions(model, data.test.x)
         test_acc_0 = evaluate(model, data.test)[1]
-        nearest = max(members, key=lambda m: agreement(start_predictions, members[m]), default=None)
+        nearest = max(members, key=lambda m: kappa(start_predictions, members[m]), default=None)
         result = train(model, data, recipe, seed=seed)
         if method == "random":
             final_predictions[seed] = _predictions(model, data.test.x)
@@ -166,7 +176,8 @@ def run_job(suite: Suite, job: Job) -> dict[str, Any]:
             **row, "status": "ok", "flops_per_step": result.flops_per_step, "train_wall_time": result.wall_time,
             "val_acc_0": result.curve[0].val_acc, "test_acc_0": test_acc_0,
             "final_val_acc": result.final.val_acc, "final_test_acc": result.test_acc,
-            "novelty": agreement(start_predictions, members[nearest]) if nearest else math.nan,
+            "novelty": max((agreement(start_predictions, p) for p in members.values()), default=math.nan),
+            "novelty_kappa": kappa(start_predictions, members[nearest]) if nearest else math.nan,
             "nearest_member": nearest or "",
         })
         curves += [{"case_index": job.case_index, "method": method, "seed": seed, "step": p.step,
@@ -185,6 +196,7 @@ def score(suite: Suite, results: Iterable[dict[str, Any]]) -> tuple[pd.DataFrame
     table["flops_to_target"] = math.nan
     table["random_flops_to_target"] = math.nan
     table["random_agreement"] = math.nan  # agreement between two independently trained random inits
+    table["random_kappa"] = math.nan
     for i, case in enumerate(suite.cases):
         here = table["case_index"] == i
         budget = suite.recipe_for(parse_arch(case.arch).family).steps
@@ -206,6 +218,7 @@ def score(suite: Suite, results: Iterable[dict[str, Any]]) -> tuple[pd.DataFrame
         predictions = [p for res in results if res["case_index"] == i for p in res["random_predictions"].values()]
         if len(predictions) >= 2:
             table.loc[here, "random_agreement"] = agreement(predictions[0], predictions[1])
+            table.loc[here, "random_kappa"] = kappa(predictions[0], predictions[1])
     table["reached"] = table["steps_to_target"].notna()
     spent = table["flops_to_target"] + table["init_flops"]
     table["compute_saved"] = np.where(table["reached"], 1.0 - spent / table["random_flops_to_target"], np.nan)
@@ -225,7 +238,8 @@ def summarize(table: pd.DataFrame) -> pd.DataFrame:
         compute_saved_median=("saved_or_zero", "median"), reach_rate=("reached", "mean"),
         final_test_acc=("final_test_acc", "mean"), final_vs_random=("final_vs_random", "mean"),
         worst_final_vs_random=("final_vs_random", "min"), test_acc_at_init=("test_acc_0", "mean"),
-        novelty_median=("novelty", "median"), init_flops_median=("init_flops", "median"),
+        novelty_median=("novelty", "median"), novelty_kappa_median=("novelty_kappa", "median"),
+        random_kappa=("random_kappa", "median"), init_flops_median=("init_flops", "median"),
     )
     na = table[table["status"] == "n/a"].groupby(["split", "method"]).size()
     summary["not_applicable"] = na.reindex(summary.index).fillna(0).astype(int)
@@ -297,7 +311,7 @@ def write_outputs(out: str | os.PathLike, suite: Suite, table: pd.DataFrame, cur
 
 def summary_markdown(suite: Suite, summary: pd.DataFrame, beats: pd.DataFrame, amort: dict[str, float]) -> str:
     shown = summary[["cases", "runs", "compute_saved_median", "reach_rate", "final_test_acc", "final_vs_random",
-                     "test_acc_at_init", "novelty_median", "not_applicable"]]
+                     "test_acc_at_init", "novelty_median", "novelty_kappa_median", "random_kappa", "not_applicable"]]
     text = [f"# Suite `{suite.name}`", "", shown.to_markdown(floatfmt=".3f"), ""]
     if len(beats):
         text += ["## Share of cases where `generated` beats each baseline", "",

@@ -266,16 +266,17 @@ def bench(
     metrics = evaluate_flow(suite=str(suite), out_dir=str(out), workers=workers,
                             corpus_dir=str(corpus) if corpus else None, run_dir=str(run) if run else None)
     summary = pd.read_csv(out / "summary.csv")
+    wide = Console(width=max(console.width, 150)) if not console.is_terminal else console  # logs keep every column
     table = Table(title=f"suite {spec.name}: median compute saved (not reached = 0) — {out}/summary.md")
     columns = {"split": "split", "method": "method", "cases": "cases", "runs": "runs",
                "compute_saved_median": "saved", "reach_rate": "reach", "final_test_acc": "final acc",
                "final_vs_random": "Δ final vs random", "test_acc_at_init": "acc at init",
-               "novelty_median": "agreement", "not_applicable": "n/a"}
+               "novelty_kappa_median": "κ nearest", "random_kappa": "κ 2 randoms", "not_applicable": "n/a"}
     for title in columns.values():
         table.add_column(title, justify="left" if title in ("split", "method") else "right")
     for row in summary.itertuples(index=False):
         table.add_row(*[_cell(getattr(row, key)) for key in columns])
-    console.print(table)
+    wide.print(table)
     amort = {k.removeprefix("amortisation/"): v for k, v in metrics.items() if k.startswith("amortisation/")}
     _print_summary("amortisation (FLOPs)", amort)
     console.print(f"wall time {metrics['wall_time_s']:.0f} s; results: {out}/results.parquet, plots: {out}/*.png")
