@@ -199,3 +199,12 @@ def test_kappa_tells_a_copy_from_two_degenerate_predictors():
     assert abs(kappa(mostly_three, also_mostly_three)) < 0.1
     assert kappa(varied, varied) == pytest.approx(1.0)
     assert kappa(torch.full((50,), 4), torch.full((50,), 4)) == 0.0
+
+
+def test_a_sample_with_non_finite_weights_is_refused(setup):
+    _, _, run = setup
+    generator = Generator.from_run(run, steps=2)
+    with torch.no_grad():
+        generator.encoder.latent_std.fill_(float("nan"))  # a broken decoder path
+    with pytest.raises(GeneratorError, match="non-finite weights"):
+        generator.sample("mlp:hidden=20", "digits", 1)
