@@ -16,7 +16,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
@@ -95,15 +95,15 @@ def log_nightly(run_name: str, comparison: Comparison, metrics: dict[str, float]
 
 @flow(name="nightly", flow_run_name=_run_name, log_prints=True)
 def nightly_flow(
-    baseline: str = Field(DEFAULT_BASELINE, description="baseline YAML: thresholds, and the settings they were measured with"),
-    work_dir: str = Field("runs/nightly", min_length=1, description="corpus/, run/ and bench/ of the nightly go here"),
-    grid: str = Field("", description="zoo grid YAML; empty: the grid stored in the baseline file"),
-    suite: str = Field("suites/smoke.yaml", description="bench suite (its corpus and generator are replaced by the nightly's)"),
-    workers: int = Field(2, ge=1, le=256, description="parallel processes for the corpus and the suite"),
-    encoder: EncoderSettings | None = Field(None, description="empty: the baseline's encoder settings"),
-    dit: DiTSettings | None = Field(None, description="empty: the baseline's DiT settings"),
-    fresh: bool = Field(True, description="remove the previous night's corpus and run first"),
-    name: str = Field("nightly", pattern=NAME_PATTERN, description="pipeline name in MLflow"),
+    baseline: Annotated[str, Field(min_length=1, description="baseline YAML: thresholds, and the settings they were measured with")] = DEFAULT_BASELINE,
+    work_dir: Annotated[str, Field(min_length=1, description="corpus/, run/ and bench/ of the nightly go here")] = "runs/nightly",
+    grid: Annotated[str, Field(description="zoo grid YAML; empty: the grid stored in the baseline file")] = "",
+    suite: Annotated[str, Field(min_length=1, description="bench suite (its corpus and generator are replaced by the nightly's)")] = "suites/smoke.yaml",
+    workers: Annotated[int, Field(ge=1, le=256, description="parallel processes for the corpus and the suite")] = 2,
+    encoder: Annotated[EncoderSettings | None, Field(description="empty: the baseline's encoder settings")] = None,
+    dit: Annotated[DiTSettings | None, Field(description="empty: the baseline's DiT settings")] = None,
+    fresh: Annotated[bool, Field(description="remove the previous night's corpus and run first")] = True,
+    name: Annotated[str, Field(pattern=NAME_PATTERN, description="pipeline name in MLflow")] = "nightly",
 ):
     """Build, train, evaluate, compare: Completed when every baseline metric holds, Failed naming each that fell."""
     logger = get_run_logger()

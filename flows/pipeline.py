@@ -2,6 +2,8 @@
 
 Parameters are pydantic models with constraints: the Prefect UI draws a form from them, and a bad
 value is refused (``ParameterTypeError`` in Python, HTTP 409/422 from the API) before any work starts.
+Top-level constraints are written ``Annotated[str, Field(...)] = default``: Prefect 3.9.1 ignores the
+constraints of a ``Field(default, ...)`` used as the default value (neither checked nor in the schema).
 
 Each stage runs inside a cached task whose key is a fingerprint of what the stage reads (the grid's
 bytes, the corpus manifest's, the latents', the DiT weights', the suite's) and of its settings, so a
@@ -28,7 +30,7 @@ import hashlib
 import json
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
@@ -246,14 +248,14 @@ def _flat_params(sections: dict[str, BaseModel | str]) -> dict[str, Any]:
 
 @flow(name="pipeline", flow_run_name="pipeline-{name}", log_prints=True)
 def pipeline_flow(
-    name: str = Field("default", pattern=NAME_PATTERN, description="names the flow run and the MLflow pipeline run"),
-    corpus_dir: str = Field("corpus/default", min_length=1, description="corpus folder (created if missing)"),
-    run_dir: str = Field("runs/default", min_length=1, description="encoder, latents and DiT go here"),
+    name: Annotated[str, Field(pattern=NAME_PATTERN, description="names the flow run and the MLflow pipeline run")] = "default",
+    corpus_dir: Annotated[str, Field(min_length=1, description="corpus folder (created if missing)")] = "corpus/default",
+    run_dir: Annotated[str, Field(min_length=1, description="encoder, latents and DiT go here")] = "runs/default",
     corpus: CorpusSettings = CorpusSettings(),
     encoder: EncoderSettings = EncoderSettings(),
     dit: DiTSettings = DiTSettings(),
     evaluate: EvaluateSettings = EvaluateSettings(),
-    reuse: bool = Field(True, description="reuse stages finished earlier with the same inputs (Prefect task cache)"),
+    reuse: Annotated[bool, Field(description="reuse stages finished earlier with the same inputs (Prefect task cache)")] = True,
 ) -> dict[str, Any]:
     """corpus → encoder → DiT → evaluation; returns each stage's summary, the flat metrics and the MLflow run ids."""
     logger = get_run_logger()
