@@ -1,0 +1,89 @@
+"""The pipeline flow in-process (ephemeral Prefect, MLflow in a temp store): validation, linking, caching."""
+
+from __future__ import annotations
+
+import shutil
+
+import mlflow
+import pytest
+import yaml
+from prefect.exceptions import ParameterTypeError
+
+from flows.pipeline import flatten_summaries, pipeline_flow, stage_key
+from weightgen.tracking import tracking_uri
+
+GRID = {"name": "pipe", "seeds": [0], "checkpoint_steps": [20], "recipe": {"lr": 0.01, "batch_size": 64, "steps": 40, "eval_every": 20},
+        "archs": ["mlp:hidden=16", "mlp:hidden=8x8"], "tasks": ["digits"]}
+SUITE = {"name": "pipe", "seeds": [100], "recipe": {"lr": 0.01, "batch_size": 64, "steps": 40, "eval_every": 10},
+         "methods": ["random", "generated"], "samples": 1, "ddim_steps": 5,
+         "cases": [{"arch": "mlp:hidden=12", "task": "digits", "split": "unseen-arch"}]}
+
+
+@pytest.mark.parametrize("bad", [{"corpus": {"workers": 0}}, {"dit": {"preset": "XL"}}, {"encoder": {"holdout": 1.0}},
+                                 {"name": "has spaces"}, {"evaluate": {"suite": "s.yaml", "typo": 1}}])
+def test_bad_parameters_are_refused_before_any_work(bad, tmp_path, monkeypatch):
+    monkeypatch.setenv("WEIGHTGEN_MLRUNS", str(tmp_path / "mlruns"))
+    with pytest.raises(ParameterTypeError):
+        pipeline_flow(corpus_dir=str(tmp_path / "corpus"), run_dir=str(tmp_path / "run"), **bad)
+    assert not (tmp_path / "corpus").exists() and not (tmp_path / "mlruns").exists()
+
+
+def test_stage_key_follows_settings_and_what_the_stage_reads():
+    key = stage_key("encoder", {"steps": 1}, {"manifest": "a"})
+    assert key == stage_key("encoder", {"steps": 1}, {"manifest": "a"})
+    assert key != stage_key("encoder", {"steps": 2}, {"manifest": "a"})
+    assert key != stage_key("encoder", {"steps": 1}, {"manifest": "b"})
+    assert key != stage_key("dit", {"steps": 1}, {"manifest": "a"})
+    assert flatten_summaries({"dit": {"loss": 1, "ok": True, "name": "x"}}) == {"dit/loss": 1.0}
+
+
+def _tags(run_id: str) -> dict[str, str]:
+    return mlflow.MlflowClient().get_run(run_id).data.tags
+
+
+def test_pipeline_links_its_mlflow_runs_registers_models_and_reuses_finished_stages(tmp_path, monkeypatch):
+    monkeypatch.setenv("WEIGHTGEN_MLRUNS", str(tmp_path / "mlruns"))
+    (tmp_path / "grid.yaml").write_text(yaml.safe_dump(GRID))
+    (tmp_path / "suite.yaml").write_text(yaml.safe_dump(SUITE))
+    params = dict(name="t", corpus_dir=str(tmp_path / "corpus"), run_dir=str(tmp_path / "run"),
+                  corpus={"grid": str(tmp_path / "grid.yaml"), "workers": 1},
+                  encoder={"patch_size": 8, "latent_dim": 4, "steps": 20, "min_step": 0, "holdout": 0.25},
+                  dit={"steps": 4, "batch_size": 4, "preset": "tiny", "checkpoint_every": 0, "eval_every": 0, "samples": 1},
+                  evaluate={"suite": str(tmp_path / "suite.yaml"), "workers": 1})
+    first = pipeline_flow(**params)
+    assert set(first["stages"]) == {"corpus", "encoder", "dit", "evaluate"}
+    assert first["metrics"]["corpus/corpus_members"] == 2 and "evaluate/reach_rate/unseen-arch/generated" in first["metrics"]
+    assert (tmp_path / "run" / "bench").is_dir()  # evaluate's default out_dir: <run_dir>/bench
+
+    mlflow.set_tracking_uri(tracking_uri())
+    client = mlflow.MlflowClient()
+    pipeline_run = client.get_run(first["mlflow_run_id"])
+    assert pipeline_run.info.run_name == "pipeline-t" and pipeline_run.info.status == "FINISHED"
+    assert pipeline_run.data.params["encoder.latent_dim"] == "4" and pipeline_run.data.params["corpus.workers"] == "1"
+    assert pipeline_run.data.tags["prefect.flow_run_id"] == first["flow_run_id"]
+    assert pipeline_run.data.metrics["encoder/acc_kept_median"] == first["stages"]["encoder"]["acc_kept_median"]
+    for stage, ids in first["mlflow_runs"].items():
+        assert ids and pipeline_run.data.tags[f"weightgen.run.{stage}"] == ",".join(ids)
+        assert pipeline_run.data.tags[f"weightgen.cached.{stage}"] == "false"
+        for run_id in ids:
+            tags = _tags(run_id)
+            assert tags["weightgen.pipeline_flow_run_id"] == first["flow_run_id"]
+            assert tags["weightgen.pipeline_run_id"] == first["mlflow_run_id"] and tags["mlflow.runName"]
+    (dit_run,) = first["mlflow_runs"]["dit"]
+    assert _tags(dit_run)["prefect.parent_flow_run_id"] == first["flow_run_id"]
+    for model, (run_id,) in (("weightgen-encoder", first["mlflow_runs"]["encoder"]), ("weightgen-dit", (dit_run,))):
+        (version,) = client.search_model_versions(f"name = '{model}'")
+        assert version.run_id == run_id
+        assert mlflow.pytorch.load_model(f"models:/{model}/{version.version}") is not None
+    stage_runs = len(mlflow.search_runs(search_all_experiments=True, filter_string="tags.`weightgen.stage` != 'pipeline'"))
+
+    again = pipeline_flow(**params)  # same inputs: every stage reused, no stage subflow runs, no new stage MLflow runs
+    assert again["stages"]["encoder"] == first["stages"]["encoder"] and again["mlflow_runs"] == first["mlflow_runs"]
+    assert all(_tags(again["mlflow_run_id"])[f"weightgen.cached.{s}"] == "true" for s in first["stages"])
+    assert len(mlflow.search_runs(search_all_experiments=True, filter_string="tags.`weightgen.stage` != 'pipeline'")) == stage_runs
+
+    shutil.rmtree(tmp_path / "run" / "bench")  # a removed output is not trusted: that stage alone runs again
+    third = pipeline_flow(**params)
+    cached = {s: _tags(third["mlflow_run_id"])[f"weightgen.cached.{s}"] for s in first["stages"]}
+    assert cached == {"corpus": "true", "encoder": "true", "dit": "true", "evaluate": "false"}
+    assert (tmp_path / "run" / "bench").is_dir() and third["mlflow_runs"]["evaluate"] != first["mlflow_runs"]["evaluate"]
