@@ -43,12 +43,12 @@ def load_baseline_task(path: str) -> Baseline:
 
 @task(name="prepare-work-dir", cache_policy=NO_CACHE)
 def prepare_work_dir(work_dir: str, baseline: Baseline, grid: str, fresh: bool) -> str:
-    """Clear the nightly's own subfolders (fresh run) and return the grid file to build from."""
+    """Clear the nightly's own subfolders corpus/, run/, bench/ (fresh run) and return the grid file to build from."""
     import yaml
 
     work = Path(work_dir)
     if fresh:
-        for sub in ("corpus", "run"):
+        for sub in ("corpus", "run", "bench"):
             shutil.rmtree(work / sub, ignore_errors=True)
     work.mkdir(parents=True, exist_ok=True)
     if grid:

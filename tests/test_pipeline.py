@@ -87,3 +87,28 @@ def test_pipeline_links_its_mlflow_runs_registers_models_and_reuses_finished_sta
     cached = {s: _tags(third["mlflow_run_id"])[f"weightgen.cached.{s}"] for s in first["stages"]}
     assert cached == {"corpus": "true", "encoder": "true", "dit": "true", "evaluate": "false"}
     assert (tmp_path / "run" / "bench").is_dir() and third["mlflow_runs"]["evaluate"] != first["mlflow_runs"]["evaluate"]
+
+
+def test_nightly_defaults_fit_together_and_a_fresh_night_clears_only_its_own_folders(tmp_path):
+    """The committed baseline's grid, encoder and DiT settings are valid and its corpus fits the smoke suite."""
+    import pandas as pd
+
+    from flows.nightly import prepare_work_dir
+    from flows.pipeline import DiTSettings, EncoderSettings
+    from weightgen.regression import load_baseline
+    from weightgen.specs import parse_arch
+    from weightgen.suite import check_splits, load_suite
+    from weightgen.zoo import expand, load_grid
+
+    root = __import__("pathlib").Path(__file__).resolve().parents[1]
+    baseline = load_baseline(root / "baselines" / "nightly.yaml")
+    EncoderSettings(**baseline.settings["encoder"]), DiTSettings(**baseline.settings["dit"])
+    for sub in ("corpus", "run", "bench", "keep"):
+        (tmp_path / sub).mkdir()
+    grid_path = prepare_work_dir.fn(str(tmp_path), baseline, "", True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["grid.yaml", "keep"]
+    members = expand(load_grid(grid_path))
+    manifest = pd.DataFrame([{"member": m.member_id, "arch": m.arch, "task": m.task, "seed": m.seed,
+                              "family": parse_arch(m.arch).family} for m in members])
+    check_splits(load_suite(root / "suites" / "smoke.yaml"), manifest)  # raises on a leak or a case the corpus cannot serve
+    assert prepare_work_dir.fn(str(tmp_path), baseline, "given.yaml", False) == "given.yaml"
