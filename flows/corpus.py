@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Annotated
 
 from prefect import flow, get_run_logger, unmapped
 from prefect.futures import as_completed
@@ -20,9 +21,9 @@ DEFAULT_CORPUS = "corpus/default"
 
 @flow(name="corpus", flow_run_name="corpus-{corpus_dir}", log_prints=True)
 def corpus_flow(
-    grid: str = Field(DEFAULT_GRID, description="zoo grid YAML: archs × tasks × seeds, recipe, exclude lists"),
-    corpus_dir: str = Field(DEFAULT_CORPUS, description="corpus folder (created if missing)"),
-    workers: int = Field(2, ge=1, le=256, description="parallel training processes"),
+    grid: Annotated[str, Field(description="zoo grid YAML: archs × tasks × seeds, recipe, exclude lists")] = DEFAULT_GRID,
+    corpus_dir: Annotated[str, Field(description="corpus folder (created if missing)")] = DEFAULT_CORPUS,
+    workers: Annotated[int, Field(ge=1, le=256, description="parallel training processes")] = 2,
 ) -> dict:
     """Build (or complete) a corpus; returns the build summary."""
     logger = get_run_logger()

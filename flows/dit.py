@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import Annotated
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
@@ -46,19 +47,19 @@ def register_dit_task(run_id: str, run_dir: str) -> str:
 
 @flow(name="dit", flow_run_name="dit-{run_dir}")
 def dit_flow(
-    run_dir: str = Field("runs/default", description="holds encoder/ and latents.safetensors (the encoder flow's output)"),
-    corpus_dir: str = Field("corpus/default", description="corpus the latents came from (for judging samples)"),
-    processes: int = Field(1, ge=1, le=64, description="training processes (accelerate launch when > 1)"),
-    steps: int = Field(2000, ge=1),
-    batch_size: int = Field(16, ge=1),
-    lr: float = Field(3e-4, gt=0),
-    preset: str = Field("S", pattern="^(tiny|S|M)$"),
-    checkpoint_every: int = Field(500, ge=0),
-    resume: bool = Field(True, description="continue from the latest checkpoint in run_dir/dit"),
-    eval_every: int = Field(500, ge=0, description="score sampled seen architectures every this many steps"),
-    pairs: str = Field("", description="seen 'ARCH@TASK;...' pairs to sample and score (default: one per family)"),
-    samples: int = Field(2, ge=1, le=64),
-    guidance: float = Field(1.0, ge=0),
+    run_dir: Annotated[str, Field(description="holds encoder/ and latents.safetensors (the encoder flow's output)")] = "runs/default",
+    corpus_dir: Annotated[str, Field(description="corpus the latents came from (for judging samples)")] = "corpus/default",
+    processes: Annotated[int, Field(ge=1, le=64, description="training processes (accelerate launch when > 1)")] = 1,
+    steps: Annotated[int, Field(ge=1)] = 2000,
+    batch_size: Annotated[int, Field(ge=1)] = 16,
+    lr: Annotated[float, Field(gt=0)] = 3e-4,
+    preset: Annotated[str, Field(pattern="^(tiny|S|M)$")] = "S",
+    checkpoint_every: Annotated[int, Field(ge=0)] = 500,
+    resume: Annotated[bool, Field(description="continue from the latest checkpoint in run_dir/dit")] = True,
+    eval_every: Annotated[int, Field(ge=0, description="score sampled seen architectures every this many steps")] = 500,
+    pairs: Annotated[str, Field(description="seen 'ARCH@TASK;...' pairs to sample and score (default: one per family)")] = "",
+    samples: Annotated[int, Field(ge=1, le=64)] = 2,
+    guidance: Annotated[float, Field(ge=0)] = 1.0,
 ) -> dict:
     import mlflow
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 from pydantic import Field
@@ -12,14 +14,14 @@ from weightgen.encoder import EncoderConfig
 
 @flow(name="encoder", flow_run_name="encoder-ld{latent_dim}-{corpus_dir}")
 def encoder_flow(
-    corpus_dir: str = Field("corpus/default", description="corpus folder"),
-    out_dir: str = Field("runs/default", description="writes encoder/ and latents.safetensors here"),
-    patch_size: int = Field(32, ge=1, le=1024),
-    latent_dim: int = Field(16, ge=1, le=1024),
-    steps: int = Field(3000, ge=1),
-    min_step: int = Field(1000, ge=0, description="train on checkpoints at or after this step"),
-    holdout: float = Field(0.1, gt=0, lt=1, description="share of members held out whole to judge fidelity"),
-    minilm: bool = Field(False, description="also report MiniLM sentence-embedding cosine after reconstruction"),
+    corpus_dir: Annotated[str, Field(description="corpus folder")] = "corpus/default",
+    out_dir: Annotated[str, Field(description="writes encoder/ and latents.safetensors here")] = "runs/default",
+    patch_size: Annotated[int, Field(ge=1, le=1024)] = 32,
+    latent_dim: Annotated[int, Field(ge=1, le=1024)] = 16,
+    steps: Annotated[int, Field(ge=1)] = 3000,
+    min_step: Annotated[int, Field(ge=0, description="train on checkpoints at or after this step")] = 1000,
+    holdout: Annotated[float, Field(gt=0, lt=1, description="share of members held out whole to judge fidelity")] = 0.1,
+    minilm: Annotated[bool, Field(description="also report MiniLM sentence-embedding cosine after reconstruction")] = False,
 ) -> dict:
     config = EncoderConfig(patch_size=patch_size, latent_dim=latent_dim, steps=steps)
     stage = train_encoder_task(corpus_dir, out_dir, config, min_step, holdout, minilm)

@@ -7,6 +7,7 @@ any compute); jobs run on a process pool; scoring, tables, plots and MLflow logg
 from __future__ import annotations
 
 import time
+from typing import Annotated
 
 from prefect import flow, get_run_logger, unmapped
 from prefect.futures import as_completed
@@ -22,11 +23,11 @@ from weightgen.suite import load_suite
 
 @flow(name="evaluate", flow_run_name="evaluate-{suite}")
 def evaluate_flow(
-    suite: str = Field("suites/default.yaml", description="suite YAML: cases, recipe, methods (see README)"),
-    out_dir: str = Field("runs/bench/default", description="results table, summary and plots go here"),
-    workers: int = Field(2, ge=1, le=256, description="parallel fine-tuning processes"),
-    corpus_dir: str | None = Field(None, description="overrides the suite's corpus"),
-    run_dir: str | None = Field(None, description="overrides the suite's generator run folder"),
+    suite: Annotated[str, Field(description="suite YAML: cases, recipe, methods (see README)")] = "suites/default.yaml",
+    out_dir: Annotated[str, Field(description="results table, summary and plots go here")] = "runs/bench/default",
+    workers: Annotated[int, Field(ge=1, le=256, description="parallel fine-tuning processes")] = 2,
+    corpus_dir: Annotated[str | None, Field(description="overrides the suite's corpus")] = None,
+    run_dir: Annotated[str | None, Field(description="overrides the suite's generator run folder")] = None,
 ) -> dict[str, float]:
     """Run a benchmark suite; returns flat metrics (compute_saved_median/<split>/<method>, reach_rate/..., wall_time_s)."""
     logger = get_run_logger()

@@ -167,7 +167,7 @@ def test_a_tiny_suite_end_to_end(setup, tmp_path):
     assert seen["noisy-nearest"] > seen["random"] + 0.2
     assert ok[ok["split"] == "seen"]["novelty"].notna().all()
     for name in ("results.parquet", "results.csv", "curves.parquet", "summary.csv", "summary.md",
-                 "learning_curves.png", "compute_saved.png", "amortisation.json"):
+                 "learning_curves.png", "compute_saved.png", "amortisation.json", "generated_beats.csv"):
         assert (tmp_path / "out" / name).stat().st_size > 0, name
     assert pd.read_parquet(tmp_path / "out" / "results.parquet").shape == table.shape
     amort = outcome["amortisation"]
@@ -179,6 +179,11 @@ def test_a_tiny_suite_end_to_end(setup, tmp_path):
                                   filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
     assert len(children) == len(suite.cases) * len(suite.methods)
     assert "compute_saved_median/seen/random" in parent.data.metrics
+
+    report = CliRunner().invoke(app, ["report", "--experiment", "weightgen-bench", "--metric", "compute_saved_median*",
+                                      "--out", str(tmp_path / "report")])
+    assert report.exit_code == 0, report.output
+    assert "bench-tiny" in (tmp_path / "report" / "report.md").read_text()
 
 
 def test_a_leaking_suite_is_refused_before_any_work(setup, tmp_path):

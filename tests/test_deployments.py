@@ -56,3 +56,17 @@ def test_pipeline_parameters_are_a_form_with_constraints():
         pipeline_flow.validate_parameters({"corpus": {"workers": 0}})
     with pytest.raises(Exception, match="typo"):
         pipeline_flow.validate_parameters({"dit": {"typo": 1}})  # a misspelt setting is refused, not ignored
+
+
+def test_stage_flow_parameters_carry_their_constraints():
+    """Prefect 3.9.1 ignores constraints on `x: int = Field(3, ge=1)` defaults; `Annotated[...] = 3` keeps them."""
+    from flows.corpus import corpus_flow
+    from flows.dit import dit_flow
+    from flows.encoder import encoder_flow
+    from flows.evaluate import evaluate_flow
+
+    for flow, name, key, value in [(corpus_flow, "workers", "minimum", 1), (evaluate_flow, "workers", "minimum", 1),
+                                   (encoder_flow, "holdout", "exclusiveMaximum", 1), (dit_flow, "preset", "pattern", "^(tiny|S|M)$")]:
+        assert parameter_schema(flow).properties[name][key] == value, (flow.name, name)
+    with pytest.raises(Exception, match="workers"):
+        evaluate_flow.validate_parameters({"workers": 0})

@@ -297,12 +297,14 @@ def write_outputs(out: str | os.PathLike, suite: Suite, table: pd.DataFrame, cur
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"results": out / "results.parquet", "results_csv": out / "results.csv", "curves": out / "curves.parquet",
-             "summary": out / "summary.csv", "summary_md": out / "summary.md", "amortisation": out / "amortisation.json"}
+             "summary": out / "summary.csv", "summary_md": out / "summary.md", "beats": out / "generated_beats.csv",
+             "amortisation": out / "amortisation.json"}
     atomic_write_bytes(paths["results"], table.to_parquet(index=False))
     atomic_write_text(paths["results_csv"], table.to_csv(index=False))
     atomic_write_bytes(paths["curves"], curves.to_parquet(index=False))
     atomic_write_text(paths["summary"], summary.reset_index().to_csv(index=False))
     atomic_write_text(paths["summary_md"], summary_markdown(suite, summary, beats, amort))
+    atomic_write_text(paths["beats"], beats.to_csv(index=False))
     atomic_write_json(paths["amortisation"], amort)
     paths["curves_png"] = learning_curves_plot(suite, table, curves, out / "learning_curves.png")
     paths["saved_png"] = compute_saved_plot(summary, out / "compute_saved.png")

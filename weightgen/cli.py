@@ -277,6 +277,17 @@ def bench(
     for row in summary.itertuples(index=False):
         table.add_row(*[_cell(getattr(row, key)) for key in columns])
     wide.print(table)
+    beats_file = out / "generated_beats.csv"  # empty when the suite has no `generated` method
+    beats = pd.read_csv(beats_file) if beats_file.read_text().strip() else pd.DataFrame()
+    if len(beats):
+        shares = beats.pivot(index="baseline", columns="split", values="share")
+        table = Table(title="share of cases where `generated` saves more compute than each baseline")
+        table.add_column("baseline")
+        for split in shares.columns:
+            table.add_column(split, justify="right")
+        for baseline, row in shares.iterrows():
+            table.add_row(baseline, *[_cell(v) for v in row])
+        wide.print(table)
     amort = {k.removeprefix("amortisation/"): v for k, v in metrics.items() if k.startswith("amortisation/")}
     _print_summary("amortisation (FLOPs)", amort)
     console.print(f"wall time {metrics['wall_time_s']:.0f} s; results: {out}/results.parquet, plots: {out}/*.png")
@@ -286,6 +297,26 @@ def _cell(value) -> str:
     if isinstance(value, float):
         return "—" if value != value else f"{value:.3f}"
     return str(value)
+
+
+@app.command("report")
+def report(
+    run_ids: list[str] = typer.Argument(None, help="MLflow run ids to compare"),
+    experiment: list[str] = typer.Option([], "--experiment", "-e", help="every run of this experiment (repeatable), e.g. weightgen-bench"),
+    filter_string: str = typer.Option("", "--filter", help="MLflow search filter, e.g. \"params.suite = 'default'\""),
+    pipeline: str = typer.Option("", help="the runs of one pipeline (its Prefect flow-run id)"),
+    metric: list[str] = typer.Option([], "--metric", "-m", help="metric name or glob to show (repeatable; default: all)"),
+    out: Path = typer.Option(Path("reports/latest"), help="folder for report.md, report.html, runs.csv and plots"),
+    tracking_uri: str = typer.Option(None, help="MLflow tracking URI (default: the project's mlruns/)"),
+) -> None:
+    """Compare MLflow runs a user selects: a table and plots, as markdown and HTML."""
+    from weightgen.report import ReportError, build_report
+
+    try:
+        path = build_report(run_ids or (), experiment, out, filter_string, pipeline, metric or None, tracking_uri)
+    except ReportError as exc:
+        _fail(str(exc))
+    console.print(f"report: [bold]{path}[/] and {path.with_suffix('.html')}")
 
 
 @app.command("tokens")
