@@ -283,7 +283,8 @@ def amortisation(suite: Suite, table: pd.DataFrame, manifest: pd.DataFrame) -> d
         saved = rows["compute_saved"].fillna(0.0) * rows["random_flops_to_target"]
         per_use = float(saved.median()) if len(saved) else math.nan
         out[f"{method}/flops_saved_per_use"] = per_use
-        out[f"{method}/uses_to_break_even"] = (corpus_flops + generator_flops) / per_use if per_use > 0 else math.inf
+        # None: a method that saves nothing per use never pays back what it cost to build
+        out[f"{method}/uses_to_break_even"] = (corpus_flops + generator_flops) / per_use if per_use > 0 else None
     return out
 
 
@@ -314,11 +315,12 @@ def write_outputs(out: str | os.PathLike, suite: Suite, table: pd.DataFrame, cur
 def summary_markdown(suite: Suite, summary: pd.DataFrame, beats: pd.DataFrame, amort: dict[str, float]) -> str:
     shown = summary[["cases", "runs", "compute_saved_median", "reach_rate", "final_test_acc", "final_vs_random",
                      "test_acc_at_init", "novelty_median", "novelty_kappa_median", "random_kappa", "not_applicable"]]
-    text = [f"# Suite `{suite.name}`", "", shown.to_markdown(floatfmt=".3f"), ""]
+    text = [f"# Suite `{suite.name}`", "", shown.reset_index().to_markdown(index=False, floatfmt=".3f"), ""]
     if len(beats):
         text += ["## Share of cases where `generated` beats each baseline", "",
                  beats.to_markdown(index=False, floatfmt=".2f"), ""]
-    text += ["## Amortisation", "", pd.Series(amort, name="value").to_frame().to_markdown(floatfmt=".3g"), ""]
+    shown_amort = {k: "never" if v is None else v for k, v in amort.items()}
+    text += ["## Amortisation (FLOPs)", "", pd.Series(shown_amort, name="value").to_frame().to_markdown(floatfmt=".3g"), ""]
     return "\n".join(text)
 
 
@@ -349,7 +351,7 @@ def flat_metrics(summary: pd.DataFrame, amort: dict[str, float], wall_time: floa
     for (split, method), row in summary.iterrows():
         for key in ("compute_saved_median", "reach_rate", "final_vs_random"):
             metrics[f"{key}/{split}/{method}"] = float(row[key])
-    metrics.update({f"amortisation/{k}": float(v) for k, v in amort.items() if math.isfinite(v)})
+    metrics.update({f"amortisation/{k}": float(v) for k, v in amort.items() if v is not None and math.isfinite(v)})
     return metrics
 
 
