@@ -28,7 +28,7 @@ from flows.pipeline import (FLOW_RUN_TAG, NAME_PATTERN, PIPELINE_FLOW_RUN_TAG, P
                             EncoderSettings, EvaluateSettings, pipeline_flow)
 from weightgen.regression import Baseline, Comparison, compare, load_baseline
 
-DEFAULT_BASELINE = "baselines/nightly.yaml"
+DEFAULT_BASELINE = "configs/nightly-baseline.yaml"
 
 
 def _run_name() -> str:

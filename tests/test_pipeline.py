@@ -101,7 +101,7 @@ def test_nightly_defaults_fit_together_and_a_fresh_night_clears_only_its_own_fol
     from weightgen.zoo import expand, load_grid
 
     root = __import__("pathlib").Path(__file__).resolve().parents[1]
-    baseline = load_baseline(root / "baselines" / "nightly.yaml")
+    baseline = load_baseline(root / "configs" / "nightly-baseline.yaml")
     EncoderSettings(**baseline.settings["encoder"]), DiTSettings(**baseline.settings["dit"])
     for sub in ("corpus", "run", "bench", "keep"):
         (tmp_path / sub).mkdir()

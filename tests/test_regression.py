@@ -76,7 +76,7 @@ def test_markdown_table_renders_every_row():
 
 
 def test_committed_nightly_baseline_loads_and_tracks_the_four_kinds_of_metric():
-    baseline = load_baseline(ROOT / "baselines" / "nightly.yaml")
+    baseline = load_baseline(ROOT / "configs" / "nightly-baseline.yaml")
     names = " ".join(baseline.metrics)
     for kind in ("compute_saved", "reach_rate", "acc_kept", "wall_time"):
         assert kind in names

@@ -1,6 +1,6 @@
 """Nightly regression check: measured metrics against a committed baseline with per-metric thresholds.
 
-Pure logic (no Prefect, no MLflow): :func:`load_baseline` reads ``baselines/nightly.yaml``,
+Pure logic (no Prefect, no MLflow): :func:`load_baseline` reads ``configs/nightly-baseline.yaml``,
 :func:`compare` returns a :class:`Comparison` — a pandas table with one row per baseline metric and
 the names of the metrics that fell past their limit. A metric is judged in its own direction:
 
