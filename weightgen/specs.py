@@ -223,6 +223,29 @@ def _load_file(path: Path) -> Any:
         raise SpecError(f"spec file {path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {exc}") from exc
 
 
+def load_settings(source: Any, model: type[BaseModel], kind: str, error: type[SpecError] = SpecError) -> Any:
+    """A settings ``model`` (a grid, a suite) from a YAML file or a dict; ``error`` names the file and every bad field."""
+    where = kind
+    if not isinstance(source, dict):
+        path = Path(source)
+        where = f"{kind} {path}"
+        if not path.is_file():
+            raise error(f"{kind} file {path} not found")
+        try:
+            source = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            raise error(f"{kind} file {path} is not valid YAML: {exc}") from None
+        except UnicodeDecodeError:
+            raise error(f"{kind} file {path} is not text") from None
+        if not isinstance(source, dict):
+            raise error(f"{kind} file {path} must hold a mapping, found {type(source).__name__}")
+    try:
+        return model.model_validate(source)
+    except ValidationError as exc:
+        details = "; ".join(f"{'.'.join(map(str, e['loc'])) or '(top level)'}: {e['msg']}" for e in exc.errors())
+        raise error(f"invalid {where} — {details}") from None
+
+
 def _explain(kind: str, exc: ValidationError) -> SpecError:
     lines = []
     for err in exc.errors():

@@ -22,13 +22,11 @@ compute is spent.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from weightgen.specs import Recipe, SpecError, parse_arch
+from weightgen.specs import Recipe, SpecError, load_settings, parse_arch
 from weightgen.zoo import _COMPATIBLE, ArchString, TaskString
 
 SPLITS = ("seen", "unseen-arch", "unseen-task", "unseen-both")
@@ -109,25 +107,7 @@ class Suite(BaseModel):
 
 def load_suite(source: str | os.PathLike | dict) -> Suite:
     """A suite from a YAML file or a dict; a SuiteError names the file and every bad field."""
-    where = "suite"
-    if not isinstance(source, dict):
-        path = Path(source)
-        where = f"suite {path}"
-        if not path.is_file():
-            raise SuiteError(f"suite file {path} not found")
-        try:
-            source = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as exc:
-            raise SuiteError(f"suite file {path} is not valid YAML: {exc}") from None
-        except UnicodeDecodeError:
-            raise SuiteError(f"suite file {path} is not text") from None
-        if not isinstance(source, dict):
-            raise SuiteError(f"suite file {path} must hold a mapping, found {type(source).__name__}")
-    try:
-        return Suite.model_validate(source)
-    except ValidationError as exc:
-        details = "; ".join(f"{'.'.join(map(str, e['loc'])) or '(top level)'}: {e['msg']}" for e in exc.errors())
-        raise SuiteError(f"invalid {where} — {details}") from None
+    return load_settings(source, Suite, "suite", SuiteError)
 
 
 def check_splits(suite: Suite, manifest) -> None:

@@ -24,10 +24,9 @@ import os
 from pathlib import Path
 from typing import Annotated, Any
 
-import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
-from weightgen.specs import Recipe, SpecError, parse_arch, parse_task
+from weightgen.specs import Recipe, SpecError, load_settings, parse_arch, parse_task
 
 _COMPATIBLE = {"mlp": {1, 2}, "transformer": {1, 2}, "cnn1d": {1}, "cnn2d": {2}}  # family → input ranks
 
@@ -86,21 +85,7 @@ class MemberSpec(BaseModel):
 
 def load_grid(source: str | os.PathLike | dict) -> Grid:
     """A grid from a YAML file or a dict; a clear SpecError names what is wrong."""
-    if not isinstance(source, dict):
-        path = Path(source)
-        if not path.is_file():
-            raise SpecError(f"grid file {path} not found")
-        try:
-            source = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as exc:
-            raise SpecError(f"grid file {path} is not valid YAML: {exc}") from None
-        if not isinstance(source, dict):
-            raise SpecError(f"grid file {path} must hold a mapping")
-    try:
-        return Grid.model_validate(source)
-    except ValidationError as exc:
-        details = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise SpecError(f"invalid grid — {details}") from None
+    return load_settings(source, Grid, "grid")
 
 
 def expand(grid: Grid) -> list[MemberSpec]:
