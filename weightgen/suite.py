@@ -22,12 +22,12 @@ compute is spent.
 from __future__ import annotations
 
 import os
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from weightgen.specs import Recipe, SpecError, load_settings, parse_arch
-from weightgen.zoo import _COMPATIBLE, ArchString, TaskString
+from weightgen.specs import SpecError, load_settings, parse_arch
+from weightgen.zoo import _COMPATIBLE, ArchString, FamilyRecipes, TaskString
 
 SPLITS = ("seen", "unseen-arch", "unseen-task", "unseen-both")
 GENERATED_METHODS = ("generated", "generated-best-of-k")
@@ -61,30 +61,17 @@ class Case(BaseModel):
         return f"{self.arch}@{self.task}"
 
 
-class Suite(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class Suite(FamilyRecipes):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     corpus: str = "corpus/default"
     generator: str = "runs/default"
     seeds: list[int] = Field(default=[100], min_length=1)
-    recipe: Recipe = Recipe()
-    recipes: dict[str, dict[str, Any]] = {}
     methods: list[Method] = Field(default=list(METHODS), min_length=1)
     samples: int = Field(4, ge=1, le=64, description="k of generated-best-of-k")
     guidance: float = Field(1.0, ge=0.0, le=20.0)
     ddim_steps: int = Field(50, ge=1, le=1000)
     target_fraction: float = Field(0.99, gt=0.0, le=1.0, description="target = this × random's mean final val acc")
     cases: list[Case] = Field(min_length=1)
-
-    @field_validator("recipes")
-    @classmethod
-    def _known_families(cls, v: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        unknown = set(v) - set(_COMPATIBLE)
-        if unknown:
-            raise ValueError(f"recipes for unknown families {sorted(unknown)}")
-        for family in v:
-            Recipe.model_validate({**Recipe().model_dump(), **v[family]})  # a bad override fails here, not mid-run
-        return v
 
     @model_validator(mode="after")
     def _consistent(self) -> "Suite":
@@ -97,9 +84,6 @@ class Suite(BaseModel):
         if twice:
             raise ValueError(f"cases listed twice: {twice}")
         return self
-
-    def recipe_for(self, family: str) -> Recipe:
-        return Recipe.model_validate({**self.recipe.model_dump(), **self.recipes.get(family, {})})
 
     def seeds_for(self, case: Case) -> list[int]:
         return case.seeds or self.seeds

@@ -42,16 +42,12 @@ class Exclude(BaseModel):
     tasks: list[TaskString] = []
 
 
-class Grid(BaseModel):
+class FamilyRecipes(BaseModel):
+    """One training recipe with per-family overrides (``recipes: {cnn1d: {lr: 0.01}}``), checked on load."""
+
     model_config = ConfigDict(extra="forbid")
-    name: str = "grid"
-    seeds: list[int] = Field(default=[0], min_length=1)
-    checkpoint_steps: list[int] = Field(default=[], description="steps saved along each trajectory; the last step is always saved")
     recipe: Recipe = Recipe()
     recipes: dict[str, dict[str, Any]] = {}
-    archs: list[ArchString] = Field(min_length=1)
-    tasks: list[TaskString] = Field(min_length=1)
-    exclude: Exclude = Exclude()
 
     @field_validator("recipes")
     @classmethod
@@ -59,10 +55,21 @@ class Grid(BaseModel):
         unknown = set(v) - set(_COMPATIBLE)
         if unknown:
             raise ValueError(f"recipes for unknown families {sorted(unknown)}")
+        for overrides in v.values():
+            Recipe.model_validate({**Recipe().model_dump(), **overrides})  # a bad override fails now, not mid-run
         return v
 
     def recipe_for(self, family: str) -> Recipe:
         return Recipe.model_validate({**self.recipe.model_dump(), **self.recipes.get(family, {})})
+
+
+class Grid(FamilyRecipes):
+    name: str = "grid"
+    seeds: list[int] = Field(default=[0], min_length=1)
+    checkpoint_steps: list[int] = Field(default=[], description="steps saved along each trajectory; the last step is always saved")
+    archs: list[ArchString] = Field(min_length=1)
+    tasks: list[TaskString] = Field(min_length=1)
+    exclude: Exclude = Exclude()
 
 
 class MemberSpec(BaseModel):
