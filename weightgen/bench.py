@@ -269,7 +269,7 @@ def generated_beats(table: pd.DataFrame, method: str = "generated") -> pd.DataFr
     return pd.DataFrame(rows)
 
 
-def amortisation(suite: Suite, table: pd.DataFrame, manifest: pd.DataFrame) -> dict[str, float]:
+def amortisation(suite: Suite, table: pd.DataFrame, manifest: pd.DataFrame) -> dict[str, float | None]:
     """FLOPs to build the corpus and train the generator, ÷ FLOPs saved per use of ``generated``."""
     from weightgen.flops import corpus_training_flops, generator_training_flops
 
@@ -281,10 +281,10 @@ def amortisation(suite: Suite, table: pd.DataFrame, manifest: pd.DataFrame) -> d
         rows = table[(table["method"] == method) & (table["split"] != "seen") & (table["status"] == "ok")]
         # FLOPs saved per use on the unseen splits; a run that never reached the target saved nothing (the protocol's 0%).
         saved = rows["compute_saved"].fillna(0.0) * rows["random_flops_to_target"]
-        per_use = float(saved.median()) if len(saved) else math.nan
+        per_use = float(saved.median()) if len(saved) else None  # None: no unseen case to judge by
         out[f"{method}/flops_saved_per_use"] = per_use
         # None: a method that saves nothing per use never pays back what it cost to build
-        out[f"{method}/uses_to_break_even"] = (corpus_flops + generator_flops) / per_use if per_use > 0 else None
+        out[f"{method}/uses_to_break_even"] = (corpus_flops + generator_flops) / per_use if per_use and per_use > 0 else None
     return out
 
 
