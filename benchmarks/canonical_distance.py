@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 
 from weightgen.canonical import canonicalize
-from weightgen.corpus import Corpus
+from weightgen.corpus import Corpus, final_checkpoints
 from weightgen.sampling import relative_distance
 
 
@@ -35,7 +35,7 @@ def main() -> None:
     corpus = Corpus(args.corpus)
     frame = corpus.require_nonempty()
     frame = frame[frame["family"].isin(["mlp", "cnn1d", "cnn2d"])]
-    final = frame.sort_values("step").groupby("member").tail(1)
+    final = final_checkpoints(frame)
     rows = []
     for arch, group in final.groupby("arch"):
         raw = {r.member: corpus.load(r.member, int(r.step))[0] for r in group.itertuples()}

@@ -28,7 +28,7 @@ def seen_pairs(corpus_root) -> list[tuple[str, str]]:
 
 
 def report(run: Path, corpus_root, samples: int, ddim_steps: int) -> pd.DataFrame:
-    from weightgen.corpus import Corpus
+    from weightgen.corpus import Corpus, final_checkpoints
     from weightgen.generate import Generator
     from weightgen.sampling import evaluate_state_dict
 
@@ -37,7 +37,7 @@ def report(run: Path, corpus_root, samples: int, ddim_steps: int) -> pd.DataFram
     rows = []
     for arch, task in seen_pairs(corpus_root):
         generation = generator.sample(arch, task, samples, seed=0)
-        final = manifest[(manifest["arch"] == arch) & (manifest["task"] == task)].sort_values("step").groupby("member").tail(1)
+        final = final_checkpoints(manifest[(manifest["arch"] == arch) & (manifest["task"] == task)])
         accs = [evaluate_state_dict(s, arch, task) for s in generation.state_dicts]
         rows.append({"arch": arch, "task": task, "sample_acc_mean": sum(accs) / len(accs), "sample_acc_max": max(accs),
                      "members_acc": float(final["test_acc"].mean()), "flops_per_sample": generation.flops / samples})

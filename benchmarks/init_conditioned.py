@@ -22,7 +22,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from weightgen import diffusion
-from weightgen.corpus import Corpus
+from weightgen.corpus import Corpus, final_checkpoints
 from weightgen.data import input_shape
 from weightgen.dit import DIT_PRESETS, DiT, DiTConfig
 from weightgen.dit_train import collate
@@ -129,7 +129,7 @@ def main() -> None:
         values = encoder.decode(encoder.unstandardize(z.reshape(args.samples * n, -1)), coords.reshape(args.samples * n, -1))
         accs = [evaluate_state_dict(denormalize(tokens, v), arch, task) for v in values.reshape(args.samples, n, -1)]
         init_acc = evaluate_state_dict(build_model(arch, input_shape(task), seed=args.target_seed).state_dict(), arch, task)
-        final = group[group["task"] == task].sort_values("step").groupby("member").tail(1)
+        final = final_checkpoints(group[group["task"] == task])
         rows.append({"arch": arch, "task": task, "sample_acc_mean": sum(accs) / len(accs), "sample_acc_max": max(accs),
                      "init_acc": init_acc, "members_acc": float(final["test_acc"].mean())})
     table = pd.DataFrame(rows)

@@ -32,8 +32,7 @@ def evaluate_flow(
     """Run a benchmark suite; returns flat metrics (compute_saved_median/<split>/<method>, reach_rate/..., wall_time_s)."""
     logger = get_run_logger()
     started = time.perf_counter()
-    spec = load_suite(suite)
-    spec = spec.model_copy(update={k: v for k, v in (("corpus", corpus_dir), ("generator", run_dir)) if v})
+    spec = load_suite(suite).with_sources(corpus_dir, run_dir)
     manifest = check_suite_task(spec)
     jobs = plan(spec)
     logger.info("suite %r: %d cases, %d jobs × %d methods on %d workers", spec.name, len(spec.cases), len(jobs),

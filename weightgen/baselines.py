@@ -34,7 +34,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from weightgen.corpus import Corpus, checkpoint_dirname
+from weightgen.corpus import Corpus, checkpoint_dirname, final_checkpoints
 from weightgen.data import input_shape
 from weightgen.models import build_model, count_parameters
 from weightgen.sequences import task_features
@@ -72,7 +72,7 @@ class CorpusIndex:
         self.corpus = Corpus(corpus_root)
         frame = self.corpus.require_nonempty()
         frame = frame[frame["family"] != "external"]  # hub imports have no arch spec to build or fit
-        finals = frame.sort_values("step").groupby("member").tail(1)
+        finals = final_checkpoints(frame)
         self.finals = finals.sort_values("member").reset_index(drop=True)
         self._features: dict[str, torch.Tensor] = {}
         self._states: dict[str, dict[str, torch.Tensor]] = {}

@@ -30,7 +30,7 @@ import pandas as pd
 import torch
 
 from weightgen.specs import parse_arch, parse_task
-from weightgen.suite import GENERATED_METHODS, Case, Suite, check_splits
+from weightgen.suite import GENERATED_METHODS, METHODS, Case, Suite, check_splits
 
 RESULT_COLUMNS = [
     "suite", "case", "case_index", "split", "family", "arch", "task", "method", "seed", "status",
@@ -84,19 +84,15 @@ def _generator(run_dir: str, steps: int, guidance: float):
 def _member_predictions(root: str, arch: str, task: str) -> dict[str, torch.Tensor]:
     """Test predictions on ``task`` of every final corpus checkpoint with ``arch``'s shapes (same dataset)."""
     from weightgen.checkpoint import model_for_weights
-    from weightgen.corpus import Corpus
     from weightgen.data import load_task
 
-    corpus = Corpus(root)
-    frame = corpus.manifest()
-    dataset = parse_task(task).dataset
-    final = frame[(frame["arch"] == arch) & (frame["dataset"] == dataset)].sort_values("step").groupby("member").tail(1)
+    index = _corpus_index(root)  # the final checkpoints the baselines read too, loaded once per process
+    finals = index.finals
+    mine = finals[(finals["arch"] == arch) & (finals["dataset"] == parse_task(task).dataset)]
     test = load_task(task).test
-    out = {}
-    for member, step in zip(final["member"], final["step"]):
-        state, config = corpus.load(member, int(step))
-        out[member] = _predictions(model_for_weights(state, arch, config["task"], where=member), test.x)
-    return out
+    return {row.member: _predictions(model_for_weights(index.state_dict(row.member), arch, row.task, where=row.member),
+                                     test.x)
+            for row in mine.itertuples()}
 
 
 @torch.no_grad()
@@ -120,30 +116,21 @@ def kappa(a: torch.Tensor, b: torch.Tensor, classes: int = 10) -> float:
 
 
 # --------------------------------------------------------------------------- one job
-@dataclass
-class _Init:
-    state_dict: dict[str, torch.Tensor] | None
-    flops: int
-    wall_time: float
-    source: str = ""
-    note: str = ""
+def make_init(suite: Suite, method: str, arch: str, task: str, seed: int):
+    """One method's init for (arch, task, seed), with the FLOPs and seconds it cost (a ``baselines.Init``)."""
+    from weightgen.baselines import Init
+    from weightgen.baselines import make_init as baseline_init
 
-
-def make_init(suite: Suite, method: str, arch: str, task: str, seed: int) -> _Init:
-    """One method's init for (arch, task, seed), with the FLOPs and seconds it cost."""
     if method == "generated":
         generation = _generator(suite.generator, suite.ddim_steps, suite.guidance).sample(arch, task, 1, seed)
-        return _Init(generation.state_dicts[0], generation.flops, generation.wall_time, suite.generator)
+        return Init(method, generation.state_dicts[0], generation.flops, generation.wall_time, suite.generator)
     if method == "generated-best-of-k":
         batch_size = suite.recipe_for(parse_arch(arch).family).batch_size
         generation = _generator(suite.generator, suite.ddim_steps, suite.guidance).best_of(
             arch, task, suite.samples, seed, batch_size)
-        return _Init(generation.state_dicts[generation.chosen], generation.flops, generation.wall_time,
-                     suite.generator, f"sample {generation.chosen} of {suite.samples}")
-    from weightgen.baselines import make_init as baseline_init
-
-    init = baseline_init(method, arch, task, seed, _corpus_index(suite.corpus))
-    return _Init(init.state_dict, init.flops, init.wall_time, init.source, init.note)
+        return Init(method, generation.state_dicts[generation.chosen], generation.flops, generation.wall_time,
+                    suite.generator, f"sample {generation.chosen} of {suite.samples}")
+    return baseline_init(method, arch, task, seed, _corpus_index(suite.corpus))
 
 
 def run_job(suite: Suite, job: Job) -> dict[str, Any]:
@@ -248,8 +235,6 @@ def summarize(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def _method_order(method: str) -> int:
-    from weightgen.suite import METHODS
-
     return METHODS.index(method) if method in METHODS else len(METHODS)
 
 

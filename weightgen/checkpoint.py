@@ -66,6 +66,11 @@ def read_config(folder: str | os.PathLike) -> dict[str, Any]:
     return config
 
 
+def non_finite(tensors: dict[str, torch.Tensor]) -> list[str]:
+    """Names of the floating-point tensors holding NaN or Inf."""
+    return [k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+
+
 def read_weights(path: str | os.PathLike, check_finite: bool = True) -> dict[str, torch.Tensor]:
     """Tensors from one ``.safetensors`` file, with a clear error for pickles, corruption and NaN/Inf."""
     path = Path(path)
@@ -81,7 +86,7 @@ def read_weights(path: str | os.PathLike, check_finite: bool = True) -> dict[str
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"{path}: not a readable safetensors file (truncated or corrupt?): {exc}") from None
     if check_finite:
-        bad = [k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+        bad = non_finite(tensors)
         if bad:
             raise CheckpointError(f"{path}: non-finite values (NaN/Inf) in {', '.join(bad[:5])}")
     return tensors

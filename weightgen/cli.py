@@ -89,13 +89,13 @@ def corpus_ls(corpus: Path = typer.Option(DEFAULT_CORPUS, help="corpus folder"))
     """Summarise a corpus: members, checkpoints and final test accuracy per family and task."""
     import pandas as pd
 
-    from weightgen.corpus import Corpus, CorpusError
+    from weightgen.corpus import Corpus, CorpusError, final_checkpoints
 
     try:
         frame = Corpus(corpus).require_nonempty()
     except CorpusError as exc:
         _fail(str(exc))
-    final = frame.sort_values("step").groupby("member").tail(1)
+    final = final_checkpoints(frame)
     summary = final.groupby(["family", "task"], dropna=False).agg(
         members=("member", "nunique"), final_test_acc=("test_acc", "mean"), params=("num_params", "median")
     )
@@ -256,8 +256,7 @@ def bench(
     from weightgen.suite import SuiteError, load_suite
 
     try:
-        spec = load_suite(suite)
-        spec = spec.model_copy(update={k: str(v) for k, v in (("corpus", corpus), ("generator", run)) if v})
+        spec = load_suite(suite).with_sources(corpus, run)
         check_suite(spec)  # refuse leaks, an empty corpus or a missing generator before Prefect starts
     except (SuiteError, CorpusError, GeneratorError) as exc:
         _fail(str(exc))

@@ -49,6 +49,11 @@ class Checkpoint:
     metrics: dict[str, float]
 
 
+def final_checkpoints(manifest: pd.DataFrame) -> pd.DataFrame:
+    """The manifest rows of each member's last (highest-step) checkpoint."""
+    return manifest.sort_values("step").groupby("member").tail(1)
+
+
 def checkpoint_dirname(step: int) -> str:
     return f"step-{step:07d}"
 

@@ -19,9 +19,10 @@ from torch.utils.flop_counter import FlopCounterMode
 
 def corpus_training_flops(manifest: pd.DataFrame) -> int:
     """Σ over zoo members of FLOPs per step × steps trained (imported checkpoints cost this corpus nothing)."""
-    zoo = manifest[(manifest["family"] != "external") & manifest["flops_per_step"].notna()]
-    per_member = zoo.groupby("member").agg(flops=("flops_per_step", "first"), steps=("step", "max"))
-    return int((per_member["flops"] * per_member["steps"]).sum())
+    from weightgen.corpus import final_checkpoints
+
+    final = final_checkpoints(manifest[(manifest["family"] != "external") & manifest["flops_per_step"].notna()])
+    return int((final["flops_per_step"] * final["step"]).sum())
 
 
 def encoder_training_flops(encoder_dir: str | os.PathLike) -> int:

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from weightgen.checkpoint import CheckpointError, save_checkpoint
+from weightgen.checkpoint import CheckpointError, non_finite, save_checkpoint
 from weightgen.specs import parse_arch, parse_task
 
 GENERATED_FORMAT = "weightgen-generated/1"
@@ -71,7 +71,7 @@ class Generator:
         with FlopCounterMode(display=False) as counter:
             states = sample_state_dicts(self.dit, self.encoder, arch, task, samples, self.steps, self.guidance, seed)
         for i, state in enumerate(states):
-            bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+            bad = non_finite(state)
             if bad:
                 raise GeneratorError(f"sample {i} for {arch} on {task} has non-finite weights in {', '.join(bad[:3])}")
         return Generation(states, int(counter.get_total_flops()), time.perf_counter() - started)

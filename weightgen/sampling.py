@@ -83,7 +83,7 @@ def seen_report(dit, encoder, corpus_root, pairs: list[tuple[str, str]], samples
 
     import pandas as pd
 
-    from weightgen.corpus import Corpus
+    from weightgen.corpus import Corpus, final_checkpoints
 
     corpus = Corpus(corpus_root)
     manifest = corpus.require_nonempty()
@@ -92,7 +92,7 @@ def seen_report(dit, encoder, corpus_root, pairs: list[tuple[str, str]], samples
         arch_s, task_s = parse_arch(arch).to_string(), parse_task(task).to_string()
         # Same architecture on the same dataset: the same shapes (an MLP's first layer follows the input size).
         mine = manifest[(manifest["arch"] == arch_s) & (manifest["dataset"] == parse_task(task).dataset)]
-        final = mine.sort_values("step").groupby("member").tail(1)
+        final = final_checkpoints(mine)
         pair_final = final[final["task"] == task_s]
         if pair_final.empty:
             raise ValueError(f"{arch_s} on {task_s} is not in the corpus: not a seen pair")

@@ -88,6 +88,10 @@ class Suite(FamilyRecipes):
     def seeds_for(self, case: Case) -> list[int]:
         return case.seeds or self.seeds
 
+    def with_sources(self, corpus=None, generator=None) -> "Suite":
+        """The same suite judged against another corpus and/or generator run folder (None keeps the suite's)."""
+        return self.model_copy(update={k: str(v) for k, v in (("corpus", corpus), ("generator", generator)) if v})
+
 
 def load_suite(source: str | os.PathLike | dict) -> Suite:
     """A suite from a YAML file or a dict; a SuiteError names the file and every bad field."""

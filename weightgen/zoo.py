@@ -164,8 +164,9 @@ def train_member(spec: MemberSpec, corpus_root: str | os.PathLike) -> dict[str, 
 
 def build_summary(summaries: list[dict[str, Any]], manifest, wall_time: float) -> dict[str, float]:
     """Counts and costs of one build, for the CLI table and MLflow metrics."""
+    from weightgen.flops import corpus_training_flops
+
     statuses = [s["status"] for s in summaries]
-    final = manifest.sort_values("step").groupby("member").tail(1) if len(manifest) else manifest
     return {
         "members_requested": len(summaries),
         "members_trained": statuses.count("trained"),
@@ -176,7 +177,7 @@ def build_summary(summaries: list[dict[str, Any]], manifest, wall_time: float) -
         "corpus_families": int(manifest["family"].nunique()) if len(manifest) else 0,
         "corpus_tasks": int(manifest["task"].nunique()) if len(manifest) else 0,
         "build_train_flops": float(sum(s["train_flops"] for s in summaries)),
-        "corpus_train_flops": float((final["flops_per_step"] * final["step"]).sum()) if len(final) else 0.0,
+        "corpus_train_flops": float(corpus_training_flops(manifest)) if len(manifest) else 0.0,
         "wall_time_s": wall_time,
     }
 
