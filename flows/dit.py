@@ -11,6 +11,8 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 from pydantic import Field
 
+from weightgen.tracking import DIT_MODEL
+
 
 @task(name="train-dit", cache_policy=NO_CACHE)
 def train_dit_task(run_dir: str, processes: int, options: dict, run_id: str) -> str:
@@ -34,13 +36,10 @@ def judge_samples_task(run_dir: str, corpus_dir: str, pairs: str, samples: int, 
     return seen_report(dit, encoder, corpus_dir, [tuple(p.split("@", 1)) for p in pairs.split(";")], samples, guidance)
 
 
-DIT_MODEL = "weightgen-dit"  # registered-model name: every trained DiT adds a version
-
-
 @task(name="register-dit", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
 def register_dit_task(run_id: str, run_dir: str) -> str:
-    from tasks.encoder import register_model
     from weightgen.dit_train import load_dit
+    from weightgen.tracking import register_model
 
     return register_model(run_id, load_dit(Path(run_dir) / "dit"), "dit", DIT_MODEL)
 

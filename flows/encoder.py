@@ -10,6 +10,7 @@ from pydantic import Field
 
 from tasks.encoder import log_encoder_task, register_encoder_task, train_encoder_task
 from weightgen.encoder import EncoderConfig
+from weightgen.tracking import ENCODER_MODEL
 
 
 @flow(name="encoder", flow_run_name="encoder-ld{latent_dim}-{corpus_dir}")
@@ -29,8 +30,8 @@ def encoder_flow(
             "prefect.root_flow_run_id": str(flow_run.root_flow_run_id or flow_run.id or "")}
     run_id = log_encoder_task(stage, config, corpus_dir, out_dir, tags)
     version = register_encoder_task(run_id, out_dir)
-    get_run_logger().info("encoder: %s (MLflow run %s, registered model weightgen-encoder version %s)", stage.summary,
-                          run_id, version)
+    get_run_logger().info("encoder: %s (MLflow run %s, registered model %s version %s)", stage.summary,
+                          run_id, ENCODER_MODEL, version)
     return stage.summary
 
 

@@ -66,3 +66,27 @@ def stage_run(stage: str, run_name: str, params: dict[str, Any] | None = None, t
 def _param_value(value: Any) -> Any:
     text = str(value)
     return text if len(text) <= 6000 else text[:5997] + "..."  # MLflow caps param values
+
+
+# Registered-model names in the MLflow model registry; every trained stage adds a version.
+ENCODER_MODEL = "weightgen-encoder"
+DIT_MODEL = "weightgen-dit"
+MODEL_REQUIREMENTS = ["torch", "safetensors", "weightgen"]
+
+
+def register_model(run_id: str, model, name: str, registered_name: str) -> str:
+    """Log ``model`` into the finished MLflow run ``run_id`` (PyTorch flavour) and register a new version.
+
+    MLflow 3 saves PyTorch models as ``pt2`` (torch.export, which needs one traced example input per
+    model: patches with kinds and lengths, token sequences with masks and conditions) or as pickle.
+    Both models use pickle here — only for our own registry; weightgen never unpickles imported
+    weights — loadable with ``mlflow.pytorch.load_model("models:/<name>/<version>")``. The same
+    weights are in the run's artifacts as safetensors, the form weightgen itself reads.
+    """
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri())
+    with mlflow.start_run(run_id=run_id):
+        info = mlflow.pytorch.log_model(model, name=name, registered_model_name=registered_name,
+                                        pip_requirements=MODEL_REQUIREMENTS, serialization_format="pickle")
+    return str(info.registered_model_version)
