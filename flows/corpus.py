@@ -13,7 +13,7 @@ from pydantic import Field
 
 from tasks.corpus import limit_torch_threads, log_build_task, train_member_task, write_manifest_task
 from weightgen.corpus import Corpus
-from weightgen.zoo import build_summary, expand, load_grid, untrained
+from weightgen.zoo import build_summary, expand, load_grid, training_waves, untrained
 
 DEFAULT_GRID = "configs/grids/default.yaml"
 DEFAULT_CORPUS = "corpus/default"
@@ -39,10 +39,12 @@ def corpus_flow(
     logger.info("%d members complete already, %d to train on %d workers", len(summaries), len(pending), workers)
     if pending:  # starting a process pool costs seconds; a rerun of a complete corpus needs none
         with ProcessPoolTaskRunner(max_workers=workers, initializer=limit_torch_threads) as runner:
-            futures = runner.map(train_member_task, {"spec": pending, "corpus_dir": unmapped(corpus_dir)})
-            for done, future in enumerate(as_completed(futures), 1):
-                summaries.append(result := future.result())
-                logger.info("[%d/%d] %s %s (%.1fs)", done, len(pending), result["status"], result["member"], result["wall_time"])
+            for wave in training_waves(pending):  # shared parents finish before their children start
+                futures = runner.map(train_member_task, {"spec": wave, "corpus_dir": unmapped(corpus_dir)})
+                for future in as_completed(futures):
+                    summaries.append(result := future.result())
+                    logger.info("[%d/%d] %s %s (%.1fs)", len(summaries) - len(complete), len(pending),
+                                result["status"], result["member"], result["wall_time"])
     manifest = write_manifest_task(corpus_dir)
     summary = build_summary(summaries, manifest, time.perf_counter() - started)
     tags = {"prefect.flow_run_id": str(flow_run.id or ""), "weightgen.grid": spec.name}

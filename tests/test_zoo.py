@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from weightgen.corpus import Corpus
+from weightgen.corpus import Corpus, CorpusError
 from weightgen.specs import SpecError
-from weightgen.zoo import expand, load_grid, train_member
+from weightgen.zoo import expand, load_grid, train_member, training_waves
 
 GRID = {
     "name": "t",
@@ -56,6 +56,8 @@ def test_per_family_recipe_and_member_id_follow_the_recipe():
         ({"seeds": []}, "seeds"),
         ({"archs": []}, "archs"),
         ({"colour": "red"}, "colour"),
+        ({"parents": {"rnn": "mlp:hidden=8"}}, "unknown family 'rnn'"),
+        ({"parents": {"mlp": "cnn1d:channels=4"}}, "not a mlp architecture"),
     ],
 )
 def test_bad_grids_are_refused_naming_the_problem(change, message):
@@ -103,3 +105,38 @@ def test_training_is_reproducible_across_members(tmp_path):
     a, _ = Corpus(tmp_path / "a").load(spec.member_id, 10)
     b, _ = Corpus(tmp_path / "b").load(spec.member_id, 10)
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+PARENT_GRID = {**GRID, "archs": ["mlp:hidden=8", "mlp:hidden=4x4", "cnn1d:channels=4"], "tasks": ["mnist1d", "mnist1d:label_perm=1"],
+               "parents": {"mlp": "mlp:hidden=12x12"}}
+
+
+def test_parents_come_first_and_every_family_member_names_its_own():
+    members = expand(load_grid(PARENT_GRID))
+    parents, children = training_waves(members)
+    assert [(p.arch, p.task, p.seed, p.parent) for p in parents] == [
+        ("mlp:hidden=12x12", "mnist1d", 0, None),  # the family's parent on the dataset's first task, first seed
+        ("cnn1d:channels=4", "mnist1d", 0, None), ("cnn1d:channels=4", "mnist1d", 1, None),
+        ("cnn1d:channels=4", "mnist1d:label_perm=1", 0, None), ("cnn1d:channels=4", "mnist1d:label_perm=1", 1, None),
+    ]  # a family without a parent trains from random init, in the first wave
+    assert len(children) == 8 and {c.parent for c in children} == {parents[0].member_id}
+    no_parent = {(m.arch, m.task, m.seed): m.member_id for m in expand(load_grid({**PARENT_GRID, "parents": {}}))}
+    assert all(no_parent[c.arch, c.task, c.seed] != c.member_id for c in children)  # the parent is part of the id
+
+
+def test_a_child_starts_from_its_parents_weights(tmp_path):
+    grid = load_grid({**PARENT_GRID, "recipe": {**GRID["recipe"], "steps": 0}, "checkpoint_steps": []})
+    parents, children = training_waves(expand(load_grid(grid.model_dump())))
+    child = next(c for c in children if c.arch == "mlp:hidden=8")
+    with pytest.raises(CorpusError, match="train the parents first"):
+        train_member(child, tmp_path)
+    assert not Corpus(tmp_path).is_complete(child.member_id)
+    train_member(parents[0], tmp_path)
+    train_member(child, tmp_path)
+    corpus = Corpus(tmp_path)
+    parent_state, _ = corpus.load(parents[0].member_id, 0)
+    child_state, config = corpus.load(child.member_id, 0)
+    assert config["parent"] == parents[0].member_id
+    # 0 training steps: the child is its parent's weights, uniformly selected (12 -> 8 hidden units, first layer)
+    keep = torch.linspace(0, 11, 8).round().long()
+    assert torch.equal(child_state["net.1.weight"], parent_state["net.1.weight"][keep])  # all 40 inputs kept

@@ -10,10 +10,20 @@ A grid file (YAML) looks like::
     archs: ["mlp:hidden=32x32", "cnn1d:channels=16x16x16"]
     tasks: ["mnist1d", "digits:rot90=1"]
     exclude: {archs: [], tasks: []}       # kept out of the corpus (the bench's unseen cases)
+    parents: {mlp: "mlp:hidden=128x128x128"}   # shared-parent members (optional, below)
 
 Pairs whose family cannot take the task's inputs (cnn1d on images, cnn2d on sequences) are left
 out. A member's id names its architecture, task and seed plus a short hash of the recipe, so a
 rerun skips members that are complete and retrains only what is missing.
+
+``parents`` (family → architecture) gives a family one shared frame. For each dataset, the parent
+architecture is trained from its random init on the grid's first task of that dataset (first seed);
+every other member of the family on that dataset then starts from the parent's final weights,
+fitted to its shapes by weight selection (:mod:`weightgen.weight_selection`), instead of from its own
+random init. Independently initialised networks sit ≈ √2 apart (relative distance) in arbitrary
+unit orders; members fine-tuned from one parent keep its unit order, so "unit *i* of layer *l*" means
+the same thing across the family and a generator sees one mode per architecture, not one per seed.
+Parents are corpus members like any other (``info["parent"]`` is empty); children name their parent.
 """
 
 from __future__ import annotations
@@ -70,6 +80,17 @@ class Grid(FamilyRecipes):
     archs: list[ArchString] = Field(min_length=1)
     tasks: list[TaskString] = Field(min_length=1)
     exclude: Exclude = Exclude()
+    parents: dict[str, ArchString] = Field(default={}, description="family -> parent architecture (see module doc)")
+
+    @field_validator("parents")
+    @classmethod
+    def _parent_families(cls, v: dict[str, str]) -> dict[str, str]:
+        for family, arch in v.items():
+            if family not in _COMPATIBLE:
+                raise ValueError(f"parents: unknown family {family!r}")
+            if parse_arch(arch).family != family:
+                raise ValueError(f"parents: {arch!r} is not a {family} architecture")
+        return v
 
 
 class MemberSpec(BaseModel):
@@ -81,12 +102,12 @@ class MemberSpec(BaseModel):
     seed: int
     recipe: Recipe
     checkpoint_steps: tuple[int, ...]
+    parent: str | None = None  # member id of the shared parent this member starts from (None: its own random init)
 
     @property
     def member_id(self) -> str:
-        digest = hashlib.sha256(
-            json.dumps([self.recipe.model_dump(), list(self.checkpoint_steps)], sort_keys=True).encode()
-        ).hexdigest()[:6]
+        identity = [self.recipe.model_dump(), list(self.checkpoint_steps)] + ([self.parent] if self.parent else [])
+        digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:6]
         return f"{parse_arch(self.arch).slug}__{parse_task(self.task).slug}__seed{self.seed}__r{digest}"
 
 
@@ -96,10 +117,15 @@ def load_grid(source: str | os.PathLike | dict) -> Grid:
 
 
 def expand(grid: Grid) -> list[MemberSpec]:
-    """The members a grid asks for: compatible archs × tasks × seeds, minus the exclude lists."""
+    """The members a grid asks for: compatible archs × tasks × seeds, minus the exclude lists.
+
+    With ``parents``, each (family, dataset) parent comes first and the family's other members on
+    that dataset name it; a member never starts training before its parent is complete (see
+    :func:`training_waves`).
+    """
     from weightgen.data import input_shape
 
-    members = []
+    members, parents = [], {}  # (family, dataset) -> parent spec
     for arch in grid.archs:
         if arch in grid.exclude.archs:
             continue
@@ -112,8 +138,32 @@ def expand(grid: Grid) -> list[MemberSpec]:
         for task in grid.tasks:
             if task in grid.exclude.tasks or len(input_shape(task)) not in _COMPATIBLE[family]:
                 continue
-            members += [MemberSpec(arch=arch, task=task, seed=s, recipe=recipe, checkpoint_steps=steps) for s in grid.seeds]
-    return members
+            parent = _parent(grid, family, task, parents, steps)
+            for seed in grid.seeds:
+                spec = MemberSpec(arch=arch, task=task, seed=seed, recipe=recipe, checkpoint_steps=steps,
+                                  parent=parent.member_id if parent else None)
+                if parent and (spec.arch, spec.task, spec.seed) == (parent.arch, parent.task, parent.seed):
+                    continue  # the parent itself, listed first
+                members.append(spec)
+    return list(parents.values()) + members
+
+
+def _parent(grid: Grid, family: str, task: str, parents: dict, steps: tuple[int, ...]) -> MemberSpec | None:
+    """The parent of ``family`` on ``task``'s dataset (created on first use), or None without one."""
+    if family not in grid.parents:
+        return None
+    dataset = parse_task(task).dataset
+    if (family, dataset) not in parents:
+        first_task = next(t for t in grid.tasks if parse_task(t).dataset == dataset and t not in grid.exclude.tasks)
+        parents[family, dataset] = MemberSpec(arch=grid.parents[family], task=first_task, seed=grid.seeds[0],
+                                              recipe=grid.recipe_for(family), checkpoint_steps=steps)
+    return parents[family, dataset]
+
+
+def training_waves(members: list[MemberSpec]) -> list[list[MemberSpec]]:
+    """Members in the order they can train: parents (and every member without one) first, then children."""
+    waves = [[m for m in members if m.parent is None], [m for m in members if m.parent is not None]]
+    return [w for w in waves if w]
 
 
 def untrained(member_id: str, status: str) -> dict[str, Any]:
@@ -143,12 +193,14 @@ def train_member(spec: MemberSpec, corpus_root: str | os.PathLike) -> dict[str, 
         arch, task = parse_arch(spec.arch), parse_task(spec.task)
         data = load_task(task)
         model = build_model(arch, data.input_shape, seed=spec.seed)
+        if spec.parent:
+            start_from_parent(model, corpus, spec.parent)
         result = train(model, data, spec.recipe, seed=spec.seed, checkpoint_steps=spec.checkpoint_steps)
         info = {
             "source": "zoo",
             "arch": arch.model_dump(), "arch_string": arch.to_string(),
             "task": task.model_dump(), "task_string": task.to_string(),
-            "recipe": spec.recipe.model_dump(), "seed": spec.seed,
+            "recipe": spec.recipe.model_dump(), "seed": spec.seed, "parent": spec.parent or "",
             "num_params": count_parameters(model),
             "flops_per_step": result.flops_per_step, "eval_flops": result.eval_flops,
             "curve": [vars(p) for p in result.curve],
@@ -160,6 +212,20 @@ def train_member(spec: MemberSpec, corpus_root: str | os.PathLike) -> dict[str, 
             "member": member_id, "status": "trained", "test_acc": result.test_acc,
             "train_flops": result.train_flops, "wall_time": result.wall_time,
         }
+
+
+def start_from_parent(model, corpus, parent_id: str) -> None:
+    """Load the parent's final weights into ``model``, fitted to its shapes by weight selection."""
+    from weightgen.corpus import MEMBER_FILE, CorpusError
+    from weightgen.weight_selection import fit_state_dict
+
+    if not corpus.is_complete(parent_id):
+        raise CorpusError(f"parent {parent_id} is not in {corpus.root} yet: train the parents first (training_waves)")
+    record = json.loads((corpus.member_dir(parent_id) / MEMBER_FILE).read_text())
+    final_step = max(c["step"] for c in record["checkpoints"])
+    parent_state, _ = corpus.load(parent_id, final_step)
+    fitted, _ = fit_state_dict(parent_state, model.state_dict())
+    model.load_state_dict(fitted)
 
 
 def build_summary(summaries: list[dict[str, Any]], manifest, wall_time: float) -> dict[str, float]:
