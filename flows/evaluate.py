@@ -28,11 +28,12 @@ def evaluate_flow(
     workers: Annotated[int, Field(ge=1, le=256, description="parallel fine-tuning processes")] = 2,
     corpus_dir: Annotated[str | None, Field(description="overrides the suite's corpus")] = None,
     run_dir: Annotated[str | None, Field(description="overrides the suite's generator run folder")] = None,
+    ddim_steps: Annotated[int | None, Field(ge=1, description="overrides the suite's DDIM steps per sample")] = None,
 ) -> dict[str, float]:
     """Run a benchmark suite; returns flat metrics (compute_saved_median/<split>/<method>, reach_rate/..., wall_time_s)."""
     logger = get_run_logger()
     started = time.perf_counter()
-    spec = load_suite(suite).with_sources(corpus_dir, run_dir)
+    spec = load_suite(suite).with_sources(corpus_dir, run_dir, ddim_steps)
     manifest = check_suite_task(spec)
     jobs = plan(spec)
     logger.info("suite %r: %d cases, %d jobs × %d methods on %d workers", spec.name, len(spec.cases), len(jobs),

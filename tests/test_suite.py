@@ -80,6 +80,15 @@ def test_bad_fields_are_named(changes, needle):
     assert needle in str(error.value)
 
 
+def test_overrides_replace_only_what_they_name_and_are_checked():
+    suite = load_suite(suite_dict())
+    moved = suite.with_sources(corpus="corpus/other", ddim_steps=1)
+    assert (moved.corpus, moved.ddim_steps, moved.generator) == ("corpus/other", 1, suite.generator)
+    assert suite.with_sources() == suite
+    with pytest.raises(SuiteError, match="ddim_steps"):
+        suite.with_sources(ddim_steps=0)
+
+
 def test_bad_files_get_clear_errors(tmp_path):
     with pytest.raises(SuiteError, match="not found"):
         load_suite(tmp_path / "missing.yaml")

@@ -244,6 +244,7 @@ def bench(
     workers: int = typer.Option(2, min=1, help="parallel fine-tuning processes"),
     corpus: Path = typer.Option(None, help="override the suite's corpus"),
     run: Path = typer.Option(None, help="override the suite's generator run folder"),
+    ddim_steps: int = typer.Option(None, min=1, help="override the suite's DDIM steps per generated sample"),
 ) -> None:
     """Fine-tune every init method on every suite case; print the compute saved per split and method."""
     import json
@@ -256,7 +257,7 @@ def bench(
     from weightgen.suite import SuiteError, load_suite
 
     try:
-        spec = load_suite(suite).with_sources(corpus, run)
+        spec = load_suite(suite).with_sources(corpus, run, ddim_steps)
         check_suite(spec)  # refuse leaks, an empty corpus or a missing generator before Prefect starts
     except (SuiteError, CorpusError, GeneratorError) as exc:
         _fail(str(exc))
@@ -265,7 +266,8 @@ def bench(
     from flows.evaluate import evaluate_flow
 
     metrics = evaluate_flow(suite=str(suite), out_dir=str(out), workers=workers,
-                            corpus_dir=str(corpus) if corpus else None, run_dir=str(run) if run else None)
+                            corpus_dir=str(corpus) if corpus else None, run_dir=str(run) if run else None,
+                            ddim_steps=ddim_steps)
     summary = pd.read_csv(out / "summary.csv")
     wide = Console(width=max(console.width, 150)) if not console.is_terminal else console  # logs keep every column
     table = Table(title=f"suite {spec.name}: median compute saved (not reached = 0) — {out}/summary.md")

@@ -88,9 +88,12 @@ class Suite(FamilyRecipes):
     def seeds_for(self, case: Case) -> list[int]:
         return case.seeds or self.seeds
 
-    def with_sources(self, corpus=None, generator=None) -> "Suite":
-        """The same suite judged against another corpus and/or generator run folder (None keeps the suite's)."""
-        return self.model_copy(update={k: str(v) for k, v in (("corpus", corpus), ("generator", generator)) if v})
+    def with_sources(self, corpus=None, generator=None, ddim_steps: int | None = None) -> "Suite":
+        """The same suite judged against another corpus, generator run folder and/or DDIM step count (None keeps the suite's)."""
+        update = {k: str(v) for k, v in (("corpus", corpus), ("generator", generator)) if v}
+        if ddim_steps is not None:
+            update["ddim_steps"] = ddim_steps
+        return load_suite({**self.model_dump(), **update})  # validated: a bad override is a SuiteError
 
 
 def load_suite(source: str | os.PathLike | dict) -> Suite:
