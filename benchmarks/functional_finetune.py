@@ -73,12 +73,14 @@ class Pair:
         data = load_task(task)
         self.train, self.val = data.train, data.val
 
-    def weights(self, dit, encoder, noise: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The one-step sample's state_dict, differentiable with respect to the DiT."""
+    def weights(self, dit, encoder, noise: torch.Tensor, keep_noise: bool = False) -> dict[str, torch.Tensor]:
+        """The one-step sample's state_dict, differentiable with respect to the DiT (+ the noise itself with ``keep_noise``)."""
         t = torch.full((1,), T_LAST, dtype=torch.long)
         v = dit(noise, t, self.coords, self.depth, self.mask, self.family, self.features)
         a = diffusion.ALPHAS_CUMPROD[T_LAST]
         x0 = a.sqrt() * noise - (1 - a).sqrt() * v  # DDIM's x0 at t = T, as in diffusion.sample
+        if keep_noise:  # the noise is a random init in latent space (corpus scale); the DiT adds structure to it
+            x0 = x0 + noise
         values = encoder.decode(encoder.unstandardize(x0[0]), self.tokens.coords)
         return differentiable_state_dict(self.tokens, values)
 
@@ -101,6 +103,11 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=3e-4)
     parser.add_argument("--eval-every", type=int, default=250)
+    parser.add_argument("--noise", choices=["fixed", "fresh"], default="fixed",
+                        help="fixed: each pair's seed-0 draw, the one Generator.sample(seed=0) starts from; fresh: a new draw every step")
+    parser.add_argument("--keep-noise", action=argparse.BooleanOptionalAction, default=True,
+                        help="sample = noise + the DiT's x0 (the noise acts as a random init in latent space)")
+    parser.add_argument("--holdout-archs", default="", help="';'-separated corpus architectures kept out of training, scored as unseen")
     args = parser.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -112,18 +119,28 @@ def main() -> None:
     latent = dit.cfg.latent_dim
     frame = Corpus(args.corpus).require_nonempty()
     frame = frame[frame["family"] != "external"]
-    pairs = [Pair(a, t, encoder.config.patch_size) for a, t in sorted(set(zip(frame["arch"], frame["task"])))]
-    print(f"{len(pairs)} seen (architecture, task) pairs")
+    holdout = {parse_arch(a).to_string() for a in args.holdout_archs.split(";") if a}
+    every = [Pair(a, t, encoder.config.patch_size) for a, t in sorted(set(zip(frame["arch"], frame["task"])))]
+    pairs = [p for p in every if p.arch not in holdout]
+    held = [p for p in every if p.arch in holdout]
+    print(f"{len(pairs)} training (architecture, task) pairs, {len(held)} held out ({', '.join(sorted(holdout)) or 'none'})")
     optimizer = torch.optim.AdamW(dit.parameters(), lr=args.lr)
-    eval_noise = {p.arch + p.task: torch.randn(1, len(p.tokens), latent, generator=torch.Generator().manual_seed(1)) for p in pairs}
+    # What Generator.sample(seed=0) draws: diffusion.sample's first randn of shape [1, n, latent].
+    seed0 = {id(p): torch.randn(1, len(p.tokens), latent, generator=torch.Generator().manual_seed(0)) for p in every}
 
     def evaluate(step: int) -> dict:
         dit.eval()
         with torch.no_grad():
-            accs = [p.val_acc(p.weights(dit, encoder, eval_noise[p.arch + p.task])) for p in pairs]
+            accs = {id(p): p.val_acc(p.weights(dit, encoder, seed0[id(p)], args.keep_noise)) for p in every}
         dit.train()
-        row = {"step": step, "val_acc_median": float(pd.Series(accs).median()), "val_acc_min": min(accs)}
-        print(f"step {step:5d}  one-step sample val acc median {row['val_acc_median']:.3f} min {row['val_acc_min']:.3f}", flush=True)
+        row = {"step": step, "val_acc_median": float(pd.Series([accs[id(p)] for p in pairs]).median()),
+               "val_acc_min": min(accs[id(p)] for p in pairs)}
+        line = f"step {step:5d}  one-step sample val acc: training pairs median {row['val_acc_median']:.3f} min {row['val_acc_min']:.3f}"
+        if held:
+            row["heldout_val_acc_median"] = float(pd.Series([accs[id(p)] for p in held]).median())
+            row.update({f"heldout/{p.arch}@{p.task}": accs[id(p)] for p in held})
+            line += f"; held-out archs median {row['heldout_val_acc_median']:.3f}"
+        print(line, flush=True)
         return row
 
     log, running, started = [evaluate(0)], 0.0, time.perf_counter()
@@ -131,9 +148,9 @@ def main() -> None:
         for step in range(1, args.steps + 1):
             optimizer.zero_grad(set_to_none=True)
             for p in rng.sample(pairs, args.pairs_per_step):
-                noise = torch.randn(1, len(p.tokens), latent)
+                noise = seed0[id(p)] if args.noise == "fixed" else torch.randn(1, len(p.tokens), latent)
                 batch = torch.randint(0, len(p.train), (args.batch_size,))
-                loss = p.loss(p.weights(dit, encoder, noise), batch) / args.pairs_per_step
+                loss = p.loss(p.weights(dit, encoder, noise, args.keep_noise), batch) / args.pairs_per_step
                 loss.backward()
                 running += loss.item()
             torch.nn.utils.clip_grad_norm_(dit.parameters(), 1.0)
@@ -154,7 +171,8 @@ def main() -> None:
     atomic_write_json(args.out / "dit" / "functional_finetune.json", {
         "base_run": str(args.run), "corpus": args.corpus, "steps": args.steps, "pairs_per_step": args.pairs_per_step,
         "batch_size": args.batch_size, "lr": args.lr, "flops": flops, "wall_time_s": time.perf_counter() - started,
-        "sample_steps": 1, "log": log})
+        "noise": args.noise, "keep_noise": args.keep_noise, "holdout_archs": sorted(holdout),
+        "sampler": {"steps": 1, "keep_noise": args.keep_noise, "seed": 0 if args.noise == "fixed" else None}, "log": log})
     pd.DataFrame(log).to_csv(args.out / "functional_finetune.csv", index=False)
     print(f"wrote {args.out} ({flops:.3e} FLOPs, {time.perf_counter() - started:.0f} s)")
 
