@@ -58,6 +58,7 @@ def test_per_family_recipe_and_member_id_follow_the_recipe():
         ({"colour": "red"}, "colour"),
         ({"parents": {"rnn": "mlp:hidden=8"}}, "unknown family 'rnn'"),
         ({"parents": {"mlp": "cnn1d:channels=4"}}, "not a mlp architecture"),
+        ({"parents": {"mlp": "mlp:hidden=8"}, "exclude": {"archs": ["mlp:hidden=8"]}}, "in exclude.archs"),
     ],
 )
 def test_bad_grids_are_refused_naming_the_problem(change, message):

@@ -196,7 +196,7 @@ def run_all(
     late = min(m.recipe.steps for m in expand(load_grid(grid))) // 2  # the second half of every trajectory
     encoder_train(corpus=corpus, out=run, patch_size=32, latent_dim=32, steps=encoder_steps, min_step=late, minilm=False)
     dit_train(run=run, corpus=corpus, processes=1, steps=dit_steps, batch_size=16, preset="S")
-    bench(suite=suite, out=run / "bench", workers=workers, corpus=corpus, run=run)
+    bench(suite=suite, out=run / "bench", workers=workers, corpus=corpus, run=run, ddim_steps=None)
 
 
 @app.command("generate")

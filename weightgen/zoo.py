@@ -125,6 +125,9 @@ def expand(grid: Grid) -> list[MemberSpec]:
     """
     from weightgen.data import input_shape
 
+    leaking = sorted(a for a in grid.parents.values() if a in grid.exclude.archs)
+    if leaking:
+        raise SpecError(f"parents {leaking} are in exclude.archs: an excluded architecture cannot be in the corpus as a parent")
     members, parents = [], {}  # (family, dataset) -> parent spec
     for arch in grid.archs:
         if arch in grid.exclude.archs:
