@@ -59,6 +59,15 @@ def differentiable_state_dict(tokens: Tokens, values: torch.Tensor) -> dict[str,
     return out
 
 
+def coordinate_noise(coords: torch.Tensor, latent: int) -> torch.Tensor:
+    """[1, n, latent] noise where a token's draw depends only on its (layer, kind, row, chunk) coordinates."""
+    rows = []
+    for layer, kind, row, chunk in coords[:, [1, 2, 3, 4]].tolist():
+        seed = ((layer * 101 + kind) * 100_003 + row) * 1_009 + chunk
+        rows.append(torch.randn(latent, generator=torch.Generator().manual_seed(seed)))
+    return torch.stack(rows)[None]
+
+
 class Pair:
     """One (architecture, task): its token template, conditioning, a network skeleton and its data."""
 
@@ -103,8 +112,10 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=3e-4)
     parser.add_argument("--eval-every", type=int, default=250)
-    parser.add_argument("--noise", choices=["fixed", "fresh"], default="fixed",
-                        help="fixed: each pair's seed-0 draw, the one Generator.sample(seed=0) starts from; fresh: a new draw every step")
+    parser.add_argument("--noise", choices=["fixed", "fresh", "coords"], default="fixed",
+                        help="fixed: each pair's seed-0 draw, the one Generator.sample(seed=0) starts from; fresh: a new "
+                             "draw every step; coords: each token's draw seeded by its (layer, kind, row, chunk), so "
+                             "architectures that share a position share its noise")
     parser.add_argument("--keep-noise", action=argparse.BooleanOptionalAction, default=True,
                         help="sample = noise + the DiT's x0 (the noise acts as a random init in latent space)")
     parser.add_argument("--holdout-archs", default="", help="';'-separated corpus architectures kept out of training, scored as unseen")
@@ -127,6 +138,8 @@ def main() -> None:
     optimizer = torch.optim.AdamW(dit.parameters(), lr=args.lr)
     # What Generator.sample(seed=0) draws: diffusion.sample's first randn of shape [1, n, latent].
     seed0 = {id(p): torch.randn(1, len(p.tokens), latent, generator=torch.Generator().manual_seed(0)) for p in every}
+    if args.noise == "coords":
+        seed0 = {id(p): coordinate_noise(p.tokens.coords, latent) for p in every}
 
     def evaluate(step: int) -> dict:
         dit.eval()
@@ -148,7 +161,7 @@ def main() -> None:
         for step in range(1, args.steps + 1):
             optimizer.zero_grad(set_to_none=True)
             for p in rng.sample(pairs, args.pairs_per_step):
-                noise = seed0[id(p)] if args.noise == "fixed" else torch.randn(1, len(p.tokens), latent)
+                noise = seed0[id(p)] if args.noise != "fresh" else torch.randn(1, len(p.tokens), latent)
                 batch = torch.randint(0, len(p.train), (args.batch_size,))
                 loss = p.loss(p.weights(dit, encoder, noise, args.keep_noise), batch) / args.pairs_per_step
                 loss.backward()
@@ -172,7 +185,7 @@ def main() -> None:
         "base_run": str(args.run), "corpus": args.corpus, "steps": args.steps, "pairs_per_step": args.pairs_per_step,
         "batch_size": args.batch_size, "lr": args.lr, "flops": flops, "wall_time_s": time.perf_counter() - started,
         "noise": args.noise, "keep_noise": args.keep_noise, "holdout_archs": sorted(holdout),
-        "sampler": {"steps": 1, "keep_noise": args.keep_noise, "seed": 0 if args.noise == "fixed" else None}, "log": log})
+        "sampler": {"steps": 1, "keep_noise": args.keep_noise, "noise": args.noise}, "log": log})
     pd.DataFrame(log).to_csv(args.out / "functional_finetune.csv", index=False)
     print(f"wrote {args.out} ({flops:.3e} FLOPs, {time.perf_counter() - started:.0f} s)")
 
