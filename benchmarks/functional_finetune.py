@@ -10,7 +10,8 @@ the DiT's inputs (token coordinates, family, task features) so unseen architectu
 weights the same way. Only seen pairs' training data is used; unseen tasks' data never is.
 
 Writes a run folder (``encoder/`` copied, ``dit/`` fine-tuned) that ``Generator.from_run`` and
-``weightgen bench --run`` load; sample it with one DDIM step. The fine-tune's FLOPs (counted with
+``weightgen bench --run`` load; its ``dit/config.json`` names the sampler it was trained for (one
+step; with ``--noise coords``, :func:`weightgen.sampling.coordinate_noise`). The fine-tune's FLOPs (counted with
 ``torch.utils.flop_counter``) go to ``dit/functional_finetune.json`` so the amortisation includes them.
 
     .venv/bin/python benchmarks/functional_finetune.py --run runs/v-tiny --corpus corpus/default --out runs/v-fn
@@ -38,7 +39,7 @@ from weightgen.dit_train import load_dit, save_pretrained
 from weightgen.encoder import PatchAutoencoder
 from weightgen.io import atomic_write_json
 from weightgen.models import build_model
-from weightgen.sampling import template
+from weightgen.sampling import coordinate_noise, template
 from weightgen.sequences import family_id, fan_in_scales, task_features
 from weightgen.tokens import Tokens
 from weightgen.specs import parse_arch
@@ -57,15 +58,6 @@ def differentiable_state_dict(tokens: Tokens, values: torch.Tensor) -> dict[str,
         src = patches[lay.first_patch : lay.first_patch + lay.num_patches]
         out[lay.name] = (src.reshape(lay.rows, -1)[:, : lay.cols] if lay.rows else src.new_zeros(0, 0)).reshape(lay.shape)
     return out
-
-
-def coordinate_noise(coords: torch.Tensor, latent: int) -> torch.Tensor:
-    """[1, n, latent] noise where a token's draw depends only on its (layer, kind, row, chunk) coordinates."""
-    rows = []
-    for layer, kind, row, chunk in coords[:, [1, 2, 3, 4]].tolist():
-        seed = ((layer * 101 + kind) * 100_003 + row) * 1_009 + chunk
-        rows.append(torch.randn(latent, generator=torch.Generator().manual_seed(seed)))
-    return torch.stack(rows)[None]
 
 
 class Pair:
@@ -139,7 +131,7 @@ def main() -> None:
     # What Generator.sample(seed=0) draws: diffusion.sample's first randn of shape [1, n, latent].
     seed0 = {id(p): torch.randn(1, len(p.tokens), latent, generator=torch.Generator().manual_seed(0)) for p in every}
     if args.noise == "coords":
-        seed0 = {id(p): coordinate_noise(p.tokens.coords, latent) for p in every}
+        seed0 = {id(p): coordinate_noise(p.tokens.coords, latent)[None] for p in every}
 
     def evaluate(step: int) -> dict:
         dit.eval()
@@ -180,12 +172,15 @@ def main() -> None:
     save_pretrained(dit, args.out / "dit", weights="functional-finetune")
     base = json.loads((args.run / "dit" / "config.json").read_text())
     config = json.loads((args.out / "dit" / "config.json").read_text())
-    atomic_write_json(args.out / "dit" / "config.json", {**config, "train": base.get("train")})
+    # How Generator.from_run must sample this DiT: one step from the start it was trained on (a fresh
+    # Gaussian draw has no fixed start, a fixed draw is the seed-0 Gaussian one).
+    sampler = {"steps": 1, "noise": "coords" if args.noise == "coords" else "gaussian", "keep_noise": args.keep_noise}
+    atomic_write_json(args.out / "dit" / "config.json", {**config, "train": base.get("train"), "sampler": sampler})
     atomic_write_json(args.out / "dit" / "functional_finetune.json", {
         "base_run": str(args.run), "corpus": args.corpus, "steps": args.steps, "pairs_per_step": args.pairs_per_step,
         "batch_size": args.batch_size, "lr": args.lr, "flops": flops, "wall_time_s": time.perf_counter() - started,
         "noise": args.noise, "keep_noise": args.keep_noise, "holdout_archs": sorted(holdout),
-        "sampler": {"steps": 1, "keep_noise": args.keep_noise, "noise": args.noise}, "log": log})
+        "sampler": sampler, "log": log})
     pd.DataFrame(log).to_csv(args.out / "functional_finetune.csv", index=False)
     print(f"wrote {args.out} ({flops:.3e} FLOPs, {time.perf_counter() - started:.0f} s)")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 
 import mlflow
 import pandas as pd
@@ -18,7 +19,9 @@ from weightgen.corpus import Corpus
 from weightgen.dit import DIT_PRESETS, DiTConfig
 from weightgen.dit_train import TrainConfig, train as train_dit
 from weightgen.encoder import EncoderConfig, encode_set, train_encoder
+from weightgen.flops import generator_training_flops
 from weightgen.generate import Generator, GeneratorError, save_generated
+from weightgen.sampling import coordinate_noise, template
 from weightgen.sequences import corpus_sequences
 from weightgen.suite import SuiteError, load_suite
 from weightgen.tracking import tracking_uri
@@ -115,6 +118,40 @@ def test_generate_is_seeded_loadable_and_costed(setup, tmp_path):
     folder = save_generated(tmp_path / "gen", best.state_dicts[best.chosen], "mlp:hidden=20", "digits", generator)
     model = load_model(folder)
     assert torch.equal(model.state_dict()["net.1.weight"], best.state_dicts[best.chosen]["net.1.weight"])
+
+
+def test_coordinate_noise_is_shared_where_positions_are_and_salted():
+    narrow, wide = (template(f"mlp:hidden={w}", "digits", 8) for w in (20, 30))
+    a, b = coordinate_noise(narrow.coords, 8), coordinate_noise(wide.coords, 8)
+    assert torch.equal(a, coordinate_noise(narrow.coords, 8))  # deterministic
+    where = {tuple(c): i for i, c in enumerate(wide.coords[:, [1, 2, 3, 4]].tolist())}
+    shared = [(i, where[tuple(c)]) for i, c in enumerate(narrow.coords[:, [1, 2, 3, 4]].tolist()) if tuple(c) in where]
+    assert len(shared) > len(narrow) // 2  # most of the narrow net's positions exist in the wide one
+    assert all(torch.equal(a[i], b[j]) for i, j in shared)
+    assert not torch.equal(a[0], a[1]) and not torch.equal(coordinate_noise(narrow.coords, 8, salt=1), a)
+
+
+def test_a_run_that_names_its_sampler_is_sampled_that_way(setup, tmp_path):
+    _, _, run = setup
+    fixed = tmp_path / "run"
+    shutil.copytree(run / "encoder", fixed / "encoder")
+    shutil.copytree(run / "dit", fixed / "dit")
+    config = json.loads((fixed / "dit" / "config.json").read_text())
+    (fixed / "dit" / "config.json").write_text(json.dumps({**config, "sampler": {"steps": 1, "noise": "coords", "keep_noise": True}}))
+    generator = Generator.from_run(fixed, steps=4)
+    assert generator.sampler == {"steps": 1, "guidance": 1.0, "noise": "coords", "keep_noise": True}
+    a, b = (generator.sample("mlp:hidden=20", "digits", 2, seed=s).state_dicts for s in (3, 7))
+    assert all(torch.equal(x[k], y[k]) for x, y in zip(a, b) for k in x)  # the start ignores the seed...
+    assert not torch.equal(a[0]["net.1.weight"], a[1]["net.1.weight"])  # ...but not the sample index
+    dropped = Generator(generator.dit, generator.encoder, steps=1, noise="coords", keep_noise=False)
+    assert not torch.equal(dropped.sample("mlp:hidden=20", "digits").state_dicts[0]["net.1.weight"], a[0]["net.1.weight"])
+    shutil.copy(run / "latents.safetensors", fixed / "latents.safetensors")
+    before = generator_training_flops(fixed)
+    (fixed / "dit" / "functional_finetune.json").write_text(json.dumps({"flops": 12345}))
+    assert generator_training_flops(fixed) == before + 12345  # a task-loss fine-tune is part of the generator's cost
+    (fixed / "dit" / "config.json").write_text(json.dumps({**config, "sampler": {"noise": "uniform"}}))
+    with pytest.raises(GeneratorError, match="bad sampler"):
+        Generator.from_run(fixed)
 
 
 def test_generate_cli_writes_a_loadable_folder_and_refuses_bad_input(setup, tmp_path):

@@ -352,6 +352,8 @@ def log_bench(suite: Suite, table: pd.DataFrame, curves: pd.DataFrame, summary: 
               "methods": suite.methods, "recipe": suite.recipe.to_string(), "recipes": suite.recipes,
               "samples": suite.samples, "guidance": suite.guidance, "ddim_steps": suite.ddim_steps,
               "cases": len(suite.cases)}
+    if any(m in GENERATED_METHODS for m in suite.methods):  # what the generator really ran (its run may fix the sampler)
+        params["generator_sampler"] = _generator(suite.generator, suite.ddim_steps, suite.guidance).sampler
     with stage_run("bench", run_name=f"bench-{suite.name}", params=params, tags=tags) as parent:
         client = mlflow.MlflowClient()  # after stage_run has pointed MLflow at the project store
         mlflow.log_metrics({k: v for k, v in metrics.items() if math.isfinite(v)})

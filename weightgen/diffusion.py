@@ -75,8 +75,11 @@ def sample(
     guidance_scale: float = 1.0,
     generator: torch.Generator | None = None,
     device=None,
+    noise: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Deterministic DDIM (eta = 0) from pure noise to x0 [B, L, D] in ``steps`` evenly spaced steps.
+
+    The start is ``noise`` when given (shape ``shape``), else a draw from ``generator``.
 
     ``model_fn(x, t, mask=mask, drop_task=bool[B] | None, **cond)`` returns v. With
     ``guidance_scale`` ≠ 1 it is called twice per step, with the task and with it dropped
@@ -86,7 +89,7 @@ def sample(
     cond = cond or {}
     mask = torch.ones(B, L, dtype=torch.bool, device=device) if mask is None else mask
     m = mask[..., None].to(torch.float32)
-    x = torch.randn(shape, generator=generator, device=device) * m  # [B, L, D]
+    x = (torch.randn(shape, generator=generator, device=device) if noise is None else noise.to(device)) * m  # [B, L, D]
     ts = torch.linspace(NUM_TRAIN_STEPS - 1, 0, steps).round().long().tolist()
     keep, drop = torch.zeros(B, dtype=torch.bool, device=x.device), torch.ones(B, dtype=torch.bool, device=x.device)
     for i, step in enumerate(ts):

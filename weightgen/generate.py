@@ -39,17 +39,35 @@ class Generation:
 
 
 class Generator:
-    """A trained encoder + DiT pair, sampled with deterministic DDIM and classifier-free guidance."""
+    """A trained encoder + DiT pair, sampled with deterministic DDIM and classifier-free guidance.
 
-    def __init__(self, dit, encoder, steps: int = 50, guidance: float = 1.0, source: str = ""):
+    ``noise`` and ``keep_noise`` choose the start of sampling (see :func:`weightgen.sampling.sample_state_dicts`).
+    """
+
+    def __init__(self, dit, encoder, steps: int = 50, guidance: float = 1.0, source: str = "",
+                 noise: str = "gaussian", keep_noise: bool = False):
         self.dit, self.encoder = dit.eval(), encoder.eval()
         self.steps, self.guidance, self.source = steps, guidance, source
+        self.noise, self.keep_noise = noise, keep_noise
+
+    @property
+    def sampler(self) -> dict:
+        """How samples are drawn, for logs: steps, guidance, noise, keep_noise."""
+        return {"steps": self.steps, "guidance": self.guidance, "noise": self.noise, "keep_noise": self.keep_noise}
 
     @classmethod
     def from_run(cls, run_dir: str | os.PathLike, steps: int = 50, guidance: float = 1.0) -> "Generator":
-        """Load ``run_dir/encoder`` and ``run_dir/dit``; a clear error when either is missing or corrupt."""
+        """Load ``run_dir/encoder`` and ``run_dir/dit``; a clear error when either is missing or corrupt.
+
+        A DiT trained for one way of sampling (``benchmarks/functional_finetune.py``: one step from
+        coordinate noise, noise kept) says so in ``dit/config.json`` under ``sampler``; that wins over
+        ``steps``, since any other way gives that DiT's untrained behaviour.
+        """
+        import json
+
         from weightgen.dit_train import load_dit
         from weightgen.encoder import PatchAutoencoder
+        from weightgen.sampling import NOISE_KINDS
 
         run_dir = Path(run_dir)
         missing = [p for p in ("encoder", "dit") if not (run_dir / p / "model.safetensors").is_file()]
@@ -57,8 +75,13 @@ class Generator:
             raise GeneratorError(f"{run_dir}: no trained {' or '.join(missing)} (model.safetensors) here; "
                                  "train one with `weightgen encoder train` and `weightgen dit train`")
         try:
+            sampler = json.loads((run_dir / "dit" / "config.json").read_text()).get("sampler", {})
+            steps = int(sampler.get("steps", steps))
+            noise, keep_noise = sampler.get("noise", "gaussian"), bool(sampler.get("keep_noise", False))
+            if noise not in NOISE_KINDS or steps < 1:
+                raise ValueError(f"dit/config.json: bad sampler {sampler} (noise: {', '.join(NOISE_KINDS)}; steps >= 1)")
             return cls(load_dit(run_dir / "dit"), PatchAutoencoder.load(run_dir / "encoder"), steps, guidance,
-                       source=str(run_dir))
+                       source=str(run_dir), noise=noise, keep_noise=keep_noise)
         except (CheckpointError, KeyError, TypeError, ValueError, OSError) as exc:
             raise GeneratorError(f"{run_dir}: cannot load the generator: {exc}") from None
 
@@ -69,7 +92,8 @@ class Generator:
         arch, task = parse_arch(arch), parse_task(task)
         started = time.perf_counter()
         with FlopCounterMode(display=False) as counter:
-            states = sample_state_dicts(self.dit, self.encoder, arch, task, samples, self.steps, self.guidance, seed)
+            states = sample_state_dicts(self.dit, self.encoder, arch, task, samples, self.steps, self.guidance, seed,
+                                        self.noise, self.keep_noise)
         for i, state in enumerate(states):
             bad = non_finite(state)
             if bad:

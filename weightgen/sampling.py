@@ -19,6 +19,24 @@ from weightgen.specs import parse_arch, parse_task
 from weightgen.tokens import Tokens, tokenize
 
 
+NOISE_KINDS = ("gaussian", "coords")
+
+
+def coordinate_noise(coords: torch.Tensor, latent_dim: int, salt: int = 0) -> torch.Tensor:
+    """[N, latent_dim] start noise in which a token's draw depends only on its (layer, kind, row, chunk) and ``salt``.
+
+    Two architectures that share a position (row 5, chunk 0 of layer 1's weight matrix in a 64- and a
+    96-wide MLP) start from the same draw there, so a generator trained from these starts (one step,
+    ``benchmarks/functional_finetune.py --noise coords``) sees an unseen width as an extension of the
+    widths it knows. ``salt`` 0 is the draw such a generator was trained on.
+    """
+    rows = []
+    for layer, kind, row, chunk in coords[:, [1, 2, 3, 4]].tolist():
+        seed = ((layer * 101 + kind) * 100_003 + row) * 1_009 + chunk + salt * 1_000_000_007
+        rows.append(torch.randn(latent_dim, generator=torch.Generator().manual_seed(seed)))
+    return torch.stack(rows) if rows else torch.zeros(0, latent_dim)
+
+
 def template(arch, task, patch_size: int) -> Tokens:
     """Tokens laying out ``arch`` on ``task``'s inputs (values from a seed-0 init, unused by sampling)."""
     return tokenize(build_model(arch, input_shape(task), seed=0).state_dict(), patch_size)
@@ -26,11 +44,24 @@ def template(arch, task, patch_size: int) -> Tokens:
 
 @torch.no_grad()
 def sample_state_dicts(dit, encoder, arch, task, samples: int = 1, steps: int = 50, guidance: float = 1.0,
-                       seed: int = 0) -> list[dict[str, torch.Tensor]]:
-    """``samples`` state_dicts for ``arch`` on ``task``, from DDIM with classifier-free guidance ``guidance``."""
+                       seed: int = 0, noise: str = "gaussian", keep_noise: bool = False) -> list[dict[str, torch.Tensor]]:
+    """``samples`` state_dicts for ``arch`` on ``task``, from DDIM with classifier-free guidance ``guidance``.
+
+    ``noise``: ``gaussian`` starts from a ``seed``-ed draw; ``coords`` from :func:`coordinate_noise`
+    (sample i with salt i, whatever ``seed``: one architecture and task always gives the same first
+    sample). ``keep_noise`` adds the start back to the result: the generator's output is then a
+    correction to a random point of latent space (how ``--keep-noise`` generators were trained).
+    """
+    if noise not in NOISE_KINDS:
+        raise ValueError(f"unknown noise {noise!r}; valid: {', '.join(NOISE_KINDS)}")
     arch, task = parse_arch(arch), parse_task(task)
     tokens = template(arch, task, encoder.config.patch_size)
     n = len(tokens)
+    shape = (samples, n, dit.cfg.latent_dim)
+    if noise == "coords":
+        start = torch.stack([coordinate_noise(tokens.coords, dit.cfg.latent_dim, salt=i) for i in range(samples)])
+    else:
+        start = torch.randn(shape, generator=torch.Generator().manual_seed(seed))  # what diffusion.sample would draw
     coords = tokens.coords.unsqueeze(0).expand(samples, n, -1)  # [S, N, 8]
     depth = tokens.depth.unsqueeze(0).expand(samples, n)  # [S, N]
     family = torch.full((samples,), family_id(arch.family), dtype=torch.long)
@@ -41,8 +72,9 @@ def sample_state_dicts(dit, encoder, arch, task, samples: int = 1, steps: int = 
     def model_fn(x, t, mask, drop_task=None, **_):
         return dit(x, t, coords, depth, mask, family, features, drop_task=drop_task)
 
-    z = diffusion.sample(model_fn, (samples, n, dit.cfg.latent_dim), steps=steps, guidance_scale=guidance,
-                         generator=torch.Generator().manual_seed(seed))  # [S, N, latent]
+    z = diffusion.sample(model_fn, shape, steps=steps, guidance_scale=guidance, noise=start)  # [S, N, latent]
+    if keep_noise:
+        z = z + start
     values = encoder.decode(encoder.unstandardize(z.reshape(samples * n, -1)), coords.reshape(samples * n, -1))
     return [denormalize(tokens, v) for v in values.reshape(samples, n, -1)]
 
