@@ -17,7 +17,8 @@ from weightgen.checkpoint import load_model
 from weightgen.cli import app
 from weightgen.corpus import Corpus
 from weightgen.dit import DIT_PRESETS, DiTConfig
-from weightgen.dit_train import TrainConfig, train as train_dit
+from weightgen.dit_train import TrainConfig, load_dit, train as train_dit
+from weightgen.dit_tune import TuneConfig, tune
 from weightgen.encoder import EncoderConfig, encode_set, train_encoder
 from weightgen.flops import generator_training_flops
 from weightgen.generate import Generator, GeneratorError, save_generated
@@ -152,6 +153,30 @@ def test_a_run_that_names_its_sampler_is_sampled_that_way(setup, tmp_path):
     (fixed / "dit" / "config.json").write_text(json.dumps({**config, "sampler": {"noise": "uniform"}}))
     with pytest.raises(GeneratorError, match="bad sampler"):
         Generator.from_run(fixed)
+
+
+def test_tuning_by_the_task_writes_a_new_run_that_samples_the_way_it_was_tuned(setup, tmp_path):
+    _, corpus, run = setup
+    base_bytes = (run / "dit" / "model.safetensors").read_bytes()
+    cfg = TuneConfig(steps=2, pairs_per_step=2, batch_size=16, eval_every=1, holdout_archs=["mlp:hidden=24x24"])
+    summary = tune(run, corpus, tmp_path / "tuned", cfg, log=lambda line: None)
+    assert (run / "dit" / "model.safetensors").read_bytes() == base_bytes  # the base run is left as it was
+    assert [row["step"] for row in summary["log"]] == [0, 1, 2] and summary["flops"] > 0
+    assert {"heldout/mlp:hidden=24x24@digits", "heldout/mlp:hidden=24x24@digits:rot90=1"} <= set(summary["log"][-1])
+    tuned, base = load_dit(tmp_path / "tuned" / "dit"), load_dit(run / "dit")
+    assert any(not torch.equal(a, b) for a, b in zip(tuned.state_dict().values(), base.state_dict().values()))
+    generator = Generator.from_run(tmp_path / "tuned", steps=25)
+    assert generator.sampler == {"steps": 1, "guidance": 1.0, "noise": "coords", "keep_noise": True}
+    assert generator.sample("mlp:hidden=20", "digits").flops > 0  # an unseen width samples too
+    again = tune(run, corpus, tmp_path / "again", cfg, log=lambda line: None)
+    assert again["log"] == summary["log"]  # seeded: the same tune twice gives the same curve
+    with pytest.raises(ValueError, match="new run folder"):
+        tune(run, corpus, run, cfg)
+    with pytest.raises(ValueError, match="unknown noise"):
+        TuneConfig(noise="uniform")
+    result = CliRunner().invoke(app, ["dit", "tune", "--run", str(run), "--corpus", str(corpus), "--out",
+                                      str(tmp_path / "cli"), "--noise", "uniform"])
+    assert result.exit_code != 0 and "unknown noise 'uniform'" in result.output and not (tmp_path / "cli").exists()
 
 
 def test_generate_cli_writes_a_loadable_folder_and_refuses_bad_input(setup, tmp_path):

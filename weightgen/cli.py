@@ -151,6 +151,31 @@ def dit_train(
                                           batch_size=batch_size, preset=preset))
 
 
+@dit_app.command("tune")
+def dit_tune(
+    run: Path = typer.Option(DEFAULT_RUN, help="run folder holding encoder/ and a trained dit/"),
+    corpus: Path = typer.Option(DEFAULT_CORPUS, help="corpus whose seen (architecture, task) pairs it is tuned on"),
+    out: Path = typer.Option(..., help="new run folder for the tuned generator (the base run is left as it is)"),
+    steps: int = typer.Option(2000, min=1),
+    lr: float = typer.Option(1e-3, min=0.0),
+    noise: str = typer.Option("coords", help="start of each sample: coords | fixed | fresh"),
+    holdout_archs: str = typer.Option("", help="';'-separated corpus architectures kept out and scored as unseen"),
+) -> None:
+    """Tune the DiT by the task: its one-step samples are built and scored by cross-entropy (weightgen/dit_tune.py)."""
+    from weightgen.corpus import CorpusError
+    from weightgen.dit_tune import TuneConfig, log_tune, tune
+
+    try:
+        cfg = TuneConfig(steps=steps, lr=lr, noise=noise, holdout_archs=[a for a in holdout_archs.split(";") if a])
+        summary = tune(run, corpus, out, cfg, log=console.print)
+    except (CorpusError, ValueError, OSError) as exc:
+        _fail(str(exc))
+    run_id = log_tune(summary)
+    _print_summary(f"tuned DiT {out}", {"final_val_acc_median": summary["log"][-1]["val_acc_median"],
+                                         "tune_flops": summary["flops"], "wall_time_s": summary["wall_time_s"],
+                                         "mlflow_run": run_id})
+
+
 @dit_app.command("sample")
 def dit_sample(
     arch: str = typer.Option(..., help="architecture spec, e.g. mlp:hidden=64x64"),
@@ -161,14 +186,12 @@ def dit_sample(
     seed: int = typer.Option(0),
 ) -> None:
     """Sample weights for an architecture and task and print each sample's test accuracy (no fine-tuning)."""
-    from weightgen.dit_train import load_dit
-    from weightgen.encoder import PatchAutoencoder
-    from weightgen.sampling import evaluate_state_dict, sample_state_dicts
+    from weightgen.generate import Generator
+    from weightgen.sampling import evaluate_state_dict
     from weightgen.specs import SpecError
 
-    try:
-        dit, encoder = load_dit(run / "dit"), PatchAutoencoder.load(run / "encoder")
-        states = sample_state_dicts(dit, encoder, arch, task, samples, guidance=guidance, seed=seed)
+    try:  # a tuned run names its own sampler (one step from coordinate noise), which from_run applies
+        states = Generator.from_run(run, steps=50, guidance=guidance).sample(arch, task, samples, seed).state_dicts
     except (SpecError, ValueError, OSError) as exc:
         _fail(str(exc))
     for i, state in enumerate(states):

@@ -1,0 +1,208 @@
+"""Tune a trained DiT by the task: its one-step sample, built into a network, is scored by cross-entropy.
+
+The diffusion loss scores weights by their distance to corpus members, and its samples stay at chance
+(docs/results.md, "Levers tried"). Here the DiT's one-step prediction (DDIM with one step: x0 from v
+at t = T, plus the start itself with ``keep_noise``) is decoded into weights and built, and the
+cross-entropy on a batch of the pair's *training* data is backpropagated through the frozen decoder
+into the DiT — a hypernetwork objective over the corpus's seen (architecture, task) pairs. Unseen
+tasks' data is never used.
+
+The start of each sample matters. A fresh Gaussian draw per step collapses to uniform predictions; a
+fixed draw per pair is memorised and says nothing about a new architecture; a start seeded by each
+token's position (:func:`weightgen.sampling.coordinate_noise`, ``noise="coords"``) lets an unseen
+width of a family reuse what the trained widths learnt. The tuned run's ``dit/config.json`` names
+that sampler, so :meth:`weightgen.generate.Generator.from_run` samples it the way it was trained, and
+``dit/functional_finetune.json`` keeps the counted FLOPs for the amortisation.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch.func import functional_call
+from torch.utils.flop_counter import FlopCounterMode
+
+from weightgen import diffusion
+from weightgen.io import atomic_write_json
+from weightgen.sequences import fan_in_scales
+from weightgen.tokens import Tokens
+
+TUNE_FILE = "functional_finetune.json"
+START_KINDS = ("coords", "fixed", "fresh")
+_T_LAST = diffusion.NUM_TRAIN_STEPS - 1
+
+
+@dataclass
+class TuneConfig:
+    steps: int = 2000
+    pairs_per_step: int = 4
+    batch_size: int = 128
+    lr: float = 1e-3
+    eval_every: int = 250
+    noise: str = "coords"  # coords | fixed (each pair's seed-0 Gaussian draw) | fresh (a new draw every step)
+    keep_noise: bool = True  # sample = start + the DiT's x0: the start acts as a random init in latent space
+    holdout_archs: list[str] = field(default_factory=list)  # corpus architectures never trained on, scored apart
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.noise not in START_KINDS:
+            raise ValueError(f"unknown noise {self.noise!r}; valid: {', '.join(START_KINDS)}")
+        if min(self.steps, self.pairs_per_step, self.batch_size, self.eval_every) < 1 or self.lr <= 0:
+            raise ValueError("steps, pairs_per_step, batch_size and eval_every must be >= 1 and lr > 0")
+
+
+def differentiable_state_dict(tokens: Tokens, values: torch.Tensor) -> dict[str, torch.Tensor]:
+    """``sequences.denormalize`` without its detach (float32 networks), so gradients reach ``values``."""
+    patches = values * fan_in_scales(tokens)[:, None]
+    out = {}
+    for lay in tokens.layout:
+        if lay.is_passthrough:
+            out[lay.name] = tokens.passthrough[lay.name]
+            continue
+        src = patches[lay.first_patch : lay.first_patch + lay.num_patches]
+        out[lay.name] = (src.reshape(lay.rows, -1)[:, : lay.cols] if lay.rows else src.new_zeros(0, 0)).reshape(lay.shape)
+    return out
+
+
+class TuneTarget:
+    """One (architecture, task): its token template, conditioning, a network skeleton, its data and its start."""
+
+    def __init__(self, arch: str, task: str, patch_size: int, latent_dim: int, noise: str):
+        from weightgen.data import input_shape, load_task
+        from weightgen.models import build_model
+        from weightgen.sampling import coordinate_noise, template
+        from weightgen.sequences import family_id, task_features
+        from weightgen.specs import parse_arch
+
+        self.arch, self.task = arch, task
+        self.tokens = template(arch, task, patch_size)
+        n = len(self.tokens)
+        self.coords, self.depth = self.tokens.coords[None], self.tokens.depth[None]
+        self.mask = torch.ones(1, n, dtype=torch.bool)
+        self.family = torch.tensor([family_id(parse_arch(arch).family)])
+        self.features = task_features(task)[None]
+        self.model = build_model(arch, input_shape(task), seed=0)
+        data = load_task(task)
+        self.train, self.val = data.train, data.val
+        # The start Generator.sample(seed=0) uses for this pair: coordinate noise, or the seed-0 Gaussian draw.
+        self.start = (coordinate_noise(self.tokens.coords, latent_dim)[None] if noise == "coords"
+                      else torch.randn(1, n, latent_dim, generator=torch.Generator().manual_seed(0)))
+
+    def weights(self, dit, encoder, start: torch.Tensor, keep_noise: bool) -> dict[str, torch.Tensor]:
+        """The one-step sample from ``start`` as a state_dict, differentiable with respect to the DiT."""
+        t = torch.full((1,), _T_LAST, dtype=torch.long)
+        v = dit(start, t, self.coords, self.depth, self.mask, self.family, self.features)
+        a = diffusion.ALPHAS_CUMPROD[_T_LAST]
+        x0 = a.sqrt() * start - (1 - a).sqrt() * v  # DDIM's x0 at t = T, as in diffusion.sample
+        if keep_noise:
+            x0 = x0 + start
+        return differentiable_state_dict(self.tokens, encoder.decode(encoder.unstandardize(x0[0]), self.tokens.coords))
+
+    def loss(self, state, batch: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(functional_call(self.model, state, (self.train.x[batch],)), self.train.y[batch])
+
+    @torch.no_grad()
+    def val_acc(self, state) -> float:
+        return float((functional_call(self.model, state, (self.val.x,)).argmax(-1) == self.val.y).float().mean())
+
+
+def tune(run_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_dir: str | os.PathLike,
+         cfg: TuneConfig = TuneConfig(), log=print) -> dict:
+    """Tune ``run_dir``'s DiT on the corpus's seen pairs; write a run folder to ``out_dir``; return the summary."""
+    from weightgen.corpus import Corpus
+    from weightgen.dit_train import load_dit, save_pretrained
+    from weightgen.encoder import PatchAutoencoder
+    from weightgen.specs import parse_arch
+
+    run_dir, out_dir = Path(run_dir), Path(out_dir)
+    if run_dir.resolve() == out_dir.resolve():
+        raise ValueError(f"{out_dir}: tune into a new run folder; the base run {run_dir} stays as it is")
+    torch.manual_seed(cfg.seed)
+    rng = random.Random(cfg.seed)
+    encoder = PatchAutoencoder.load(run_dir / "encoder").eval()
+    encoder.requires_grad_(False)
+    dit = load_dit(run_dir / "dit").train()
+    frame = Corpus(corpus_dir).require_nonempty()
+    frame = frame[frame["family"] != "external"]
+    holdout = {parse_arch(a).to_string() for a in cfg.holdout_archs}
+    every = [TuneTarget(a, t, encoder.config.patch_size, dit.cfg.latent_dim, cfg.noise)
+             for a, t in sorted(set(zip(frame["arch"], frame["task"])))]
+    pairs, held = [p for p in every if p.arch not in holdout], [p for p in every if p.arch in holdout]
+    if not pairs:
+        raise ValueError(f"no corpus pair left to tune on once {sorted(holdout)} are held out")
+    log(f"{len(pairs)} training (architecture, task) pairs, {len(held)} held out")
+    optimizer = torch.optim.AdamW(dit.parameters(), lr=cfg.lr)
+
+    def evaluate(step: int) -> dict:
+        dit.eval()
+        with torch.no_grad():
+            accs = {id(p): p.val_acc(p.weights(dit, encoder, p.start, cfg.keep_noise)) for p in every}
+        dit.train()
+        row = {"step": step, "val_acc_median": float(pd.Series([accs[id(p)] for p in pairs]).median()),
+               "val_acc_min": min(accs[id(p)] for p in pairs)}
+        if held:
+            row["heldout_val_acc_median"] = float(pd.Series([accs[id(p)] for p in held]).median())
+            row.update({f"heldout/{p.arch}@{p.task}": accs[id(p)] for p in held})
+        log(f"step {step:5d}  one-step sample val acc: training pairs median {row['val_acc_median']:.3f} "
+            f"min {row['val_acc_min']:.3f}" + (f"; held out median {row['heldout_val_acc_median']:.3f}" if held else ""))
+        return row
+
+    history, running, started = [evaluate(0)], 0.0, time.perf_counter()
+    with FlopCounterMode(display=False) as counter:
+        for step in range(1, cfg.steps + 1):
+            optimizer.zero_grad(set_to_none=True)
+            for p in rng.sample(pairs, min(cfg.pairs_per_step, len(pairs))):
+                start = p.start if cfg.noise != "fresh" else torch.randn_like(p.start)
+                batch = torch.randint(0, len(p.train), (cfg.batch_size,))
+                loss = p.loss(p.weights(dit, encoder, start, cfg.keep_noise), batch) / cfg.pairs_per_step
+                loss.backward()
+                running += loss.item()
+            torch.nn.utils.clip_grad_norm_(dit.parameters(), 1.0)
+            optimizer.step()
+            if step % cfg.eval_every == 0 or step == cfg.steps:
+                log(f"step {step:5d}  task loss {running / cfg.eval_every:.4f}  ({time.perf_counter() - started:.0f} s)")
+                running = 0.0
+                history.append(evaluate(step))
+    flops = int(counter.get_total_flops())  # evaluation passes included: an upper bound on the tune's cost
+    dit.eval()
+
+    shutil.copytree(run_dir / "encoder", out_dir / "encoder", dirs_exist_ok=True)
+    save_pretrained(dit, out_dir / "dit", weights="functional-finetune")
+    base = json.loads((run_dir / "dit" / "config.json").read_text())
+    config = json.loads((out_dir / "dit" / "config.json").read_text())
+    # How Generator.from_run must sample this DiT: one step from the start it was tuned on.
+    sampler = {"steps": 1, "noise": "coords" if cfg.noise == "coords" else "gaussian", "keep_noise": cfg.keep_noise}
+    atomic_write_json(out_dir / "dit" / "config.json", {**config, "train": base.get("train"), "sampler": sampler})
+    summary = {"base_run": str(run_dir), "corpus": str(corpus_dir), **asdict(cfg), "flops": flops,
+               "wall_time_s": time.perf_counter() - started, "sampler": sampler, "log": history}
+    atomic_write_json(out_dir / "dit" / TUNE_FILE, summary)
+    pd.DataFrame(history).to_csv(out_dir / "functional_finetune.csv", index=False)
+    log(f"wrote {out_dir} ({flops:.3e} FLOPs, {summary['wall_time_s']:.0f} s)")
+    return summary
+
+
+def log_tune(summary: dict, tags: dict[str, str] | None = None) -> str:
+    """One MLflow run in the ``dit`` experiment: the config as params, every evaluation as metrics."""
+    import mlflow
+
+    from weightgen.tracking import stage_run
+
+    params = {k: v for k, v in summary.items() if k not in ("log", "flops", "wall_time_s")}
+    with stage_run("dit", run_name=f"dit-tune-{Path(summary['base_run']).name}", params=params,
+                   tags={"weightgen.kind": "tune", **(tags or {})}) as run:
+        for row in summary["log"]:
+            mlflow.log_metrics({k: v for k, v in row.items() if k != "step"}, step=row["step"])
+        mlflow.log_metrics({"tune_flops": summary["flops"], "wall_time_s": summary["wall_time_s"]})
+        return run.info.run_id
+
+
+__all__ = ["START_KINDS", "TUNE_FILE", "TuneConfig", "TuneTarget", "differentiable_state_dict", "log_tune", "tune"]
