@@ -23,36 +23,25 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-import torch.nn.functional as F
-from functional_finetune import differentiable_state_dict  # benchmarks/ is on sys.path when run as a script
-from init_conditioned import conditioned_dit
+from init_conditioned import conditioned_dit  # benchmarks/ is on sys.path when run as a script
 from reference_conditioned import LEAVE_OUT, reference, without
-from torch.func import functional_call
 
 from weightgen import diffusion
 from weightgen.baselines import CorpusIndex
-from weightgen.data import input_shape, load_task
+from weightgen.dit_tune import TuneTarget, differentiable_state_dict
 from weightgen.encoder import PatchAutoencoder
-from weightgen.models import build_model
-from weightgen.sequences import family_id, task_features
 from weightgen.specs import parse_arch
 
 
-class Case:
+class Case(TuneTarget):
     """A target (architecture, task) with one retrieved reference, its conditioning and its data."""
 
     def __init__(self, arch: str, task: str, leave_out: str, index: CorpusIndex, encoder: PatchAutoencoder):
-        self.arch, self.task, self.leave_out = arch, task, leave_out
+        super().__init__(arch, task, encoder.config.patch_size, encoder.config.latent_dim, noise="fixed")
+        self.leave_out = leave_out
+        # The reference's own tokens: their layout is the template's, and their scales decode its latents.
         self.tokens, self.z_ref, init = reference(encoder, without(index, arch, task, leave_out), arch, task, 0)
         self.source = init.source.split("/")[0]
-        n = len(self.tokens)
-        self.coords, self.depth = self.tokens.coords[None], self.tokens.depth[None]
-        self.mask = torch.ones(1, n, dtype=torch.bool)
-        self.family = torch.tensor([family_id(parse_arch(arch).family)])
-        self.features = task_features(task)[None]
-        self.model = build_model(arch, input_shape(task), seed=0)
-        data = load_task(task)
-        self.train, self.val = data.train, data.val
 
     def weights(self, dit, encoder, correct: bool = True) -> dict[str, torch.Tensor]:
         z = self.z_ref
@@ -61,13 +50,6 @@ class Case:
             t = torch.full((1,), diffusion.NUM_TRAIN_STEPS - 1, dtype=torch.long)
             z = z + dit(torch.cat([x, self.z_ref[None]], -1), t, self.coords, self.depth, self.mask, self.family, self.features)[0]
         return differentiable_state_dict(self.tokens, encoder.decode(encoder.unstandardize(z), self.tokens.coords))
-
-    def loss(self, state, batch) -> torch.Tensor:
-        return F.cross_entropy(functional_call(self.model, state, (self.train.x[batch],)), self.train.y[batch])
-
-    @torch.no_grad()
-    def val_acc(self, state) -> float:
-        return float((functional_call(self.model, state, (self.val.x,)).argmax(-1) == self.val.y).float().mean())
 
 
 def has_reference(index: CorpusIndex, arch: str, task: str, leave_out: str) -> bool:
