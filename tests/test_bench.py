@@ -12,7 +12,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from weightgen.bench import generated_beats, run_suite, score, summarize
+from weightgen.bench import check_suite, generated_beats, run_suite, score, summarize
 from weightgen.checkpoint import load_model
 from weightgen.cli import app
 from weightgen.corpus import Corpus
@@ -133,7 +133,7 @@ def test_coordinate_noise_is_shared_where_positions_are_and_salted():
 
 
 def test_a_run_that_names_its_sampler_is_sampled_that_way(setup, tmp_path):
-    _, _, run = setup
+    _, corpus, run = setup
     fixed = tmp_path / "run"
     shutil.copytree(run / "encoder", fixed / "encoder")
     shutil.copytree(run / "dit", fixed / "dit")
@@ -146,6 +146,8 @@ def test_a_run_that_names_its_sampler_is_sampled_that_way(setup, tmp_path):
     assert not torch.equal(a[0]["net.1.weight"], a[1]["net.1.weight"])  # ...but not the sample index
     dropped = Generator(generator.dit, generator.encoder, steps=1, noise="coords", keep_noise=False)
     assert not torch.equal(dropped.sample("mlp:hidden=20", "digits").state_dicts[0]["net.1.weight"], a[0]["net.1.weight"])
+    with pytest.raises(GeneratorError, match="no latents.safetensors"):  # refused before any fine-tuning
+        check_suite(_tiny_suite(corpus, fixed))
     shutil.copy(run / "latents.safetensors", fixed / "latents.safetensors")
     before = generator_training_flops(fixed)
     (fixed / "dit" / "functional_finetune.json").write_text(json.dumps({"flops": 12345}))
@@ -165,6 +167,7 @@ def test_tuning_by_the_task_writes_a_new_run_that_samples_the_way_it_was_tuned(s
     assert {"heldout/mlp:hidden=24x24@digits", "heldout/mlp:hidden=24x24@digits:rot90=1"} <= set(summary["log"][-1])
     tuned, base = load_dit(tmp_path / "tuned" / "dit"), load_dit(run / "dit")
     assert any(not torch.equal(a, b) for a, b in zip(tuned.state_dict().values(), base.state_dict().values()))
+    assert generator_training_flops(tmp_path / "tuned") == generator_training_flops(run) + summary["flops"]
     generator = Generator.from_run(tmp_path / "tuned", steps=25)
     assert generator.sampler == {"steps": 1, "guidance": 1.0, "noise": "coords", "keep_noise": True}
     assert generator.sample("mlp:hidden=20", "digits").flops > 0  # an unseen width samples too

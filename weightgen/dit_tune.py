@@ -176,6 +176,8 @@ def tune(run_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_dir: str
     dit.eval()
 
     shutil.copytree(run_dir / "encoder", out_dir / "encoder", dirs_exist_ok=True)
+    if (run_dir / "latents.safetensors").is_file():  # what the base DiT trained on: its FLOPs are counted from it
+        shutil.copy2(run_dir / "latents.safetensors", out_dir / "latents.safetensors")
     save_pretrained(dit, out_dir / "dit", weights="functional-finetune")
     base = json.loads((run_dir / "dit" / "config.json").read_text())
     config = json.loads((out_dir / "dit" / "config.json").read_text())
