@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from weightgen.dit_tune import START_KINDS, TuneConfig, tune
+from weightgen.sampling import KEEP_KINDS
 
 
 def main() -> None:
@@ -31,8 +32,8 @@ def main() -> None:
     parser.add_argument("--noise", choices=START_KINDS, default="coords",
                         help="coords: each token's start seeded by its position; fixed: each pair's seed-0 draw; "
                              "fresh: a new draw every step")
-    parser.add_argument("--keep-noise", action=argparse.BooleanOptionalAction, default=True,
-                        help="sample = start + the DiT's x0 (the start acts as a random init in latent space)")
+    parser.add_argument("--keep-noise", choices=KEEP_KINDS, default="matrices",
+                        help="tokens on which the start is added back to the DiT's x0 (a random init in latent space)")
     parser.add_argument("--holdout-archs", default="", help="';'-separated corpus architectures kept out of training")
     args = parser.parse_args()
     torch.set_num_threads(1)

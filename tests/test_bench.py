@@ -22,7 +22,7 @@ from weightgen.dit_tune import TuneConfig, tune
 from weightgen.encoder import EncoderConfig, encode_set, train_encoder
 from weightgen.flops import generator_training_flops
 from weightgen.generate import Generator, GeneratorError, save_generated
-from weightgen.sampling import coordinate_noise, template
+from weightgen.sampling import coordinate_noise, kept_start, template
 from weightgen.sequences import corpus_sequences
 from weightgen.suite import SuiteError, load_suite
 from weightgen.tracking import tracking_uri
@@ -132,6 +132,18 @@ def test_coordinate_noise_is_shared_where_positions_are_and_salted():
     assert not torch.equal(a[0], a[1]) and not torch.equal(coordinate_noise(narrow.coords, 8, salt=1), a)
 
 
+def test_the_start_is_kept_on_matrices_only_when_asked():
+    tokens = template("mlp:hidden=20", "digits", 8)
+    start = coordinate_noise(tokens.coords, 8)
+    vectors = tokens.coords[:, 7] == 1  # biases
+    assert vectors.any() and (~vectors).any()
+    kept = kept_start(start, tokens.coords, "matrices")
+    assert torch.equal(kept[~vectors], start[~vectors]) and not kept[vectors].any()
+    assert torch.equal(kept_start(start, tokens.coords, "all"), start) and not kept_start(start, tokens.coords, "none").any()
+    with pytest.raises(ValueError, match="unknown keep_noise"):
+        Generator(None, None, keep_noise="some")
+
+
 def test_a_run_that_names_its_sampler_is_sampled_that_way(setup, tmp_path):
     _, corpus, run = setup
     fixed = tmp_path / "run"
@@ -140,7 +152,7 @@ def test_a_run_that_names_its_sampler_is_sampled_that_way(setup, tmp_path):
     config = json.loads((fixed / "dit" / "config.json").read_text())
     (fixed / "dit" / "config.json").write_text(json.dumps({**config, "sampler": {"steps": 1, "noise": "coords", "keep_noise": True}}))
     generator = Generator.from_run(fixed, steps=4)
-    assert generator.sampler == {"steps": 1, "guidance": 1.0, "noise": "coords", "keep_noise": True}
+    assert generator.sampler == {"steps": 1, "guidance": 1.0, "noise": "coords", "keep_noise": "all"}  # True, as older runs wrote it
     a, b = (generator.sample("mlp:hidden=20", "digits", 2, seed=s).state_dicts for s in (3, 7))
     assert all(torch.equal(x[k], y[k]) for x, y in zip(a, b) for k in x)  # the start ignores the seed...
     assert not torch.equal(a[0]["net.1.weight"], a[1]["net.1.weight"])  # ...but not the sample index
@@ -169,7 +181,7 @@ def test_tuning_by_the_task_writes_a_new_run_that_samples_the_way_it_was_tuned(s
     assert any(not torch.equal(a, b) for a, b in zip(tuned.state_dict().values(), base.state_dict().values()))
     assert generator_training_flops(tmp_path / "tuned") == generator_training_flops(run) + summary["flops"]
     generator = Generator.from_run(tmp_path / "tuned", steps=25)
-    assert generator.sampler == {"steps": 1, "guidance": 1.0, "noise": "coords", "keep_noise": True}
+    assert generator.sampler == {"steps": 1, "guidance": 1.0, "noise": "coords", "keep_noise": "matrices"}
     assert generator.sample("mlp:hidden=20", "digits").flops > 0  # an unseen width samples too
     again = tune(run, corpus, tmp_path / "again", cfg, log=lambda line: None)
     assert again["log"] == summary["log"]  # seeded: the same tune twice gives the same curve

@@ -2,7 +2,7 @@
 
 The diffusion loss scores weights by their distance to corpus members, and its samples stay at chance
 (docs/results.md, "Levers tried"). Here the DiT's one-step prediction (DDIM with one step: x0 from v
-at t = T, plus the start itself with ``keep_noise``) is decoded into weights and built, and the
+at t = T, plus the start itself on the tokens ``keep_noise`` names) is decoded into weights and built, and the
 cross-entropy on a batch of the pair's *training* data is backpropagated through the frozen decoder
 into the DiT — a hypernetwork objective over the corpus's seen (architecture, task) pairs. Unseen
 tasks' data is never used.
@@ -33,6 +33,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from weightgen import diffusion
 from weightgen.io import atomic_write_json
+from weightgen.sampling import kept_start
 from weightgen.sequences import fan_in_scales
 from weightgen.tokens import Tokens
 
@@ -49,13 +50,16 @@ class TuneConfig:
     lr: float = 1e-3
     eval_every: int = 250
     noise: str = "coords"  # coords | fixed (each pair's seed-0 Gaussian draw) | fresh (a new draw every step)
-    keep_noise: bool = True  # sample = start + the DiT's x0: the start acts as a random init in latent space
+    keep_noise: str = "matrices"  # sample = DiT's x0 + the start on these tokens (sampling.KEEP_KINDS): a random init in latent space
     holdout_archs: list[str] = field(default_factory=list)  # corpus architectures never trained on, scored apart
     seed: int = 0
 
     def __post_init__(self):
+        from weightgen.sampling import keep_kind
+
         if self.noise not in START_KINDS:
             raise ValueError(f"unknown noise {self.noise!r}; valid: {', '.join(START_KINDS)}")
+        self.keep_noise = keep_kind(self.keep_noise)
         if min(self.steps, self.pairs_per_step, self.batch_size, self.eval_every) < 1 or self.lr <= 0:
             raise ValueError("steps, pairs_per_step, batch_size and eval_every must be >= 1 and lr > 0")
 
@@ -97,14 +101,13 @@ class TuneTarget:
         self.start = (coordinate_noise(self.tokens.coords, latent_dim)[None] if noise == "coords"
                       else torch.randn(1, n, latent_dim, generator=torch.Generator().manual_seed(0)))
 
-    def weights(self, dit, encoder, start: torch.Tensor, keep_noise: bool) -> dict[str, torch.Tensor]:
+    def weights(self, dit, encoder, start: torch.Tensor, keep_noise: str) -> dict[str, torch.Tensor]:
         """The one-step sample from ``start`` as a state_dict, differentiable with respect to the DiT."""
         t = torch.full((1,), _T_LAST, dtype=torch.long)
         v = dit(start, t, self.coords, self.depth, self.mask, self.family, self.features)
         a = diffusion.ALPHAS_CUMPROD[_T_LAST]
         x0 = a.sqrt() * start - (1 - a).sqrt() * v  # DDIM's x0 at t = T, as in diffusion.sample
-        if keep_noise:
-            x0 = x0 + start
+        x0 = x0 + kept_start(start, self.coords, keep_noise)
         return differentiable_state_dict(self.tokens, encoder.decode(encoder.unstandardize(x0[0]), self.tokens.coords))
 
     def loss(self, state, batch: torch.Tensor) -> torch.Tensor:

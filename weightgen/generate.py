@@ -45,10 +45,12 @@ class Generator:
     """
 
     def __init__(self, dit, encoder, steps: int = 50, guidance: float = 1.0, source: str = "",
-                 noise: str = "gaussian", keep_noise: bool = False):
+                 noise: str = "gaussian", keep_noise: str | bool = "none"):
+        from weightgen.sampling import keep_kind
+
+        self.noise, self.keep_noise = noise, keep_kind(keep_noise)  # a bad value fails before anything loads
         self.dit, self.encoder = dit.eval(), encoder.eval()
         self.steps, self.guidance, self.source = steps, guidance, source
-        self.noise, self.keep_noise = noise, keep_noise
 
     @property
     def sampler(self) -> dict:
@@ -67,7 +69,7 @@ class Generator:
 
         from weightgen.dit_train import load_dit
         from weightgen.encoder import PatchAutoencoder
-        from weightgen.sampling import NOISE_KINDS
+        from weightgen.sampling import NOISE_KINDS, keep_kind
 
         run_dir = Path(run_dir)
         missing = [p for p in ("encoder", "dit") if not (run_dir / p / "model.safetensors").is_file()]
@@ -77,9 +79,10 @@ class Generator:
         try:
             sampler = json.loads((run_dir / "dit" / "config.json").read_text()).get("sampler", {})
             steps = int(sampler.get("steps", steps))
-            noise, keep_noise = sampler.get("noise", "gaussian"), bool(sampler.get("keep_noise", False))
+            noise, keep_noise = sampler.get("noise", "gaussian"), sampler.get("keep_noise", "none")
             if noise not in NOISE_KINDS or steps < 1:
                 raise ValueError(f"dit/config.json: bad sampler {sampler} (noise: {', '.join(NOISE_KINDS)}; steps >= 1)")
+            keep_kind(keep_noise)  # a bad keep_noise is named here too
             return cls(load_dit(run_dir / "dit"), PatchAutoencoder.load(run_dir / "encoder"), steps, guidance,
                        source=str(run_dir), noise=noise, keep_noise=keep_noise)
         except (CheckpointError, KeyError, TypeError, ValueError, OSError) as exc:

@@ -20,6 +20,28 @@ from weightgen.tokens import Tokens, tokenize
 
 
 NOISE_KINDS = ("gaussian", "coords")
+KEEP_KINDS = ("none", "all", "matrices")  # which tokens get the start added back to the sample
+
+
+def keep_kind(value) -> str:
+    """A sampler's ``keep_noise``: one of KEEP_KINDS (True/False, as older runs wrote it, mean all/none)."""
+    kind = {True: "all", False: "none"}.get(value, value) if isinstance(value, bool) else value
+    if kind not in KEEP_KINDS:
+        raise ValueError(f"unknown keep_noise {value!r}; valid: {', '.join(KEEP_KINDS)}")
+    return kind
+
+
+def kept_start(start: torch.Tensor, coords: torch.Tensor, keep: str) -> torch.Tensor:
+    """The part of ``start`` [.., N, D] added back to a sample: all of it, none, or only matrix/kernel tokens.
+
+    ``matrices`` leaves vectors (biases, norm scales) to the generator alone: a unit-variance latent
+    start decodes to biases ~2 std wide, 10-30x a trained network's, which fine-tuning does not undo.
+    """
+    if keep == "none":
+        return torch.zeros_like(start)
+    if keep == "matrices":
+        return start * (coords[..., 7] > 1).unsqueeze(-1).to(start.dtype)  # coords column 7: the tensor's ndim
+    return start
 
 
 def coordinate_noise(coords: torch.Tensor, latent_dim: int, salt: int = 0) -> torch.Tensor:
@@ -44,13 +66,14 @@ def template(arch, task, patch_size: int) -> Tokens:
 
 @torch.no_grad()
 def sample_state_dicts(dit, encoder, arch, task, samples: int = 1, steps: int = 50, guidance: float = 1.0,
-                       seed: int = 0, noise: str = "gaussian", keep_noise: bool = False) -> list[dict[str, torch.Tensor]]:
+                       seed: int = 0, noise: str = "gaussian", keep_noise: str | bool = "none") -> list[dict[str, torch.Tensor]]:
     """``samples`` state_dicts for ``arch`` on ``task``, from DDIM with classifier-free guidance ``guidance``.
 
     ``noise``: ``gaussian`` starts from a ``seed``-ed draw; ``coords`` from :func:`coordinate_noise`
     (sample i with salt i, whatever ``seed``: one architecture and task always gives the same first
-    sample). ``keep_noise`` adds the start back to the result: the generator's output is then a
-    correction to a random point of latent space (how ``--keep-noise`` generators were trained).
+    sample). ``keep_noise`` (:data:`KEEP_KINDS`) adds the start back to the result, on all tokens or on
+    matrix/kernel tokens only: the generator's output is then a correction to a random point of latent
+    space (how tuned generators are trained, :mod:`weightgen.dit_tune`).
     """
     if noise not in NOISE_KINDS:
         raise ValueError(f"unknown noise {noise!r}; valid: {', '.join(NOISE_KINDS)}")
@@ -73,8 +96,7 @@ def sample_state_dicts(dit, encoder, arch, task, samples: int = 1, steps: int = 
         return dit(x, t, coords, depth, mask, family, features, drop_task=drop_task)
 
     z = diffusion.sample(model_fn, shape, steps=steps, guidance_scale=guidance, noise=start)  # [S, N, latent]
-    if keep_noise:
-        z = z + start
+    z = z + kept_start(start, coords, keep_kind(keep_noise))
     values = encoder.decode(encoder.unstandardize(z.reshape(samples * n, -1)), coords.reshape(samples * n, -1))
     return [denormalize(tokens, v) for v in values.reshape(samples, n, -1)]
 
