@@ -64,7 +64,9 @@ def dit_training_flops(run_dir: str | os.PathLike, sample_steps: int = 4) -> int
 
 def generator_training_flops(run_dir: str | os.PathLike) -> int:
     """Encoder + DiT training, plus a task-loss fine-tune's counted FLOPs when the run had one."""
+    from weightgen.dit_tune import TUNE_FILE
+
     run_dir = Path(run_dir)
-    finetune = run_dir / "dit" / "functional_finetune.json"
+    finetune = run_dir / "dit" / TUNE_FILE
     extra = int(json.loads(finetune.read_text())["flops"]) if finetune.is_file() else 0
     return encoder_training_flops(run_dir / "encoder") + dit_training_flops(run_dir) + extra

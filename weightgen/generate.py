@@ -61,8 +61,8 @@ class Generator:
     def from_run(cls, run_dir: str | os.PathLike, steps: int = 50, guidance: float = 1.0) -> "Generator":
         """Load ``run_dir/encoder`` and ``run_dir/dit``; a clear error when either is missing or corrupt.
 
-        A DiT trained for one way of sampling (``benchmarks/functional_finetune.py``: one step from
-        coordinate noise, noise kept) says so in ``dit/config.json`` under ``sampler``; that wins over
+        A DiT trained for one way of sampling (``weightgen dit tune``: one step from coordinate noise,
+        the start kept) says so in ``dit/config.json`` under ``sampler``; that wins over
         ``steps``, since any other way gives that DiT's untrained behaviour.
         """
         import json

@@ -34,8 +34,8 @@ def keep_kind(value) -> str:
 def kept_start(start: torch.Tensor, coords: torch.Tensor, keep: str) -> torch.Tensor:
     """The part of ``start`` [.., N, D] added back to a sample: all of it, none, or only matrix/kernel tokens.
 
-    ``matrices`` leaves vectors (biases, norm scales) to the generator alone: a unit-variance latent
-    start decodes to biases ~2 std wide, 10-30x a trained network's, which fine-tuning does not undo.
+    ``matrices`` leaves vectors (biases, norm scales) to the generator alone, so a vector never
+    carries a unit-variance latent draw of its own into the network.
     """
     if keep == "none":
         return torch.zeros_like(start)
@@ -49,7 +49,7 @@ def coordinate_noise(coords: torch.Tensor, latent_dim: int, salt: int = 0) -> to
 
     Two architectures that share a position (row 5, chunk 0 of layer 1's weight matrix in a 64- and a
     96-wide MLP) start from the same draw there, so a generator trained from these starts (one step,
-    ``benchmarks/functional_finetune.py --noise coords``) sees an unseen width as an extension of the
+    ``weightgen dit tune``) sees an unseen width as an extension of the
     widths it knows. ``salt`` 0 is the draw such a generator was trained on.
     """
     rows = []
