@@ -34,12 +34,13 @@ def main() -> None:
                              "fresh: a new draw every step")
     parser.add_argument("--keep-noise", choices=KEEP_KINDS, default="matrices",
                         help="tokens on which the start is added back to the DiT's x0 (a random init in latent space)")
+    parser.add_argument("--bias-penalty", type=float, default=0.0, help="x mean square of the sample's biases, added to the loss")
     parser.add_argument("--holdout-archs", default="", help="';'-separated corpus architectures kept out of training")
     args = parser.parse_args()
     torch.set_num_threads(1)
     cfg = TuneConfig(steps=args.steps, pairs_per_step=args.pairs_per_step, batch_size=args.batch_size, lr=args.lr,
                      eval_every=args.eval_every, noise=args.noise, keep_noise=args.keep_noise,
-                     holdout_archs=[a for a in args.holdout_archs.split(";") if a])
+                     holdout_archs=[a for a in args.holdout_archs.split(";") if a], bias_penalty=args.bias_penalty)
     tune(args.run, args.corpus, args.out, cfg, log=lambda line: print(line, flush=True))
 
 

@@ -194,6 +194,20 @@ def test_tuning_by_the_task_writes_a_new_run_that_samples_the_way_it_was_tuned(s
     assert result.exit_code != 0 and "unknown noise 'uniform'" in result.output and not (tmp_path / "cli").exists()
 
 
+def test_the_bias_penalty_shrinks_the_tuned_samples_biases(setup, tmp_path):
+    _, corpus, run = setup
+
+    def bias_square(penalty: float) -> float:
+        cfg = TuneConfig(steps=3, pairs_per_step=2, batch_size=16, eval_every=3, bias_penalty=penalty)
+        tune(run, corpus, tmp_path / f"p{penalty}", cfg, log=lambda line: None)
+        state = Generator.from_run(tmp_path / f"p{penalty}").sample("mlp:hidden=16", "digits").state_dicts[0]
+        return float(sum(v.pow(2).mean() for k, v in state.items() if k.endswith("bias")))
+
+    assert bias_square(100.0) < bias_square(0.0)
+    with pytest.raises(ValueError, match="bias_penalty"):
+        TuneConfig(bias_penalty=-1.0)
+
+
 def test_generate_cli_writes_a_loadable_folder_and_refuses_bad_input(setup, tmp_path):
     _, _, run = setup
     runner = CliRunner()

@@ -159,6 +159,7 @@ def dit_tune(
     steps: int = typer.Option(2000, min=1),
     lr: float = typer.Option(1e-3, min=0.0),
     noise: str = typer.Option("coords", help="start of each sample: coords | fixed | fresh"),
+    bias_penalty: float = typer.Option(0.0, min=0.0, help="x mean square of the samples' biases, added to the loss"),
     holdout_archs: str = typer.Option("", help="';'-separated corpus architectures kept out and scored as unseen"),
 ) -> None:
     """Tune the DiT by the task: its one-step samples are built and scored by cross-entropy (weightgen/dit_tune.py)."""
@@ -166,7 +167,8 @@ def dit_tune(
     from weightgen.dit_tune import TuneConfig, log_tune, tune
 
     try:
-        cfg = TuneConfig(steps=steps, lr=lr, noise=noise, holdout_archs=[a for a in holdout_archs.split(";") if a])
+        cfg = TuneConfig(steps=steps, lr=lr, noise=noise, bias_penalty=bias_penalty,
+                         holdout_archs=[a for a in holdout_archs.split(";") if a])
         summary = tune(run, corpus, out, cfg, log=console.print)
     except (CorpusError, ValueError, OSError) as exc:
         _fail(str(exc))
