@@ -69,7 +69,7 @@ class Generator:
 
         from weightgen.dit_train import load_dit
         from weightgen.encoder import PatchAutoencoder
-        from weightgen.sampling import NOISE_KINDS, keep_kind
+        from weightgen.sampling import NOISE_KINDS
 
         run_dir = Path(run_dir)
         missing = [p for p in ("encoder", "dit") if not (run_dir / p / "model.safetensors").is_file()]
@@ -82,7 +82,6 @@ class Generator:
             noise, keep_noise = sampler.get("noise", "gaussian"), sampler.get("keep_noise", "none")
             if noise not in NOISE_KINDS or steps < 1:
                 raise ValueError(f"dit/config.json: bad sampler {sampler} (noise: {', '.join(NOISE_KINDS)}; steps >= 1)")
-            keep_kind(keep_noise)  # a bad keep_noise is named here too
             return cls(load_dit(run_dir / "dit"), PatchAutoencoder.load(run_dir / "encoder"), steps, guidance,
                        source=str(run_dir), noise=noise, keep_noise=keep_noise)
         except (CheckpointError, KeyError, TypeError, ValueError, OSError) as exc:
