@@ -48,6 +48,27 @@ def conditioned_dit(latent_dim: int, preset: str) -> DiT:
     return dit
 
 
+def conditioned_step(dit, optimizer, items, conds, family, task, g: torch.Generator) -> float:
+    """One optimizer step of a DiT that sees [noisy latents, condition latents]; returns the loss.
+
+    ``items`` and ``conds`` are (values, coords, depth) windows of the same tokens: the diffusion
+    target and the latents it is conditioned on. Timesteps and noise come from ``g``, after the windows.
+    """
+    x0, coords, depth, mask = collate(items)
+    cond = collate(conds)[0]
+    t = torch.randint(0, diffusion.NUM_TRAIN_STEPS, (len(items),), generator=g)
+
+    def model_fn(x, t, mask, **_):
+        return dit(torch.cat([x, cond], -1), t, coords, depth, mask, family, task)
+
+    loss = diffusion.training_loss(model_fn, x0, t, torch.randn(x0.shape, generator=g), mask)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(dit.parameters(), 1.0)
+    optimizer.step()
+    return loss.item()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--run", type=Path, default=Path("runs/v-tiny"), help="run with encoder/ and latents.safetensors")
@@ -89,20 +110,7 @@ def main() -> None:
             window = slice(start, start + args.max_len)
             items.append((v[window], c[window], d[window]))
             conds.append((inits[i][window], c[window], d[window]))
-        x0, coords, depth, mask = collate(items)
-        z0 = collate(conds)[0]
-        t = torch.randint(0, diffusion.NUM_TRAIN_STEPS, (args.batch_size,), generator=g)
-        family, task = data.family[index], data.task[index]
-
-        def model_fn(x, t, mask, **_):
-            return dit(torch.cat([x, z0], -1), t, coords, depth, mask, family, task)
-
-        loss = diffusion.training_loss(model_fn, x0, t, torch.randn(x0.shape, generator=g), mask)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(dit.parameters(), 1.0)
-        optimizer.step()
-        running += loss.item()
+        running += conditioned_step(dit, optimizer, items, conds, data.family[index], data.task[index], g)
         if step % 250 == 0:
             print(f"step {step:5d}  loss {running / 250:.4f}  ({time.perf_counter() - started:.0f} s)", flush=True)
             running = 0.0

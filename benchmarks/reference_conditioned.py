@@ -30,13 +30,12 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from init_conditioned import conditioned_dit  # benchmarks/ is on sys.path when run as a script
+from init_conditioned import conditioned_dit, conditioned_step  # benchmarks/ is on sys.path when run as a script
 from safetensors.torch import save_file
 from torch.utils.flop_counter import FlopCounterMode
 
 from weightgen import diffusion
 from weightgen.baselines import CorpusIndex, make_init
-from weightgen.dit_train import collate
 from weightgen.encoder import PatchAutoencoder
 from weightgen.sampling import evaluate_state_dict
 from weightgen.sequences import SequenceSet, denormalize, family_id, normalize, task_features
@@ -108,20 +107,7 @@ def train(data: SequenceSet, refs: list[list[torch.Tensor]], args) -> tuple[torc
             ref = refs[i][m][window]
             items.append(((v[window] - ref) / scale, c[window], d[window]))
             conds.append((ref, c[window], d[window]))
-        x0, coords, depth, mask = collate(items)
-        z_ref = collate(conds)[0]
-        t = torch.randint(0, diffusion.NUM_TRAIN_STEPS, (args.batch_size,), generator=g)
-        family, task = data.family[index], data.task[index]
-
-        def model_fn(x, t, mask, **_):
-            return dit(torch.cat([x, z_ref], -1), t, coords, depth, mask, family, task)
-
-        loss = diffusion.training_loss(model_fn, x0, t, torch.randn(x0.shape, generator=g), mask)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(dit.parameters(), 1.0)
-        optimizer.step()
-        running += loss.item()
+        running += conditioned_step(dit, optimizer, items, conds, data.family[index], data.task[index], g)
         if step % 250 == 0:
             print(f"step {step:5d}  loss {running / 250:.4f}  ({time.perf_counter() - started:.0f} s)", flush=True)
             running = 0.0
