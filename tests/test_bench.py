@@ -152,7 +152,8 @@ def test_a_run_that_names_its_sampler_is_sampled_that_way(setup, tmp_path):
     config = json.loads((fixed / "dit" / "config.json").read_text())
     (fixed / "dit" / "config.json").write_text(json.dumps({**config, "sampler": {"steps": 1, "noise": "coords", "keep_noise": True}}))
     generator = Generator.from_run(fixed, steps=4)
-    assert generator.sampler == {"steps": 1, "guidance": 1.0, "noise": "coords", "keep_noise": "all"}  # True, as older runs wrote it
+    assert generator.sampler == {"steps": 1, "guidance": 1.0, "noise": "coords", "keep_noise": "all",  # True, as older runs wrote it
+                                 "rebalance": "none"}
     a, b = (generator.sample("mlp:hidden=20", "digits", 2, seed=s).state_dicts for s in (3, 7))
     assert all(torch.equal(x[k], y[k]) for x, y in zip(a, b) for k in x)  # the start ignores the seed...
     assert not torch.equal(a[0]["net.1.weight"], a[1]["net.1.weight"])  # ...but not the sample index
@@ -181,7 +182,8 @@ def test_tuning_by_the_task_writes_a_new_run_that_samples_the_way_it_was_tuned(s
     assert any(not torch.equal(a, b) for a, b in zip(tuned.state_dict().values(), base.state_dict().values()))
     assert generator_training_flops(tmp_path / "tuned") == generator_training_flops(run) + summary["flops"]
     generator = Generator.from_run(tmp_path / "tuned", steps=25)
-    assert generator.sampler == {"steps": 1, "guidance": 1.0, "noise": "coords", "keep_noise": "matrices"}
+    assert generator.sampler == {"steps": 1, "guidance": 1.0, "noise": "coords", "keep_noise": "matrices",
+                                 "rebalance": "none"}
     assert generator.sample("mlp:hidden=20", "digits").flops > 0  # an unseen width samples too
     again = tune(run, corpus, tmp_path / "again", cfg, log=lambda line: None)
     assert again["log"] == summary["log"]  # seeded: the same tune twice gives the same curve
@@ -206,6 +208,36 @@ def test_the_bias_penalty_shrinks_the_tuned_samples_biases(setup, tmp_path):
     assert bias_square(100.0) < bias_square(0.0)
     with pytest.raises(ValueError, match="bias_penalty"):
         TuneConfig(bias_penalty=-1.0)
+
+
+def test_a_lookahead_tune_with_rebalancing_counts_its_steps_and_samples_at_the_targets_init_scale(setup, tmp_path):
+    from weightgen.data import input_shape
+    from weightgen.models import build_model
+    from weightgen.rebalance import chain_layers
+
+    _, corpus, run = setup
+    plain = tune(run, corpus, tmp_path / "plain", TuneConfig(steps=2, pairs_per_step=2, batch_size=16, eval_every=2),
+                 log=lambda line: None)
+    cfg = TuneConfig(steps=2, pairs_per_step=2, batch_size=16, eval_every=2, inner_steps=3, rebalance="logits")
+    looked = tune(run, corpus, tmp_path / "looked", cfg, log=lambda line: None)
+    assert looked["flops"] > plain["flops"]  # the fine-tune steps of the lookahead are part of the tune's cost
+    generator = Generator.from_run(tmp_path / "looked")
+    assert generator.sampler["rebalance"] == "logits"
+    state = generator.sample("mlp:hidden=20x12", "digits", seed=5).state_dicts[0]
+    reference = build_model("mlp:hidden=20x12", input_shape("digits"), seed=5).state_dict()
+    for weight, _ in chain_layers(reference)[:-1]:  # every layer but the last, which keeps the logits as they were
+        assert float(state[weight].std()) == pytest.approx(float(reference[weight].std()), rel=1e-4)
+    # A tune of a tuned run carries the first tune's FLOPs, so the amortisation misses none of them.
+    second = tune(tmp_path / "looked", corpus, tmp_path / "second", TuneConfig(steps=1, pairs_per_step=1, batch_size=8,
+                                                                               eval_every=1), log=lambda line: None)
+    assert second["base_tune_flops"] == looked["flops"] and second["flops"] == looked["flops"] + second["own_flops"]
+    assert generator_training_flops(tmp_path / "second") == generator_training_flops(run) + second["flops"]
+    with pytest.raises(ValueError, match="inner_steps"):
+        TuneConfig(inner_steps=-1)
+    with pytest.raises(ValueError, match="unknown rebalance 'all'"):
+        TuneConfig(rebalance="all")
+    with pytest.raises(ValueError, match="unknown rebalance"):
+        Generator(generator.dit, generator.encoder, rebalance="weights")
 
 
 def test_generate_cli_writes_a_loadable_folder_and_refuses_bad_input(setup, tmp_path):

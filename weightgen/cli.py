@@ -161,14 +161,16 @@ def dit_tune(
     noise: str = typer.Option("coords", help="start of each sample: coords | fixed | fresh"),
     bias_penalty: float = typer.Option(0.0, min=0.0, help="x mean square of the samples' biases, added to the loss"),
     holdout_archs: str = typer.Option("", help="';'-separated corpus architectures kept out and scored as unseen"),
+    inner_steps: int = typer.Option(0, min=0, help="also score each sample after this many AdamW fine-tune steps"),
+    rebalance: str = typer.Option("none", help="rescale samples to the target's init scale: none | logits | predictions"),
 ) -> None:
     """Tune the DiT by the task: its one-step samples are built and scored by cross-entropy (weightgen/dit_tune.py)."""
     from weightgen.corpus import CorpusError
     from weightgen.dit_tune import TuneConfig, log_tune, tune
 
     try:
-        cfg = TuneConfig(steps=steps, lr=lr, noise=noise, bias_penalty=bias_penalty,
-                         holdout_archs=[a for a in holdout_archs.split(";") if a])
+        cfg = TuneConfig(steps=steps, lr=lr, noise=noise, bias_penalty=bias_penalty, inner_steps=inner_steps,
+                         rebalance=rebalance, holdout_archs=[a for a in holdout_archs.split(";") if a])
         summary = tune(run, corpus, out, cfg, log=console.print)
     except (CorpusError, ValueError, OSError) as exc:
         _fail(str(exc))

@@ -33,6 +33,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from weightgen import diffusion
 from weightgen.io import atomic_write_json
+from weightgen.rebalance import MODES as REBALANCE_MODES
+from weightgen.rebalance import rebalance
 from weightgen.sampling import kept_start
 from weightgen.sequences import fan_in_scales
 from weightgen.tokens import Tokens
@@ -54,6 +56,8 @@ class TuneConfig:
     holdout_archs: list[str] = field(default_factory=list)  # corpus architectures never trained on, scored apart
     seed: int = 0
     bias_penalty: float = 0.0  # + this × mean square of the sample's biases (tuned DiTs emit them 10-30x too wide)
+    inner_steps: int = 0  # > 0: + the loss after this many AdamW steps from the sample (see lookahead)
+    rebalance: str = "none"  # the sampler's weightgen.rebalance mode, applied before every loss as at sampling
 
     def __post_init__(self):
         from weightgen.sampling import keep_kind
@@ -65,6 +69,10 @@ class TuneConfig:
             raise ValueError("steps, pairs_per_step, batch_size and eval_every must be >= 1 and lr > 0")
         if self.bias_penalty < 0:
             raise ValueError(f"bias_penalty must be >= 0, got {self.bias_penalty}")
+        if self.inner_steps < 0:
+            raise ValueError(f"inner_steps must be >= 0, got {self.inner_steps}")
+        if self.rebalance not in REBALANCE_MODES:
+            raise ValueError(f"unknown rebalance {self.rebalance!r}; valid: {', '.join(REBALANCE_MODES)}")
 
 
 def differentiable_state_dict(tokens: Tokens, values: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -83,14 +91,14 @@ def differentiable_state_dict(tokens: Tokens, values: torch.Tensor) -> dict[str,
 class TuneTarget:
     """One (architecture, task): its token template, conditioning, a network skeleton, its data and its start."""
 
-    def __init__(self, arch: str, task: str, patch_size: int, latent_dim: int, noise: str):
+    def __init__(self, arch: str, task: str, patch_size: int, latent_dim: int, noise: str, lr: float = 3e-3):
         from weightgen.data import input_shape, load_task
         from weightgen.models import build_model
         from weightgen.sampling import coordinate_noise, template
         from weightgen.sequences import family_id, task_features
         from weightgen.specs import parse_arch
 
-        self.arch, self.task = arch, task
+        self.arch, self.task, self.lr = arch, task, lr  # lr: the fine-tune recipe's, for lookahead
         self.tokens = template(arch, task, patch_size)
         n = len(self.tokens)
         self.coords, self.depth = self.tokens.coords[None], self.tokens.depth[None]
@@ -104,17 +112,42 @@ class TuneTarget:
         self.start = (coordinate_noise(self.tokens.coords, latent_dim)[None] if noise == "coords"
                       else torch.randn(1, n, latent_dim, generator=torch.Generator().manual_seed(0)))
 
-    def weights(self, dit, encoder, start: torch.Tensor, keep_noise: str) -> dict[str, torch.Tensor]:
-        """The one-step sample from ``start`` as a state_dict, differentiable with respect to the DiT."""
+    def weights(self, dit, encoder, start: torch.Tensor, keep_noise: str, mode: str = "none") -> dict[str, torch.Tensor]:
+        """The one-step sample from ``start`` as a state_dict, differentiable with respect to the DiT.
+
+        ``mode`` rebalances it to the skeleton's (seed-0) init scale, as the sampler does to the target's.
+        """
         t = torch.full((1,), _T_LAST, dtype=torch.long)
         v = dit(start, t, self.coords, self.depth, self.mask, self.family, self.features)
         a = diffusion.ALPHAS_CUMPROD[_T_LAST]
         x0 = a.sqrt() * start - (1 - a).sqrt() * v  # DDIM's x0 at t = T, as in diffusion.sample
         x0 = x0 + kept_start(start, self.coords, keep_noise)
-        return differentiable_state_dict(self.tokens, encoder.decode(encoder.unstandardize(x0[0]), self.tokens.coords))
+        state = differentiable_state_dict(self.tokens, encoder.decode(encoder.unstandardize(x0[0]), self.tokens.coords))
+        return state if mode == "none" else rebalance(state, self.arch, self.model.state_dict(), mode)
 
     def loss(self, state, batch: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(functional_call(self.model, state, (self.train.x[batch],)), self.train.y[batch])
+
+    def lookahead(self, state, steps: int, batch_size: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """``state`` moved by ``steps`` AdamW steps at the recipe's LR, the move detached (first-order).
+
+        The loss there, differentiated through the identity path ``state + move``, is the gradient at the
+        point the fine-tune reaches, applied to the sample: first-order MAML. Adam's first steps are
+        close to sign descent, whose exact derivative through the move is zero almost everywhere, so
+        the first-order gradient is nearly the exact one here. It scores a sample by where fine-tuning
+        takes it, which is what compute saved measures, not by its loss at init alone.
+        """
+        names = {name for name, _ in self.model.named_parameters()}
+        params = {k: v.detach().clone().requires_grad_(True) for k, v in state.items() if k in names}
+        fixed = {k: v.detach() for k, v in state.items() if k not in names}
+        optimizer = torch.optim.AdamW(params.values(), lr=self.lr, weight_decay=0.0)
+        for _ in range(steps):
+            batch = torch.randint(0, len(self.train), (batch_size,), generator=generator)
+            loss = self.loss({**fixed, **params}, batch)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        return {k: state[k] + (params[k].detach() - state[k].detach()) if k in params else v for k, v in state.items()}
 
     @torch.no_grad()
     def val_acc(self, state) -> float:
@@ -135,13 +168,16 @@ def tune(run_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_dir: str
         raise ValueError(f"{out_dir}: tune into a new run folder; the base run {run_dir} stays as it is")
     torch.manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)
+    torch_rng = torch.Generator().manual_seed(cfg.seed)  # lookahead batches
     encoder = PatchAutoencoder.load(run_dir / "encoder").eval()
     encoder.requires_grad_(False)
     dit = load_dit(run_dir / "dit").train()
-    frame = Corpus(corpus_dir).require_nonempty()
+    corpus = Corpus(corpus_dir)
+    frame = corpus.require_nonempty()
     frame = frame[frame["family"] != "external"]
     holdout = {parse_arch(a).to_string() for a in cfg.holdout_archs}
-    every = [TuneTarget(a, t, encoder.config.patch_size, dit.cfg.latent_dim, cfg.noise)
+    lrs = {(r["arch_string"], r["task_string"]): float(r["recipe"]["lr"]) for r in corpus.members() if "recipe" in r}
+    every = [TuneTarget(a, t, encoder.config.patch_size, dit.cfg.latent_dim, cfg.noise, lrs.get((a, t), 3e-3))
              for a, t in sorted(set(zip(frame["arch"], frame["task"])))]
     pairs, held = [p for p in every if p.arch not in holdout], [p for p in every if p.arch in holdout]
     if not pairs:
@@ -152,7 +188,7 @@ def tune(run_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_dir: str
     def evaluate(step: int) -> dict:
         dit.eval()
         with torch.no_grad():
-            accs = {id(p): p.val_acc(p.weights(dit, encoder, p.start, cfg.keep_noise)) for p in every}
+            accs = {id(p): p.val_acc(p.weights(dit, encoder, p.start, cfg.keep_noise, cfg.rebalance)) for p in every}
         dit.train()
         row = {"step": step, "val_acc_median": float(pd.Series([accs[id(p)] for p in pairs]).median()),
                "val_acc_min": min(accs[id(p)] for p in pairs)}
@@ -170,8 +206,11 @@ def tune(run_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_dir: str
             for p in rng.sample(pairs, min(cfg.pairs_per_step, len(pairs))):
                 start = p.start if cfg.noise != "fresh" else torch.randn_like(p.start)
                 batch = torch.randint(0, len(p.train), (cfg.batch_size,))
-                state = p.weights(dit, encoder, start, cfg.keep_noise)
+                state = p.weights(dit, encoder, start, cfg.keep_noise, cfg.rebalance)
                 loss = p.loss(state, batch)
+                if cfg.inner_steps:
+                    landed = p.lookahead(state, cfg.inner_steps, cfg.batch_size, torch_rng)
+                    loss = loss + p.loss(landed, torch.randint(0, len(p.train), (cfg.batch_size,), generator=torch_rng))
                 if cfg.bias_penalty:
                     biases = [v for k, v in state.items() if k.endswith("bias") and v.is_floating_point()]
                     loss = loss + cfg.bias_penalty * torch.stack([b.pow(2).mean() for b in biases]).mean()
@@ -185,6 +224,8 @@ def tune(run_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_dir: str
                 running = 0.0
                 history.append(evaluate(step))
     flops = int(counter.get_total_flops())  # evaluation passes included: an upper bound on the tune's cost
+    base_tune = run_dir / "dit" / TUNE_FILE  # a tune of a tuned run: its FLOPs are part of this generator's too
+    base_flops = int(json.loads(base_tune.read_text())["flops"]) if base_tune.is_file() else 0
     dit.eval()
 
     shutil.copytree(run_dir / "encoder", out_dir / "encoder", dirs_exist_ok=True)
@@ -194,13 +235,15 @@ def tune(run_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_dir: str
     base = json.loads((run_dir / "dit" / "config.json").read_text())
     config = json.loads((out_dir / "dit" / "config.json").read_text())
     # How Generator.from_run must sample this DiT: one step from the start it was tuned on.
-    sampler = {"steps": 1, "noise": "coords" if cfg.noise == "coords" else "gaussian", "keep_noise": cfg.keep_noise}
+    sampler = {"steps": 1, "noise": "coords" if cfg.noise == "coords" else "gaussian", "keep_noise": cfg.keep_noise,
+               "rebalance": cfg.rebalance}
     atomic_write_json(out_dir / "dit" / "config.json", {**config, "train": base.get("train"), "sampler": sampler})
-    summary = {"base_run": str(run_dir), "corpus": str(corpus_dir), **asdict(cfg), "flops": flops,
+    summary = {"base_run": str(run_dir), "corpus": str(corpus_dir), **asdict(cfg), "flops": flops + base_flops,
+               "own_flops": flops, "base_tune_flops": base_flops,
                "wall_time_s": time.perf_counter() - started, "sampler": sampler, "log": history}
     atomic_write_json(out_dir / "dit" / TUNE_FILE, summary)
     pd.DataFrame(history).to_csv(out_dir / "functional_finetune.csv", index=False)
-    log(f"wrote {out_dir} ({flops:.3e} FLOPs, {summary['wall_time_s']:.0f} s)")
+    log(f"wrote {out_dir} ({flops:.3e} FLOPs, {base_flops:.3e} more in the tuned base; {summary['wall_time_s']:.0f} s)")
     return summary
 
 
@@ -210,12 +253,14 @@ def log_tune(summary: dict, tags: dict[str, str] | None = None) -> str:
 
     from weightgen.tracking import stage_run
 
-    params = {k: v for k, v in summary.items() if k not in ("log", "flops", "wall_time_s")}
+    counts = ("flops", "own_flops", "base_tune_flops", "wall_time_s")
+    params = {k: v for k, v in summary.items() if k != "log" and k not in counts}
     with stage_run("dit", run_name=f"dit-tune-{Path(summary['base_run']).name}", params=params,
                    tags={"weightgen.kind": "tune", **(tags or {})}) as run:
         for row in summary["log"]:
             mlflow.log_metrics({k: v for k, v in row.items() if k != "step"}, step=row["step"])
-        mlflow.log_metrics({"tune_flops": summary["flops"], "wall_time_s": summary["wall_time_s"]})
+        mlflow.log_metrics({"tune_flops": summary["flops"], "wall_time_s": summary["wall_time_s"],
+                            **{k: summary[k] for k in ("own_flops", "base_tune_flops") if k in summary}})
         return run.info.run_id
 
 

@@ -41,21 +41,28 @@ class Generation:
 class Generator:
     """A trained encoder + DiT pair, sampled with deterministic DDIM and classifier-free guidance.
 
-    ``noise`` and ``keep_noise`` choose the start of sampling (see :func:`weightgen.sampling.sample_state_dicts`).
+    ``noise`` and ``keep_noise`` choose the start of sampling (see :func:`weightgen.sampling.sample_state_dicts`);
+    ``rebalance`` (:data:`weightgen.rebalance.MODES`) sets each sampled layer to the scale of the target's
+    own random init without changing the function (ReLU chains only; :mod:`weightgen.rebalance`).
     """
 
     def __init__(self, dit, encoder, steps: int = 50, guidance: float = 1.0, source: str = "",
-                 noise: str = "gaussian", keep_noise: str | bool = "none"):
+                 noise: str = "gaussian", keep_noise: str | bool = "none", rebalance: str = "none"):
+        from weightgen.rebalance import MODES
         from weightgen.sampling import keep_kind
 
+        if rebalance not in MODES:
+            raise ValueError(f"unknown rebalance {rebalance!r}; valid: {', '.join(MODES)}")
         self.noise, self.keep_noise = noise, keep_kind(keep_noise)  # a bad value fails before anything loads
+        self.rebalance = rebalance
         self.dit, self.encoder = dit.eval(), encoder.eval()
         self.steps, self.guidance, self.source = steps, guidance, source
 
     @property
     def sampler(self) -> dict:
-        """How samples are drawn, for logs: steps, guidance, noise, keep_noise."""
-        return {"steps": self.steps, "guidance": self.guidance, "noise": self.noise, "keep_noise": self.keep_noise}
+        """How samples are drawn, for logs: steps, guidance, noise, keep_noise, rebalance."""
+        return {"steps": self.steps, "guidance": self.guidance, "noise": self.noise, "keep_noise": self.keep_noise,
+                "rebalance": self.rebalance}
 
     @classmethod
     def from_run(cls, run_dir: str | os.PathLike, steps: int = 50, guidance: float = 1.0) -> "Generator":
@@ -83,12 +90,16 @@ class Generator:
             if noise not in NOISE_KINDS or steps < 1:
                 raise ValueError(f"dit/config.json: bad sampler {sampler} (noise: {', '.join(NOISE_KINDS)}; steps >= 1)")
             return cls(load_dit(run_dir / "dit"), PatchAutoencoder.load(run_dir / "encoder"), steps, guidance,
-                       source=str(run_dir), noise=noise, keep_noise=keep_noise)
+                       source=str(run_dir), noise=noise, keep_noise=keep_noise,
+                       rebalance=sampler.get("rebalance", "none"))
         except (CheckpointError, KeyError, TypeError, ValueError, OSError) as exc:
             raise GeneratorError(f"{run_dir}: cannot load the generator: {exc}") from None
 
     def sample(self, arch, task, samples: int = 1, seed: int = 0) -> Generation:
         """``samples`` state_dicts for ``arch`` on ``task`` (spec strings or specs); seeded, so repeatable."""
+        from weightgen.data import input_shape
+        from weightgen.models import build_model
+        from weightgen.rebalance import rebalance
         from weightgen.sampling import sample_state_dicts
 
         arch, task = parse_arch(arch), parse_task(task)
@@ -96,6 +107,9 @@ class Generator:
         with FlopCounterMode(display=False) as counter:
             states = sample_state_dicts(self.dit, self.encoder, arch, task, samples, self.steps, self.guidance, seed,
                                         self.noise, self.keep_noise)
+            if self.rebalance != "none":  # to the scale of the target's own init at this seed
+                reference = build_model(arch, input_shape(task), seed=seed).state_dict()
+                states = [rebalance(s, arch, reference, self.rebalance) for s in states]
         for i, state in enumerate(states):
             bad = non_finite(state)
             if bad:
