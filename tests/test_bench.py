@@ -221,6 +221,7 @@ def test_a_lookahead_tune_with_rebalancing_counts_its_steps_and_samples_at_the_t
     cfg = TuneConfig(steps=2, pairs_per_step=2, batch_size=16, eval_every=2, inner_steps=3, rebalance="logits")
     looked = tune(run, corpus, tmp_path / "looked", cfg, log=lambda line: None)
     assert looked["flops"] > plain["flops"]  # the fine-tune steps of the lookahead are part of the tune's cost
+    assert 0.0 <= looked["log"][-1]["lookahead_val_acc_median"] <= 1.0 and "lookahead_val_acc_median" not in plain["log"][-1]
     generator = Generator.from_run(tmp_path / "looked")
     assert generator.sampler["rebalance"] == "logits"
     state = generator.sample("mlp:hidden=20x12", "digits", seed=5).state_dicts[0]

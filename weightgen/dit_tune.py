@@ -131,10 +131,10 @@ class TuneTarget:
     def lookahead(self, state, steps: int, batch_size: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
         """``state`` moved by ``steps`` AdamW steps at the recipe's LR, the move detached (first-order).
 
-        The loss there, differentiated through the identity path ``state + move``, is the gradient at the
-        point the fine-tune reaches, applied to the sample: first-order MAML. Adam's first steps are
-        close to sign descent, whose exact derivative through the move is zero almost everywhere, so
-        the first-order gradient is nearly the exact one here. It scores a sample by where fine-tuning
+        The loss there, differentiated through the identity path ``state + move``, gives the gradient at
+        the point the fine-tune reaches, applied to the sample: first-order MAML, which drops the
+        derivative of the move itself (for Adam's first step, sign descent, that term is zero almost
+        everywhere; later steps make it an approximation). It scores a sample by where fine-tuning
         takes it, which is what compute saved measures, not by its loss at init alone.
         """
         names = {name for name, _ in self.model.named_parameters()}
@@ -188,15 +188,21 @@ def tune(run_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_dir: str
     def evaluate(step: int) -> dict:
         dit.eval()
         with torch.no_grad():
-            accs = {id(p): p.val_acc(p.weights(dit, encoder, p.start, cfg.keep_noise, cfg.rebalance)) for p in every}
+            states = {id(p): p.weights(dit, encoder, p.start, cfg.keep_noise, cfg.rebalance) for p in every}
+        accs = {id(p): p.val_acc(states[id(p)]) for p in every}
         dit.train()
         row = {"step": step, "val_acc_median": float(pd.Series([accs[id(p)] for p in pairs]).median()),
                "val_acc_min": min(accs[id(p)] for p in pairs)}
+        if cfg.inner_steps:  # where the lookahead lands, on the same batches at every evaluation
+            landed = [p.val_acc(p.lookahead(states[id(p)], cfg.inner_steps, cfg.batch_size,
+                                            torch.Generator().manual_seed(0))) for p in pairs]
+            row["lookahead_val_acc_median"] = float(pd.Series(landed).median())
         if held:
             row["heldout_val_acc_median"] = float(pd.Series([accs[id(p)] for p in held]).median())
             row.update({f"heldout/{p.arch}@{p.task}": accs[id(p)] for p in held})
         log(f"step {step:5d}  one-step sample val acc: training pairs median {row['val_acc_median']:.3f} "
-            f"min {row['val_acc_min']:.3f}" + (f"; held out median {row['heldout_val_acc_median']:.3f}" if held else ""))
+            f"min {row['val_acc_min']:.3f}" + (f"; held out median {row['heldout_val_acc_median']:.3f}" if held else "")
+            + (f"; after {cfg.inner_steps} steps {row['lookahead_val_acc_median']:.3f}" if cfg.inner_steps else ""))
         return row
 
     history, running, started = [evaluate(0)], 0.0, time.perf_counter()
