@@ -239,6 +239,11 @@ def test_a_lookahead_tune_with_rebalancing_counts_its_steps_and_samples_at_the_t
         TuneConfig(rebalance="all")
     with pytest.raises(ValueError, match="unknown rebalance"):
         Generator(generator.dit, generator.encoder, rebalance="weights")
+    config = json.loads((tmp_path / "second" / "dit" / "config.json").read_text())
+    config["sampler"]["rebalance"] = "weights"
+    (tmp_path / "second" / "dit" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(GeneratorError, match="unknown rebalance 'weights'"):
+        Generator.from_run(tmp_path / "second")
 
 
 def test_generate_cli_writes_a_loadable_folder_and_refuses_bad_input(setup, tmp_path):
