@@ -7,6 +7,10 @@ cross-entropy on a batch of the pair's *training* data is backpropagated through
 into the DiT — a hypernetwork objective over the corpus's seen (architecture, task) pairs. Unseen
 tasks' data is never used.
 
+``inner_steps`` adds a lookahead: the sample is also moved by that many AdamW steps at the member's
+fine-tune LR, and the loss where it lands is added (first-order, :meth:`TuneTarget.lookahead`), so a
+sample is scored by where fine-tuning takes it — what the bench's compute saved measures.
+
 The start of each sample matters. A fresh Gaussian draw per step collapses to uniform predictions; a
 fixed draw per pair is memorised and says nothing about a new architecture; a start seeded by each
 token's position (:func:`weightgen.sampling.coordinate_noise`, ``noise="coords"``) lets an unseen
@@ -33,8 +37,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from weightgen import diffusion
 from weightgen.io import atomic_write_json
-from weightgen.rebalance import MODES as REBALANCE_MODES
-from weightgen.rebalance import rebalance
+from weightgen.rebalance import check_mode, rebalance
 from weightgen.sampling import kept_start
 from weightgen.sequences import fan_in_scales
 from weightgen.tokens import Tokens
@@ -71,8 +74,7 @@ class TuneConfig:
             raise ValueError(f"bias_penalty must be >= 0, got {self.bias_penalty}")
         if self.inner_steps < 0:
             raise ValueError(f"inner_steps must be >= 0, got {self.inner_steps}")
-        if self.rebalance not in REBALANCE_MODES:
-            raise ValueError(f"unknown rebalance {self.rebalance!r}; valid: {', '.join(REBALANCE_MODES)}")
+        check_mode(self.rebalance)
 
 
 def differentiable_state_dict(tokens: Tokens, values: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -48,13 +48,11 @@ class Generator:
 
     def __init__(self, dit, encoder, steps: int = 50, guidance: float = 1.0, source: str = "",
                  noise: str = "gaussian", keep_noise: str | bool = "none", rebalance: str = "none"):
-        from weightgen.rebalance import MODES
+        from weightgen.rebalance import check_mode
         from weightgen.sampling import keep_kind
 
-        if rebalance not in MODES:
-            raise ValueError(f"unknown rebalance {rebalance!r}; valid: {', '.join(MODES)}")
-        self.noise, self.keep_noise = noise, keep_kind(keep_noise)  # a bad value fails before anything loads
-        self.rebalance = rebalance
+        # a bad value fails before anything loads
+        self.noise, self.keep_noise, self.rebalance = noise, keep_kind(keep_noise), check_mode(rebalance)
         self.dit, self.encoder = dit.eval(), encoder.eval()
         self.steps, self.guidance, self.source = steps, guidance, source
 
