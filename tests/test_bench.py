@@ -18,7 +18,7 @@ from weightgen.cli import app
 from weightgen.corpus import Corpus
 from weightgen.dit import DIT_PRESETS, DiTConfig
 from weightgen.dit_train import TrainConfig, load_dit, train as train_dit
-from weightgen.dit_tune import TuneConfig, tune
+from weightgen.dit_tune import TuneConfig, tune, tuned_already
 from weightgen.encoder import EncoderConfig, encode_set, train_encoder
 from weightgen.flops import generator_training_flops
 from weightgen.generate import Generator, GeneratorError, save_generated
@@ -187,6 +187,11 @@ def test_tuning_by_the_task_writes_a_new_run_that_samples_the_way_it_was_tuned(s
     assert generator.sample("mlp:hidden=20", "digits").flops > 0  # an unseen width samples too
     again = tune(run, corpus, tmp_path / "again", cfg, log=lambda line: None)
     assert again["log"] == summary["log"]  # seeded: the same tune twice gives the same curve
+    assert tuned_already(run, corpus, tmp_path / "again", cfg)  # what lets `weightgen run` skip it on a rerun
+    assert not tuned_already(run, corpus, tmp_path / "again", TuneConfig(steps=3, pairs_per_step=2, batch_size=16,
+                                                                         eval_every=1, holdout_archs=["mlp:hidden=24x24"]))
+    assert not tuned_already(tmp_path / "tuned", corpus, tmp_path / "again", cfg)  # another base DiT
+    assert not tuned_already(run, corpus, tmp_path / "nowhere", cfg)
     with pytest.raises(ValueError, match="new run folder"):
         tune(run, corpus, run, cfg)
     with pytest.raises(ValueError, match="unknown noise"):

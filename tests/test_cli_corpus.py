@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -115,10 +116,16 @@ def test_run_chains_corpus_encoder_dit_and_bench(built, tmp_path):
     env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "WEIGHTGEN_MLRUNS": str(mlruns), "COLUMNS": "200"}
     (tmp_path / "prefect").mkdir()
     proc = _weightgen("run", "--grid", str(TINY), "--corpus", str(out), "--run", str(tmp_path / "run"),
-                      "--encoder-steps", "40", "--dit-steps", "3", "--suite", str(ROOT / "suites" / "tiny.yaml"), env=env)
+                      "--encoder-steps", "40", "--dit-steps", "3", "--tune-steps", "2", "--lookahead-steps", "1",
+                      "--suite", str(ROOT / "suites" / "tiny.yaml"), env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert re.search(r"members_skipped\s*│\s*6\s*│", proc.stdout)  # the corpus was complete already
     assert re.search(r"acc_kept_median\s*│", proc.stdout) and re.search(r"sample_acc_median\s*│", proc.stdout)
     assert (tmp_path / "run" / "latents.safetensors").is_file() and (tmp_path / "run" / "dit" / "model.safetensors").is_file()
     assert re.search(r"unseen-both\s*│\s*generated\s*│", proc.stdout)  # the bench summary table
     assert (tmp_path / "run" / "bench" / "summary.csv").is_file()
+    # The bench judged the generator at the end of the chain: DiT, then the tune, then the lookahead tune.
+    lookahead = json.loads((tmp_path / "run" / "tuned-lookahead" / "dit" / "functional_finetune.json").read_text())
+    assert lookahead["base_run"] == str(tmp_path / "run" / "tuned") and lookahead["inner_steps"] == 20
+    params = json.loads((tmp_path / "run" / "bench" / "amortisation.json").read_text())
+    assert params["generator_flops"] > lookahead["flops"] > lookahead["own_flops"] > 0

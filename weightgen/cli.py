@@ -165,12 +165,22 @@ def dit_tune(
     rebalance: str = typer.Option("none", help="rescale samples to the target's init scale: none | logits | predictions"),
 ) -> None:
     """Tune the DiT by the task: its one-step samples are built and scored by cross-entropy (weightgen/dit_tune.py)."""
-    from weightgen.corpus import CorpusError
-    from weightgen.dit_tune import TuneConfig, log_tune, tune
+    from weightgen.dit_tune import TuneConfig
 
     try:
         cfg = TuneConfig(steps=steps, lr=lr, noise=noise, bias_penalty=bias_penalty, inner_steps=inner_steps,
                          rebalance=rebalance, holdout_archs=[a for a in holdout_archs.split(";") if a])
+    except ValueError as exc:
+        _fail(str(exc))
+    _tune(run, corpus, out, cfg)
+
+
+def _tune(run: Path, corpus: Path, out: Path, cfg) -> None:
+    """One tune (weightgen.dit_tune), logged to MLflow, its summary printed; errors end the command."""
+    from weightgen.corpus import CorpusError
+    from weightgen.dit_tune import log_tune, tune
+
+    try:
         summary = tune(run, corpus, out, cfg, log=console.print)
     except (CorpusError, ValueError, OSError) as exc:
         _fail(str(exc))
@@ -209,21 +219,36 @@ def run_all(
     run: Path = typer.Option(DEFAULT_RUN, help="run folder for the encoder and the DiT"),
     workers: int = typer.Option(2, min=1, help="parallel zoo training processes"),
     encoder_steps: int = typer.Option(3000, min=1, help="encoder training steps"),
-    dit_steps: int = typer.Option(2000, min=1, help="DiT training steps"),
+    dit_steps: int = typer.Option(4000, min=1, help="DiT training steps"),
+    dit_preset: str = typer.Option("tiny", help="DiT size: tiny | S | M (a sample of S costs ~8x one of tiny)"),
+    tune_steps: int = typer.Option(2000, min=0, help="task-loss tune steps (bias penalty 1); 0: bench the diffusion DiT"),
+    lookahead_steps: int = typer.Option(500, min=0, help="then this many tune steps with a 20-step lookahead; 0: none"),
     suite: Path = typer.Option("suites/smoke.yaml", help="benchmark suite run last (its corpus and generator are overridden)"),
 ) -> None:
-    """The main job on the embedded defaults: corpus → encoder → DiT → benchmark suite.
+    """The main job on the embedded defaults: corpus → encoder → DiT → task tune → benchmark suite.
 
     A rerun skips finished corpus members, reuses the encoder when the corpus and settings are unchanged,
-    and resumes the DiT from its latest checkpoint.
+    resumes the DiT from its latest checkpoint, and reuses a tune whose base DiT, corpus and settings match.
     """
+    from weightgen.dit_tune import TuneConfig, tuned_already
     from weightgen.zoo import expand, load_grid
 
     corpus_build(grid=grid, out=corpus, workers=workers)
     late = min(m.recipe.steps for m in expand(load_grid(grid))) // 2  # the second half of every trajectory
     encoder_train(corpus=corpus, out=run, patch_size=32, latent_dim=32, steps=encoder_steps, min_step=late, minilm=False)
-    dit_train(run=run, corpus=corpus, processes=1, steps=dit_steps, batch_size=16, preset="S")
-    bench(suite=suite, out=run / "bench", workers=workers, corpus=corpus, run=run, ddim_steps=None)
+    dit_train(run=run, corpus=corpus, processes=1, steps=dit_steps, batch_size=16, preset=dit_preset)
+    generator = run
+    # The tune recipe of docs/results.md ("Levers tried", items 12 and 15): bias penalty, then a lookahead.
+    for out, steps, inner_steps in ((run / "tuned", tune_steps, 0), (run / "tuned-lookahead", lookahead_steps, 20)):
+        if not steps:
+            break
+        cfg = TuneConfig(steps=steps, bias_penalty=1.0, inner_steps=inner_steps)
+        if tuned_already(generator, corpus, out, cfg):
+            console.print(f"{out}: this tune is complete (same base DiT, corpus and settings): reused")
+        else:
+            _tune(generator, corpus, out, cfg)
+        generator = out
+    bench(suite=suite, out=run / "bench", workers=workers, corpus=corpus, run=generator, ddim_steps=None)
 
 
 @app.command("generate")

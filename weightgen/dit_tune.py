@@ -21,6 +21,7 @@ that sampler, so :meth:`weightgen.generate.Generator.from_run` samples it the wa
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -246,13 +247,29 @@ def tune(run_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_dir: str
     sampler = {"steps": 1, "noise": "coords" if cfg.noise == "coords" else "gaussian", "keep_noise": cfg.keep_noise,
                "rebalance": cfg.rebalance}
     atomic_write_json(out_dir / "dit" / "config.json", {**config, "train": base.get("train"), "sampler": sampler})
-    summary = {"base_run": str(run_dir), "corpus": str(corpus_dir), **asdict(cfg), "flops": flops + base_flops,
+    summary = {"base_run": str(run_dir), "base_dit_sha256": _digest(run_dir / "dit" / "model.safetensors"),
+               "corpus": str(corpus_dir), **asdict(cfg), "flops": flops + base_flops,
                "own_flops": flops, "base_tune_flops": base_flops,
                "wall_time_s": time.perf_counter() - started, "sampler": sampler, "log": history}
     atomic_write_json(out_dir / "dit" / TUNE_FILE, summary)
     pd.DataFrame(history).to_csv(out_dir / "functional_finetune.csv", index=False)
     log(f"wrote {out_dir} ({flops:.3e} FLOPs, {base_flops:.3e} more in the tuned base; {summary['wall_time_s']:.0f} s)")
     return summary
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def tuned_already(run_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_dir: str | os.PathLike,
+                  cfg: TuneConfig) -> bool:
+    """Whether ``out_dir`` holds this very tune: same base DiT weights, corpus and config (a rerun can skip it)."""
+    done, weights = Path(out_dir) / "dit" / TUNE_FILE, Path(out_dir) / "dit" / "model.safetensors"
+    if not (done.is_file() and weights.is_file()):
+        return False
+    summary = json.loads(done.read_text())
+    return (summary.get("base_dit_sha256") == _digest(Path(run_dir) / "dit" / "model.safetensors")
+            and summary.get("corpus") == str(corpus_dir) and all(summary.get(k) == v for k, v in asdict(cfg).items()))
 
 
 def log_tune(summary: dict, tags: dict[str, str] | None = None) -> str:
@@ -272,4 +289,5 @@ def log_tune(summary: dict, tags: dict[str, str] | None = None) -> str:
         return run.info.run_id
 
 
-__all__ = ["START_KINDS", "TUNE_FILE", "TuneConfig", "TuneTarget", "differentiable_state_dict", "log_tune", "tune"]
+__all__ = ["START_KINDS", "TUNE_FILE", "TuneConfig", "TuneTarget", "differentiable_state_dict", "log_tune", "tune",
+           "tuned_already"]
