@@ -23,7 +23,7 @@ def _flow(entrypoint: str):
 
 def test_every_deployment_points_at_a_flow_and_its_parameters_are_valid():
     names = [d["name"] for d in _deployments()]
-    assert {"corpus", "encoder", "dit", "evaluate", "pipeline", "nightly"} <= set(names) and len(names) == len(set(names))
+    assert {"corpus", "encoder", "dit", "tune", "evaluate", "pipeline", "nightly"} <= set(names) and len(names) == len(set(names))
     for deployment in _deployments():
         flow = _flow(deployment["entrypoint"])
         schema = parameter_schema(flow)
@@ -70,3 +70,13 @@ def test_stage_flow_parameters_carry_their_constraints():
         assert parameter_schema(flow).properties[name][key] == value, (flow.name, name)
     with pytest.raises(Exception, match="workers"):
         evaluate_flow.validate_parameters({"workers": 0})
+
+
+def test_tune_parameters_are_refused_before_any_work():
+    from flows.tune import tune_flow
+
+    tune_flow.validate_parameters({"steps": 10, "inner_steps": 20, "rebalance": "logits"})
+    for bad, field in (({"inner_steps": -1}, "inner_steps"), ({"rebalance": "weights"}, "rebalance"),
+                       ({"bias_penalty": -1.0}, "bias_penalty"), ({"noise": "uniform"}, "noise")):
+        with pytest.raises(Exception, match=field):
+            tune_flow.validate_parameters(bad)

@@ -176,18 +176,18 @@ def dit_tune(
 
 
 def _tune(run: Path, corpus: Path, out: Path, cfg) -> None:
-    """One tune (weightgen.dit_tune), logged to MLflow, its summary printed; errors end the command."""
+    """One tune through the Prefect flow (flows/tune.py, logged to MLflow), its summary printed; errors end the command."""
+    _quiet_prefect()
+    from flows.tune import tune_flow
     from weightgen.corpus import CorpusError
-    from weightgen.dit_tune import log_tune, tune
 
     try:
-        summary = tune(run, corpus, out, cfg, log=console.print)
+        summary = tune_flow(run_dir=str(run), corpus_dir=str(corpus), out_dir=str(out), steps=cfg.steps, lr=cfg.lr,
+                            noise=cfg.noise, bias_penalty=cfg.bias_penalty, inner_steps=cfg.inner_steps,
+                            rebalance=cfg.rebalance, holdout_archs=";".join(cfg.holdout_archs))
     except (CorpusError, ValueError, OSError) as exc:
         _fail(str(exc))
-    run_id = log_tune(summary)
-    _print_summary(f"tuned DiT {out}", {"final_val_acc_median": summary["log"][-1]["val_acc_median"],
-                                         "tune_flops": summary["flops"], "wall_time_s": summary["wall_time_s"],
-                                         "mlflow_run": run_id})
+    _print_summary(f"tuned DiT {out}", summary)
 
 
 @dit_app.command("sample")

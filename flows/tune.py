@@ -1,0 +1,41 @@
+"""The tune flow: a trained DiT tuned by the task loss into a new run folder (``weightgen.dit_tune``)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from prefect import flow, get_run_logger
+from prefect.runtime import flow_run
+from pydantic import Field
+
+from tasks.tune import log_tune_task, tune_task
+from weightgen.dit_tune import TuneConfig
+
+
+@flow(name="tune", flow_run_name="tune-{out_dir}")
+def tune_flow(
+    run_dir: Annotated[str, Field(min_length=1, description="run folder with encoder/ and a trained dit/")] = "runs/default",
+    corpus_dir: Annotated[str, Field(min_length=1, description="corpus whose seen pairs it is tuned on")] = "corpus/default",
+    out_dir: Annotated[str, Field(min_length=1, description="new run folder (the base run is left as it is)")] = "runs/default-tuned",
+    steps: Annotated[int, Field(ge=1, le=1_000_000)] = 2000,
+    lr: Annotated[float, Field(gt=0, le=1)] = 1e-3,
+    noise: Annotated[Literal["coords", "fixed", "fresh"], Field(description="start of each sample")] = "coords",
+    bias_penalty: Annotated[float, Field(ge=0, description="x mean square of the samples' biases")] = 1.0,
+    inner_steps: Annotated[int, Field(ge=0, le=10_000, description="lookahead: also score each sample after this many fine-tune steps")] = 0,
+    rebalance: Annotated[Literal["none", "logits", "predictions"], Field(description="sampler: rescale to the target's init scale")] = "none",
+    holdout_archs: Annotated[str, Field(description="';'-separated corpus architectures kept out and scored as unseen")] = "",
+) -> dict:
+    cfg = TuneConfig(steps=steps, lr=lr, noise=noise, bias_penalty=bias_penalty, inner_steps=inner_steps, rebalance=rebalance,
+                     holdout_archs=[a for a in holdout_archs.split(";") if a])
+    summary = tune_task(run_dir, corpus_dir, out_dir, cfg)
+    tags = {"prefect.flow_run_id": str(flow_run.id or ""), "prefect.parent_flow_run_id": str(flow_run.parent_flow_run_id or ""),
+            "prefect.root_flow_run_id": str(flow_run.root_flow_run_id or flow_run.id or "")}
+    run_id = log_tune_task(summary, tags)
+    result = {"final_val_acc_median": summary["log"][-1]["val_acc_median"], "tune_flops": summary["flops"],
+              "wall_time_s": summary["wall_time_s"], "mlflow_run": run_id}
+    get_run_logger().info("tuned DiT %s: %s", out_dir, result)
+    return result
+
+
+if __name__ == "__main__":
+    tune_flow()
