@@ -9,6 +9,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from weightgen.terminal import cell as _cell
+from weightgen.terminal import console
+from weightgen.terminal import fail as _fail
+from weightgen.terminal import fmt as _fmt
+from weightgen.terminal import print_summary as _print_summary
+
 app = typer.Typer(help="Generate neural-network weights; start new models from a good place.", no_args_is_help=True)
 corpus_app = typer.Typer(help="Build, import and inspect checkpoint corpora.", no_args_is_help=True)
 app.add_typer(corpus_app, name="corpus")
@@ -17,25 +23,9 @@ dit_app = typer.Typer(help="Train the diffusion transformer and sample from it."
 app.add_typer(encoder_app, name="encoder")
 app.add_typer(dit_app, name="dit")
 DEFAULT_RUN = "runs/default"
-console = Console()
-errors = Console(stderr=True, soft_wrap=True)  # unwrapped, so a long path stays one line
 
 DEFAULT_GRID = "configs/grids/default.yaml"
 DEFAULT_CORPUS = "corpus/default"
-
-
-def _fail(message: str) -> None:
-    errors.print(f"[bold red]error:[/] {message}")
-    raise typer.Exit(code=2)
-
-
-def _fmt(value) -> str:
-    """Counts with separators, large values with one decimal, small ones with 4 digits, FLOPs in scientific notation."""
-    if isinstance(value, float):
-        if abs(value) >= 1e6:
-            return f"{value:.3e}"
-        return f"{value:,.1f}" if abs(value) >= 100 else f"{value:.4g}"
-    return f"{value:,}" if isinstance(value, int) else str(value)
 
 
 def _quiet_prefect() -> None:
@@ -106,13 +96,6 @@ def corpus_ls(corpus: Path = typer.Option(DEFAULT_CORPUS, help="corpus folder"))
     for (family, task), members, acc, params, checkpoints in summary.itertuples():
         table.add_row(family, task or "—", f"{members:d}", f"{checkpoints:d}", f"{params:,.0f}",
                       "—" if pd.isna(acc) else f"{acc:.3f}")
-    console.print(table)
-
-
-def _print_summary(title: str, summary: dict) -> None:
-    table = Table(title=title, show_header=False)
-    for key, value in summary.items():
-        table.add_row(key, _fmt(value))
     console.print(table)
 
 
@@ -346,12 +329,6 @@ def bench(
     amort = json.loads((out / "amortisation.json").read_text())
     _print_summary("amortisation (FLOPs)", {k: "never" if v is None else v for k, v in amort.items()})
     console.print(f"wall time {metrics['wall_time_s']:.0f} s; results: {out}/results.parquet, plots: {out}/*.png")
-
-
-def _cell(value) -> str:
-    if isinstance(value, float):
-        return "—" if value != value else f"{value:.3f}"
-    return str(value)
 
 
 @app.command("report")

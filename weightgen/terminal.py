@@ -1,0 +1,43 @@
+"""What the command line prints: the rich consoles, the error exit, number formats and summary tables."""
+
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+errors = Console(stderr=True, soft_wrap=True)  # unwrapped, so a long path stays one line
+
+
+def fail(message: str) -> None:
+    """Print ``message`` as an error and end the command with exit code 2."""
+    errors.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code=2)
+
+
+def fmt(value) -> str:
+    """Counts with separators, large values with one decimal, small ones with 4 digits, FLOPs in scientific notation."""
+    if isinstance(value, float):
+        if abs(value) >= 1e6:
+            return f"{value:.3e}"
+        return f"{value:,.1f}" if abs(value) >= 100 else f"{value:.4g}"
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def cell(value) -> str:
+    """A table cell: floats to 3 decimals, NaN as a dash."""
+    if isinstance(value, float):
+        return "—" if value != value else f"{value:.3f}"
+    return str(value)
+
+
+def print_summary(title: str, summary: dict) -> None:
+    """A two-column table of a stage's summary."""
+    table = Table(title=title, show_header=False)
+    for key, value in summary.items():
+        table.add_row(key, fmt(value))
+    console.print(table)
+
+
+__all__ = ["cell", "console", "errors", "fail", "fmt", "print_summary"]
