@@ -11,11 +11,13 @@ import time
 from pathlib import Path
 
 import mlflow
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
 from weightgen.cli import app
 from weightgen.corpus import Corpus
+from weightgen.flops import generator_training_flops
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "configs" / "grids" / "tiny.yaml"
@@ -127,5 +129,8 @@ def test_run_chains_corpus_encoder_dit_and_bench(built, tmp_path):
     # The bench judged the generator at the end of the chain: DiT, then the tune, then the lookahead tune.
     lookahead = json.loads((tmp_path / "run" / "tuned-lookahead" / "dit" / "functional_finetune.json").read_text())
     assert lookahead["base_run"] == str(tmp_path / "run" / "tuned") and lookahead["inner_steps"] == 20
-    params = json.loads((tmp_path / "run" / "bench" / "amortisation.json").read_text())
-    assert params["generator_flops"] > lookahead["flops"] > lookahead["own_flops"] > 0
+    results = pd.read_csv(tmp_path / "run" / "bench" / "results.csv")
+    assert set(results.loc[results["method"] == "generated", "source"]) == {str(tmp_path / "run" / "tuned-lookahead")}
+    amortisation = json.loads((tmp_path / "run" / "bench" / "amortisation.json").read_text())
+    assert amortisation["generator_flops"] == generator_training_flops(tmp_path / "run" / "tuned-lookahead")
+    assert lookahead["flops"] > lookahead["own_flops"] > 0  # both tunes are in the generator's cost
