@@ -25,7 +25,7 @@ from prefect.states import Failed
 from pydantic import Field
 
 from flows.pipeline import (FLOW_RUN_TAG, NAME_PATTERN, PIPELINE_FLOW_RUN_TAG, PIPELINE_RUN_TAG, CorpusSettings, DiTSettings,
-                            EncoderSettings, EvaluateSettings, pipeline_flow)
+                            EncoderSettings, EvaluateSettings, TuneSettings, pipeline_flow)
 from weightgen.regression import Baseline, Comparison, compare, load_baseline
 
 DEFAULT_BASELINE = "configs/nightly-baseline.yaml"
@@ -102,6 +102,7 @@ def nightly_flow(
     workers: Annotated[int, Field(ge=1, le=256, description="parallel processes for the corpus and the suite")] = 2,
     encoder: Annotated[EncoderSettings | None, Field(description="empty: the baseline's encoder settings")] = None,
     dit: Annotated[DiTSettings | None, Field(description="empty: the baseline's DiT settings")] = None,
+    tune: Annotated[TuneSettings | None, Field(description="empty: the baseline's tune settings (none there: no tune)")] = None,
     fresh: Annotated[bool, Field(description="remove the previous night's corpus and run first")] = True,
     name: Annotated[str, Field(pattern=NAME_PATTERN, description="pipeline name in MLflow")] = "nightly",
 ):
@@ -113,9 +114,11 @@ def nightly_flow(
     stored = reference.settings
     encoder = encoder or EncoderSettings(**stored.get("encoder", {}))
     dit = dit or DiTSettings(**stored.get("dit", {}))
+    # A baseline measured before the pipeline had a tune stage names none: it is judged without one.
+    tune = tune or (TuneSettings(**stored["tune"]) if "tune" in stored else TuneSettings(enabled=False))
     work = Path(work_dir)
     result = pipeline_flow(name=name, corpus_dir=str(work / "corpus"), run_dir=str(work / "run"),
-                           corpus=CorpusSettings(grid=grid_path, workers=workers), encoder=encoder, dit=dit,
+                           corpus=CorpusSettings(grid=grid_path, workers=workers), encoder=encoder, dit=dit, tune=tune,
                            evaluate=EvaluateSettings(suite=suite, out_dir=str(work / "bench"), workers=workers),
                            reuse=False)
     metrics = {**result["metrics"], "nightly/wall_time_s": time.perf_counter() - started}
@@ -123,7 +126,8 @@ def nightly_flow(
     nightly_flow_run_id = str(flow_run.id or "")
     params = {"baseline": str(Path(baseline).resolve()), "work_dir": work_dir, "grid": grid_path, "suite": suite,
               "workers": workers, **{f"encoder.{k}": v for k, v in encoder.model_dump().items()},
-              **{f"dit.{k}": v for k, v in dit.model_dump().items()}}
+              **{f"dit.{k}": v for k, v in dit.model_dump().items()},
+              **{f"tune.{k}": v for k, v in tune.model_dump().items()}}
     run_id = log_nightly(_run_name(), comparison, metrics, params,
                          {FLOW_RUN_TAG: nightly_flow_run_id, PIPELINE_RUN_TAG: result["mlflow_run_id"],
                           PIPELINE_FLOW_RUN_TAG: result.get("flow_run_id", ""), "weightgen.baseline": baseline})

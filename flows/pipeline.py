@@ -1,4 +1,9 @@
-"""The pipeline flow: corpus → encoder → DiT → evaluation, each stage its own subflow, linked in MLflow.
+"""The pipeline flow: corpus → encoder → DiT → tune → evaluation, each stage its own subflow, linked in MLflow.
+
+The tune stage (``weightgen.dit_tune.tune_recipe``, on by default) tunes the diffusion DiT by the task
+loss — a bias-penalty tune into ``<run_dir>/tuned``, then a lookahead tune into ``<run_dir>/tuned-lookahead``
+— and the evaluation benches the last of them, the generator ``weightgen run`` builds too. With the
+stage off, the evaluation benches the diffusion DiT in ``run_dir``.
 
 Parameters are pydantic models with constraints: the Prefect UI draws a form from them, and a bad
 value is refused (``ParameterTypeError`` in Python, HTTP 409/422 from the API) before any work starts.
@@ -37,7 +42,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 from pydantic import BaseModel, ConfigDict, Field
 
-STAGES = ("corpus", "encoder", "dit", "evaluate")
+STAGES = ("corpus", "encoder", "dit", "tune", "evaluate")
 PIPELINE_TAG = "weightgen.pipeline"
 PIPELINE_FLOW_RUN_TAG = "weightgen.pipeline_flow_run_id"
 PIPELINE_RUN_TAG = "weightgen.pipeline_run_id"
@@ -81,8 +86,27 @@ class DiTSettings(Settings):
     guidance: float = Field(1.0, ge=0, le=20)
 
 
+class TuneSettings(Settings):
+    """Stage 4: tune the DiT by the task loss (bias penalty, then a lookahead); the evaluation benches the result."""
+
+    enabled: bool = Field(True, description="tune the DiT (off: the evaluation benches the diffusion DiT as it is)")
+    steps: int = Field(2000, ge=1, le=1_000_000, description="bias-penalty tune steps, into <run_dir>/tuned")
+    lookahead_steps: int = Field(500, ge=0, le=1_000_000,
+                                 description="then this many lookahead tune steps, into <run_dir>/tuned-lookahead (0: none)")
+    inner_steps: int = Field(20, ge=1, le=10_000, description="lookahead: each sample is also scored after this many fine-tune steps")
+    bias_penalty: float = Field(1.0, ge=0, le=1000, description="x mean square of the samples' biases, added to the loss")
+
+    def phases(self, run_dir: str) -> list:
+        """The (out folder, TuneConfig) phases this stage runs, in order (none when off)."""
+        from weightgen.dit_tune import tune_recipe
+
+        if not self.enabled:
+            return []
+        return tune_recipe(run_dir, self.steps, self.lookahead_steps, self.inner_steps, self.bias_penalty)
+
+
 class EvaluateSettings(Settings):
-    """Stage 4: the benchmark suite on the corpus and DiT just built."""
+    """Stage 5: the benchmark suite on the corpus and DiT just built."""
 
     enabled: bool = Field(True, description="run the evaluation stage")
     suite: str = Field("suites/default.yaml", description="bench suite YAML")
@@ -113,8 +137,12 @@ def stage_key(stage: str, settings: dict[str, Any], reads: dict[str, str]) -> st
     return f"weightgen-{stage}-" + hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-def outputs_present(stage: str, corpus_dir: str, run_dir: str, grid: str = "", bench_dir: str = "") -> bool:
-    """Whether a finished stage's outputs are still on disk (a cached result is only trusted then)."""
+def outputs_present(stage: str, corpus_dir: str, run_dir: str, grid: str = "", bench_dir: str = "",
+                    tuned: tuple[str, ...] = ()) -> bool:
+    """Whether a finished stage's outputs are still on disk (a cached result is only trusted then).
+
+    ``tuned``: the run folders the tune stage writes.
+    """
     run = Path(run_dir)
     if stage == "corpus":
         from weightgen.corpus import Corpus
@@ -126,6 +154,8 @@ def outputs_present(stage: str, corpus_dir: str, run_dir: str, grid: str = "", b
         return all((run / name).exists() for name in ("encoder_stage.json", "latents.safetensors", "encoder"))
     if stage == "dit":
         return (run / "dit" / "model.safetensors").is_file()
+    if stage == "tune":
+        return bool(tuned) and all((Path(folder) / "dit" / "model.safetensors").is_file() for folder in tuned)
     if stage == "evaluate":
         return Path(bench_dir).is_dir() and any(Path(bench_dir).iterdir())
     raise ValueError(f"unknown stage {stage!r}")
@@ -164,6 +194,23 @@ def dit_stage(key: str, corpus_dir: str, run_dir: str, settings: dict) -> dict:
     return _run_subflow(dit_flow, {"run_dir": run_dir, "corpus_dir": corpus_dir, **settings})
 
 
+@task(name="tune-stage", cache_key_fn=_given_key, persist_result=True, result_serializer="json")
+def tune_stage(key: str, corpus_dir: str, run_dir: str, settings: dict) -> dict:
+    """Each phase of the tune recipe as its own tune subflow, each starting from the one before."""
+    from flows.tune import tune_flow
+
+    generator, flow_runs, wall_time, last = run_dir, [], 0.0, {}
+    for out, cfg in TuneSettings(**settings).phases(run_dir):
+        done = _run_subflow(tune_flow, {"run_dir": generator, "corpus_dir": corpus_dir, "out_dir": str(out), "steps": cfg.steps,
+                                        "bias_penalty": cfg.bias_penalty, "inner_steps": cfg.inner_steps})
+        generator, last = str(out), done["summary"]
+        flow_runs.append(done["flow_run_id"])
+        wall_time += float(last["wall_time_s"])
+    summary = {"final_val_acc_median": last["final_val_acc_median"], "tune_flops": last["tune_flops"],  # cumulative FLOPs
+               "wall_time_s": wall_time, "phases": len(flow_runs), "generator_run": generator}
+    return {"summary": summary, "flow_run_id": ",".join(flow_runs)}
+
+
 @task(name="evaluate-stage", cache_key_fn=_given_key, persist_result=True, result_serializer="json")
 def evaluate_stage(key: str, corpus_dir: str, run_dir: str, bench_dir: str, settings: dict) -> dict:
     from flows.evaluate import evaluate_flow
@@ -191,7 +238,7 @@ def open_pipeline_run(name: str, params: dict[str, Any], tags: dict[str, str]) -
 
 @task(name="link-stage-runs", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
 def link_stage_runs(stage: str, stage_flow_run_id: str, pipeline_run_id: str, tags: dict[str, str], cached: bool) -> list[str]:
-    """Tag the stage's MLflow runs (found by their Prefect flow-run id) with the pipeline, and vice versa.
+    """Tag the stage's MLflow runs (found by their Prefect flow-run ids, comma-separated) with the pipeline, and vice versa.
 
     A cached stage's runs belong to the pipeline run that made them; they are referenced, not re-tagged.
     """
@@ -201,9 +248,9 @@ def link_stage_runs(stage: str, stage_flow_run_id: str, pipeline_run_id: str, ta
 
     mlflow.set_tracking_uri(tracking_uri())
     client = mlflow.MlflowClient()
-    runs = client.search_runs([e.experiment_id for e in client.search_experiments()],
-                              filter_string=f"tags.`{FLOW_RUN_TAG}` = '{stage_flow_run_id}'")
-    ids = [r.info.run_id for r in runs]
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    ids = [r.info.run_id for flow_run_id in stage_flow_run_id.split(",")
+           for r in client.search_runs(experiments, filter_string=f"tags.`{FLOW_RUN_TAG}` = '{flow_run_id}'")]
     if not cached:
         for run_id in ids:
             for key, value in tags.items():
@@ -254,16 +301,17 @@ def pipeline_flow(
     corpus: CorpusSettings = CorpusSettings(),
     encoder: EncoderSettings = EncoderSettings(),
     dit: DiTSettings = DiTSettings(),
+    tune: TuneSettings = TuneSettings(),
     evaluate: EvaluateSettings = EvaluateSettings(),
     reuse: Annotated[bool, Field(description="reuse stages finished earlier with the same inputs (Prefect task cache)")] = True,
 ) -> dict[str, Any]:
-    """corpus → encoder → DiT → evaluation; returns each stage's summary, the flat metrics and the MLflow run ids."""
+    """corpus → encoder → DiT → tune → evaluation; returns each stage's summary, the flat metrics and the MLflow run ids."""
     logger = get_run_logger()
     started = time.perf_counter()
     bench_dir = evaluate.out_dir or str(Path(run_dir) / "bench")
     pipeline_flow_run_id = str(flow_run.id or "")
     params = _flat_params({"name": name, "corpus_dir": corpus_dir, "run_dir": run_dir, "corpus": corpus,
-                           "encoder": encoder, "dit": dit, "evaluate": evaluate, "reuse": str(reuse)})
+                           "encoder": encoder, "dit": dit, "tune": tune, "evaluate": evaluate, "reuse": str(reuse)})
     pipeline_run_id = open_pipeline_run(f"pipeline-{name}", params, {FLOW_RUN_TAG: pipeline_flow_run_id, PIPELINE_TAG: name,
                                                                       PIPELINE_FLOW_RUN_TAG: pipeline_flow_run_id})
     links = {PIPELINE_TAG: name, PIPELINE_FLOW_RUN_TAG: pipeline_flow_run_id, PIPELINE_RUN_TAG: pipeline_run_id}
@@ -271,9 +319,11 @@ def pipeline_flow(
     results: dict[str, dict] = {}
     runs: dict[str, list[str]] = {}
 
+    tuned = tuple(str(out) for out, _ in tune.phases(run_dir))
+
     def run_stage(stage: str, stage_task, reads: dict[str, str], settings: dict, *args) -> None:
         key = stage_key(stage, settings, {"corpus_dir": corpus_abs, "run_dir": run_abs, **reads})
-        fresh = not reuse or not outputs_present(stage, corpus_dir, run_dir, corpus.grid, bench_dir)
+        fresh = not reuse or not outputs_present(stage, corpus_dir, run_dir, corpus.grid, bench_dir, tuned)
         state = stage_task.with_options(refresh_cache=fresh)(key, *args, settings, return_state=True)
         out = state.result()
         cached = state.name == "Cached"
@@ -287,12 +337,17 @@ def pipeline_flow(
         run_stage("encoder", encoder_stage, {"manifest": manifest}, encoder.model_dump(), corpus_dir, run_dir)
         latents = file_digest(Path(run_dir) / "latents.safetensors")
         run_stage("dit", dit_stage, {"latents": latents}, dit.model_dump(), corpus_dir, run_dir)
+        generator = run_dir
+        if tuned:
+            reads = {"manifest": manifest, "dit": file_digest(Path(run_dir) / "dit" / "model.safetensors")}
+            run_stage("tune", tune_stage, reads, tune.model_dump(exclude={"enabled"}), corpus_dir, run_dir)
+            generator = results["tune"]["generator_run"]
         if evaluate.enabled:
-            reads = {"manifest": manifest, "dit": file_digest(Path(run_dir) / "dit" / "model.safetensors"),
-                     "encoder": file_digest(Path(run_dir) / "encoder" / "model.safetensors"),
+            reads = {"manifest": manifest, "dit": file_digest(Path(generator) / "dit" / "model.safetensors"),
+                     "encoder": file_digest(Path(generator) / "encoder" / "model.safetensors"),
                      "suite": file_digest(evaluate.suite), "bench_dir": str(Path(bench_dir).resolve())}
             settings = evaluate.model_dump(exclude={"enabled", "out_dir"})
-            run_stage("evaluate", evaluate_stage, reads, settings, corpus_dir, run_dir, bench_dir)
+            run_stage("evaluate", evaluate_stage, reads, settings, corpus_dir, generator, bench_dir)
     except BaseException:
         close_pipeline_run(pipeline_run_id, {**flatten_summaries(results)}, "FAILED")
         raise

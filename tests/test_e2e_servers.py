@@ -34,6 +34,7 @@ SUITE = {"name": "e2e", "seeds": [100], "recipe": {"lr": 0.01, "batch_size": 64,
          "cases": [{"arch": "mlp:hidden=12", "task": "digits", "split": "unseen-arch"}]}
 ENCODER = {"patch_size": 8, "latent_dim": 4, "steps": 20, "min_step": 0, "holdout": 0.25}
 DIT = {"steps": 4, "batch_size": 4, "preset": "tiny", "checkpoint_every": 0, "eval_every": 0, "samples": 1}
+TUNE = {"steps": 2, "lookahead_steps": 1, "inner_steps": 2}
 
 
 def _free_port() -> int:
@@ -148,13 +149,13 @@ def triggered(servers):
     (root / "grid.yaml").write_text(yaml.safe_dump(GRID))
     (root / "suite.yaml").write_text(yaml.safe_dump(SUITE))
     failing = {"measured": {"command": "made to fail by tests/test_e2e_servers.py"},
-               "settings": {"grid": str(root / "grid.yaml"), "encoder": ENCODER, "dit": DIT},
+               "settings": {"grid": str(root / "grid.yaml"), "encoder": ENCODER, "dit": DIT, "tune": TUNE},
                "metrics": {"encoder/acc_kept_median": {"baseline": 10.0},  # a network cannot keep 10x its accuracy
                            "nightly/wall_time_s": {"baseline": 0.001, "higher_is_better": False},
                            "evaluate/reach_rate/unseen-arch/random": {"baseline": 0.0}}}  # always holds
     (root / "failing.yaml").write_text(yaml.safe_dump(failing))
     pipeline = {"name": "e2e", "corpus_dir": str(root / "corpus"), "run_dir": str(root / "run"),
-                "corpus": {"grid": str(root / "grid.yaml"), "workers": 1}, "encoder": ENCODER, "dit": DIT,
+                "corpus": {"grid": str(root / "grid.yaml"), "workers": 1}, "encoder": ENCODER, "dit": DIT, "tune": TUNE,
                 "evaluate": {"suite": str(root / "suite.yaml"), "workers": 1}}
     nightly = {"baseline": str(root / "failing.yaml"), "work_dir": str(root / "nightly"), "suite": str(root / "suite.yaml"),
                "workers": 1}
@@ -204,9 +205,12 @@ def test_pipeline_deployment_run_from_the_api_lands_in_mlflow(servers, triggered
 
     linked = client.search_runs(list(experiments.values()), f"tags.`weightgen.pipeline_flow_run_id` = '{flow_run_id}'")
     by_stage = {}
-    for r in linked:
-        by_stage.setdefault(r.data.tags.get("weightgen.stage"), []).append(r)
-    assert {"pipeline", "corpus", "encoder", "dit", "bench"} <= set(by_stage)
+    for r in linked:  # a tune logs into the dit experiment, told apart by its kind
+        stage = "tune" if r.data.tags.get("weightgen.kind") == "tune" else r.data.tags.get("weightgen.stage")
+        by_stage.setdefault(stage, []).append(r)
+    assert {"pipeline", "corpus", "encoder", "dit", "tune", "bench"} <= set(by_stage)
+    tune_runs = by_stage["tune"]  # the recipe's two phases, each its own subflow and MLflow run
+    assert len(tune_runs) == 2 and set(pipeline_run.data.tags["weightgen.run.tune"].split(",")) == {r.info.run_id for r in tune_runs}
     for stage in ("corpus", "encoder", "dit"):
         (stage_run,) = by_stage[stage]
         assert stage_run.info.run_name and pipeline_run.data.tags[f"weightgen.run.{stage}"] == stage_run.info.run_id

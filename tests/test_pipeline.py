@@ -20,7 +20,8 @@ SUITE = {"name": "pipe", "seeds": [100], "recipe": {"lr": 0.01, "batch_size": 64
 
 
 @pytest.mark.parametrize("bad", [{"corpus": {"workers": 0}}, {"dit": {"preset": "XL"}}, {"encoder": {"holdout": 1.0}},
-                                 {"name": "has spaces"}, {"evaluate": {"suite": "s.yaml", "typo": 1}}])
+                                 {"name": "has spaces"}, {"evaluate": {"suite": "s.yaml", "typo": 1}},
+                                 {"tune": {"inner_steps": 0}}])
 def test_bad_parameters_are_refused_before_any_work(bad, tmp_path, monkeypatch):
     monkeypatch.setenv("WEIGHTGEN_MLRUNS", str(tmp_path / "mlruns"))
     with pytest.raises(ParameterTypeError):
@@ -49,9 +50,18 @@ def test_pipeline_links_its_mlflow_runs_registers_models_and_reuses_finished_sta
                   corpus={"grid": str(tmp_path / "grid.yaml"), "workers": 1},
                   encoder={"patch_size": 8, "latent_dim": 4, "steps": 20, "min_step": 0, "holdout": 0.25},
                   dit={"steps": 4, "batch_size": 4, "preset": "tiny", "checkpoint_every": 0, "eval_every": 0, "samples": 1},
+                  tune={"steps": 2, "lookahead_steps": 1, "inner_steps": 2},
                   evaluate={"suite": str(tmp_path / "suite.yaml"), "workers": 1})
     first = pipeline_flow(**params)
-    assert set(first["stages"]) == {"corpus", "encoder", "dit", "evaluate"}
+    assert set(first["stages"]) == {"corpus", "encoder", "dit", "tune", "evaluate"}
+    # The tune stage ran the recipe's two phases, each from the one before, and the evaluation benched the last.
+    lookahead = tmp_path / "run" / "tuned-lookahead"
+    assert first["stages"]["tune"]["generator_run"] == str(lookahead) and first["stages"]["tune"]["phases"] == 2
+    summary = __import__("json").loads((lookahead / "dit" / "functional_finetune.json").read_text())
+    assert summary["base_run"] == str(tmp_path / "run" / "tuned") and summary["inner_steps"] == 2 and summary["steps"] == 1
+    results = __import__("pandas").read_csv(tmp_path / "run" / "bench" / "results.csv")
+    assert set(results.loc[results["method"] == "generated", "source"]) == {str(lookahead)}
+    assert first["metrics"]["tune/tune_flops"] == summary["flops"] > summary["own_flops"] > 0
     assert first["metrics"]["corpus/corpus_members"] == 2 and "evaluate/reach_rate/unseen-arch/generated" in first["metrics"]
     assert (tmp_path / "run" / "bench").is_dir()  # evaluate's default out_dir: <run_dir>/bench
 
@@ -69,6 +79,7 @@ def test_pipeline_links_its_mlflow_runs_registers_models_and_reuses_finished_sta
             tags = _tags(run_id)
             assert tags["weightgen.pipeline_flow_run_id"] == first["flow_run_id"]
             assert tags["weightgen.pipeline_run_id"] == first["mlflow_run_id"] and tags["mlflow.runName"]
+    assert len(first["mlflow_runs"]["tune"]) == 2  # one MLflow run per tune phase
     (dit_run,) = first["mlflow_runs"]["dit"]
     assert _tags(dit_run)["prefect.parent_flow_run_id"] == first["flow_run_id"]
     for model, (run_id,) in (("weightgen-encoder", first["mlflow_runs"]["encoder"]), ("weightgen-dit", (dit_run,))):
@@ -85,7 +96,7 @@ def test_pipeline_links_its_mlflow_runs_registers_models_and_reuses_finished_sta
     shutil.rmtree(tmp_path / "run" / "bench")  # a removed output is not trusted: that stage alone runs again
     third = pipeline_flow(**params)
     cached = {s: _tags(third["mlflow_run_id"])[f"weightgen.cached.{s}"] for s in first["stages"]}
-    assert cached == {"corpus": "true", "encoder": "true", "dit": "true", "evaluate": "false"}
+    assert cached == {"corpus": "true", "encoder": "true", "dit": "true", "tune": "true", "evaluate": "false"}
     assert (tmp_path / "run" / "bench").is_dir() and third["mlflow_runs"]["evaluate"] != first["mlflow_runs"]["evaluate"]
 
 

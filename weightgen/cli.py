@@ -213,7 +213,7 @@ def run_all(
     A rerun skips finished corpus members, reuses the encoder when the corpus and settings are unchanged,
     resumes the DiT from its latest checkpoint, and reuses a tune whose base DiT, corpus and settings match.
     """
-    from weightgen.dit_tune import TuneConfig, tuned_already
+    from weightgen.dit_tune import tune_recipe, tuned_already
     from weightgen.zoo import expand, load_grid
 
     corpus_build(grid=grid, out=corpus, workers=workers)
@@ -221,11 +221,7 @@ def run_all(
     encoder_train(corpus=corpus, out=run, patch_size=32, latent_dim=32, steps=encoder_steps, min_step=late, minilm=False)
     dit_train(run=run, corpus=corpus, processes=1, steps=dit_steps, batch_size=16, preset=dit_preset)
     generator = run
-    # The tune recipe of docs/results.md ("Levers tried", items 12 and 15): bias penalty, then a lookahead.
-    for out, steps, inner_steps in ((run / "tuned", tune_steps, 0), (run / "tuned-lookahead", lookahead_steps, 20)):
-        if not steps:
-            break
-        cfg = TuneConfig(steps=steps, bias_penalty=1.0, inner_steps=inner_steps)
+    for out, cfg in tune_recipe(run, tune_steps, lookahead_steps):  # bias penalty, then a lookahead
         if tuned_already(generator, corpus, out, cfg):
             console.print(f"{out}: this tune is complete (same base DiT, corpus and settings): reused")
         else:

@@ -272,6 +272,24 @@ def tuned_already(run_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out
             and summary.get("corpus") == str(corpus_dir) and all(summary.get(k) == v for k, v in asdict(cfg).items()))
 
 
+def tune_recipe(run_dir: str | os.PathLike, steps: int = 2000, lookahead_steps: int = 500, inner_steps: int = 20,
+           bias_penalty: float = 1.0) -> list[tuple[Path, TuneConfig]]:
+    """The tune recipe of docs/results.md ("Levers tried", items 12 and 15) as (out folder, config) phases.
+
+    A bias-penalty tune into ``run_dir/tuned``, then a tune with an ``inner_steps`` lookahead into
+    ``run_dir/tuned-lookahead``, each phase starting from the one before. ``steps=0`` tunes nothing (the
+    diffusion DiT is used as it is); ``lookahead_steps=0`` stops after the first phase. ``weightgen run``
+    and the pipeline's tune stage both follow it, so they build the same generator.
+    """
+    run_dir = Path(run_dir)
+    phases = []
+    for out, n, inner in ((run_dir / "tuned", steps, 0), (run_dir / "tuned-lookahead", lookahead_steps, inner_steps)):
+        if not n:
+            break
+        phases.append((out, TuneConfig(steps=n, bias_penalty=bias_penalty, inner_steps=inner)))
+    return phases
+
+
 def log_tune(summary: dict, tags: dict[str, str] | None = None) -> str:
     """One MLflow run in the ``dit`` experiment: the config as params, every evaluation as metrics."""
     import mlflow
@@ -289,5 +307,5 @@ def log_tune(summary: dict, tags: dict[str, str] | None = None) -> str:
         return run.info.run_id
 
 
-__all__ = ["START_KINDS", "TUNE_FILE", "TuneConfig", "TuneTarget", "differentiable_state_dict", "log_tune", "tune",
-           "tuned_already"]
+__all__ = ["START_KINDS", "TUNE_FILE", "TuneConfig", "TuneTarget", "differentiable_state_dict", "log_tune", "tune_recipe",
+           "tune", "tuned_already"]
