@@ -23,10 +23,11 @@ def tune_flow(
     bias_penalty: Annotated[float, Field(ge=0, description="x mean square of the samples' biases")] = 1.0,
     inner_steps: Annotated[int, Field(ge=0, le=10_000, description="lookahead: also score each sample after this many fine-tune steps")] = 0,
     rebalance: Annotated[Literal["none", "logits", "predictions"], Field(description="sampler: rescale to the target's init scale")] = "none",
+    distill: Annotated[float, Field(ge=0, description="x KL from the pair's trained corpus member to the sample")] = 0.0,
     holdout_archs: Annotated[str, Field(description="';'-separated corpus architectures kept out and scored as unseen")] = "",
 ) -> dict:
     cfg = TuneConfig(steps=steps, lr=lr, noise=noise, bias_penalty=bias_penalty, inner_steps=inner_steps, rebalance=rebalance,
-                     holdout_archs=[a for a in holdout_archs.split(";") if a])
+                     distill=distill, holdout_archs=[a for a in holdout_archs.split(";") if a])
     summary = tune_task(run_dir, corpus_dir, out_dir, cfg)
     tags = {"prefect.flow_run_id": str(flow_run.id or ""), "prefect.parent_flow_run_id": str(flow_run.parent_flow_run_id or ""),
             "prefect.root_flow_run_id": str(flow_run.root_flow_run_id or flow_run.id or "")}

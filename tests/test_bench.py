@@ -347,3 +347,34 @@ def test_a_sample_with_non_finite_weights_is_refused(setup):
         generator.encoder.latent_std.fill_(float("nan"))  # a broken decoder path
     with pytest.raises(GeneratorError, match="non-finite weights"):
         generator.sample("mlp:hidden=20", "digits", 1)
+
+
+def test_distillation_pulls_the_samples_toward_their_pairs_trained_member(setup, tmp_path):
+    from weightgen.corpus import Corpus, final_checkpoints
+    from weightgen.dit_tune import TuneTarget, _teachers
+    from weightgen.encoder import PatchAutoencoder
+
+    _, corpus, run = setup
+    store = Corpus(corpus)
+    frame = store.manifest()
+    arch, task = frame["arch"].iloc[0], frame["task"].iloc[0]
+    encoder = PatchAutoencoder.load(run / "encoder")
+    pair = TuneTarget(arch, task, encoder.config.patch_size, load_dit(run / "dit").cfg.latent_dim, "coords")
+    (teacher,) = _teachers(store, frame, [pair]).values()
+    finals = final_checkpoints(frame)
+    first = finals[(finals["arch"] == arch) & (finals["task"] == task)].sort_values("seed").iloc[0]
+    expected, _ = store.load(first["member"], int(first["step"]))
+    assert all(torch.equal(teacher[k], expected[k].float()) for k in expected)  # the lowest seed's final checkpoint
+    batch = torch.arange(32)
+    assert float(pair.distill_loss(teacher, teacher, batch)) == pytest.approx(0.0, abs=1e-6)
+
+    def kl_to_teacher(distill: float) -> float:
+        cfg = TuneConfig(steps=4, pairs_per_step=4, batch_size=16, eval_every=4, distill=distill)
+        tune(run, corpus, tmp_path / f"d{distill}", cfg, log=lambda line: None)
+        dit = load_dit(tmp_path / f"d{distill}" / "dit").eval()
+        with torch.no_grad():
+            return float(pair.distill_loss(pair.weights(dit, encoder, pair.start, cfg.keep_noise), teacher, batch))
+
+    assert kl_to_teacher(100.0) < kl_to_teacher(0.0)
+    with pytest.raises(ValueError, match="distill"):
+        TuneConfig(distill=-1.0)

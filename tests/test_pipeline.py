@@ -105,7 +105,7 @@ def test_nightly_defaults_fit_together_and_a_fresh_night_clears_only_its_own_fol
     import pandas as pd
 
     from flows.nightly import prepare_work_dir
-    from flows.pipeline import DiTSettings, EncoderSettings
+    from flows.pipeline import DiTSettings, EncoderSettings, TuneSettings
     from weightgen.regression import load_baseline
     from weightgen.specs import parse_arch
     from weightgen.suite import check_splits, load_suite
@@ -114,6 +114,7 @@ def test_nightly_defaults_fit_together_and_a_fresh_night_clears_only_its_own_fol
     root = __import__("pathlib").Path(__file__).resolve().parents[1]
     baseline = load_baseline(root / "configs" / "nightly-baseline.yaml")
     EncoderSettings(**baseline.settings["encoder"]), DiTSettings(**baseline.settings["dit"])
+    assert TuneSettings(**baseline.settings["tune"]).phases("run")  # the nightly judges a tuned generator
     for sub in ("corpus", "run", "bench", "keep"):
         (tmp_path / sub).mkdir()
     grid_path = prepare_work_dir.fn(str(tmp_path), baseline, "", True)

@@ -146,13 +146,14 @@ def dit_tune(
     holdout_archs: str = typer.Option("", help="';'-separated corpus architectures kept out and scored as unseen"),
     inner_steps: int = typer.Option(0, min=0, help="also score each sample after this many AdamW fine-tune steps"),
     rebalance: str = typer.Option("none", help="rescale samples to the target's init scale: none | logits | predictions"),
+    distill: float = typer.Option(0.0, min=0.0, help="x KL from each pair's trained corpus member to the sample, added to the loss"),
 ) -> None:
     """Tune the DiT by the task: its one-step samples are built and scored by cross-entropy (weightgen/dit_tune.py)."""
     from weightgen.dit_tune import TuneConfig
 
     try:
         cfg = TuneConfig(steps=steps, lr=lr, noise=noise, bias_penalty=bias_penalty, inner_steps=inner_steps,
-                         rebalance=rebalance, holdout_archs=[a for a in holdout_archs.split(";") if a])
+                         rebalance=rebalance, distill=distill, holdout_archs=[a for a in holdout_archs.split(";") if a])
     except ValueError as exc:
         _fail(str(exc))
     _tune(run, corpus, out, cfg)
@@ -167,7 +168,7 @@ def _tune(run: Path, corpus: Path, out: Path, cfg) -> None:
     try:
         summary = tune_flow(run_dir=str(run), corpus_dir=str(corpus), out_dir=str(out), steps=cfg.steps, lr=cfg.lr,
                             noise=cfg.noise, bias_penalty=cfg.bias_penalty, inner_steps=cfg.inner_steps,
-                            rebalance=cfg.rebalance, holdout_archs=";".join(cfg.holdout_archs))
+                            rebalance=cfg.rebalance, distill=cfg.distill, holdout_archs=";".join(cfg.holdout_archs))
     except (CorpusError, ValueError, OSError) as exc:
         _fail(str(exc))
     _print_summary(f"tuned DiT {out}", summary)

@@ -11,6 +11,10 @@ tasks' data is never used.
 fine-tune LR, and the loss where it lands is added (first-order, :meth:`TuneTarget.lookahead`), so a
 sample is scored by where fine-tuning takes it — what the bench's compute saved measures.
 
+``distill`` adds a teacher: the KL divergence from the pair's own trained corpus member (its final
+checkpoint, lowest seed) to the sample, on the same training batch — soft targets, denser than the
+labels, from networks that are already part of the generator's training data.
+
 The start of each sample matters. A fresh Gaussian draw per step collapses to uniform predictions; a
 fixed draw per pair is memorised and says nothing about a new architecture; a start seeded by each
 token's position (:func:`weightgen.sampling.coordinate_noise`, ``noise="coords"``) lets an unseen
@@ -62,6 +66,7 @@ class TuneConfig:
     bias_penalty: float = 0.0  # + this × mean square of the sample's biases (tuned DiTs emit them 10-30x too wide)
     inner_steps: int = 0  # > 0: + the loss after this many AdamW steps from the sample (see lookahead)
     rebalance: str = "none"  # the sampler's weightgen.rebalance mode, applied before every loss as at sampling
+    distill: float = 0.0  # > 0: + this × KL(pair's trained corpus member ‖ sample) on the batch
 
     def __post_init__(self):
         from weightgen.sampling import keep_kind
@@ -75,6 +80,8 @@ class TuneConfig:
             raise ValueError(f"bias_penalty must be >= 0, got {self.bias_penalty}")
         if self.inner_steps < 0:
             raise ValueError(f"inner_steps must be >= 0, got {self.inner_steps}")
+        if self.distill < 0:
+            raise ValueError(f"distill must be >= 0, got {self.distill}")
         check_mode(self.rebalance)
 
 
@@ -131,6 +138,14 @@ class TuneTarget:
     def loss(self, state, batch: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(functional_call(self.model, state, (self.train.x[batch],)), self.train.y[batch])
 
+    def distill_loss(self, state, teacher, batch: torch.Tensor) -> torch.Tensor:
+        """KL(teacher ‖ sample) of the predictions on the batch: the trained member's soft targets."""
+        x = self.train.x[batch]
+        with torch.no_grad():
+            target = F.log_softmax(functional_call(self.model, teacher, (x,)), -1)
+        return F.kl_div(F.log_softmax(functional_call(self.model, state, (x,)), -1), target, log_target=True,
+                        reduction="batchmean")
+
     def lookahead(self, state, steps: int, batch_size: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
         """``state`` moved by ``steps`` AdamW steps at the recipe's LR, the move detached (first-order).
 
@@ -185,6 +200,7 @@ def tune(run_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_dir: str
     pairs, held = [p for p in every if p.arch not in holdout], [p for p in every if p.arch in holdout]
     if not pairs:
         raise ValueError(f"no corpus pair left to tune on once {sorted(holdout)} are held out")
+    teachers = _teachers(corpus, frame, pairs) if cfg.distill else {}
     log(f"{len(pairs)} training (architecture, task) pairs, {len(held)} held out")
     optimizer = torch.optim.AdamW(dit.parameters(), lr=cfg.lr)
 
@@ -217,6 +233,8 @@ def tune(run_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_dir: str
                 batch = torch.randint(0, len(p.train), (cfg.batch_size,))
                 state = p.weights(dit, encoder, start, cfg.keep_noise, cfg.rebalance)
                 loss = p.loss(state, batch)
+                if cfg.distill:
+                    loss = loss + cfg.distill * p.distill_loss(state, teachers[id(p)], batch)
                 if cfg.inner_steps:
                     landed = p.lookahead(state, cfg.inner_steps, cfg.batch_size, torch_rng)
                     loss = loss + p.loss(landed, torch.randint(0, len(p.train), (cfg.batch_size,), generator=torch_rng))
@@ -255,6 +273,19 @@ def tune(run_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_dir: str
     pd.DataFrame(history).to_csv(out_dir / "functional_finetune.csv", index=False)
     log(f"wrote {out_dir} ({flops:.3e} FLOPs, {base_flops:.3e} more in the tuned base; {summary['wall_time_s']:.0f} s)")
     return summary
+
+
+def _teachers(corpus, frame: pd.DataFrame, pairs: list[TuneTarget]) -> dict[int, dict[str, torch.Tensor]]:
+    """Each pair's teacher: the final checkpoint of its lowest-seed corpus member (safetensors)."""
+    from weightgen.corpus import final_checkpoints
+
+    finals = final_checkpoints(frame).sort_values(["seed", "member"])
+    out = {}
+    for p in pairs:
+        row = finals[(finals["arch"] == p.arch) & (finals["task"] == p.task)].iloc[0]
+        state, _ = corpus.load(row["member"], int(row["step"]))
+        out[id(p)] = {k: v.float() for k, v in state.items()}
+    return out
 
 
 def _digest(path: Path) -> str:
