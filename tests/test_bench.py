@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+from pathlib import Path
 
 import mlflow
 import pandas as pd
@@ -318,6 +319,22 @@ def test_a_tiny_suite_end_to_end(setup, tmp_path):
                                       "--out", str(tmp_path / "report")])
     assert report.exit_code == 0, report.output
     assert "bench-tiny" in (tmp_path / "report" / "report.md").read_text()
+
+    # benchmarks/curve_gap.py reads the same folder: each method's curve at the asked steps, beside its scores.
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("curve_gap", Path(__file__).resolve().parents[1] / "benchmarks" / "curve_gap.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    curve_gap = script.curve_gap
+
+    gap = curve_gap(tmp_path / "out", ["random", "generated"], [0, 10])
+    assert len(gap) == len(suite.cases) * 2 and gap[["@0", "@10"]].notna().all().all()
+    first = ok[(ok["case_index"] == 0) & (ok["method"] == "random")]
+    row = gap[(gap["method"] == "random")].iloc[0]
+    assert row["saved"] == pytest.approx(first["compute_saved"].median(), abs=1e-3)
+    with pytest.raises(SystemExit, match="no results for method"):
+        curve_gap(tmp_path / "out", ["no-such-method"], [0])
 
 
 def test_a_leaking_suite_is_refused_before_any_work(setup, tmp_path):
