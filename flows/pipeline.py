@@ -197,12 +197,12 @@ def dit_stage(key: str, corpus_dir: str, run_dir: str, settings: dict) -> dict:
 @task(name="tune-stage", cache_key_fn=_given_key, persist_result=True, result_serializer="json")
 def tune_stage(key: str, corpus_dir: str, run_dir: str, settings: dict) -> dict:
     """Each phase of the tune recipe as its own tune subflow, each starting from the one before."""
-    from flows.tune import tune_flow
+    from flows.tune import flow_parameters, tune_flow
 
     generator, flow_runs, wall_time, last = run_dir, [], 0.0, {}
     for out, cfg in TuneSettings(**settings).phases(run_dir):
-        done = _run_subflow(tune_flow, {"run_dir": generator, "corpus_dir": corpus_dir, "out_dir": str(out), "steps": cfg.steps,
-                                        "bias_penalty": cfg.bias_penalty, "inner_steps": cfg.inner_steps})
+        done = _run_subflow(tune_flow, {"run_dir": generator, "corpus_dir": corpus_dir, "out_dir": str(out),
+                                        **flow_parameters(cfg)})
         generator, last = str(out), done["summary"]
         flow_runs.append(done["flow_run_id"])
         wall_time += float(last["wall_time_s"])
@@ -318,8 +318,7 @@ def pipeline_flow(
     corpus_abs, run_abs = str(Path(corpus_dir).resolve()), str(Path(run_dir).resolve())
     results: dict[str, dict] = {}
     runs: dict[str, list[str]] = {}
-
-    tuned = tuple(str(out) for out, _ in tune.phases(run_dir))
+    tuned = tuple(str(out) for out, _ in tune.phases(run_dir))  # the tune stage's run folders (none when off)
 
     def run_stage(stage: str, stage_task, reads: dict[str, str], settings: dict, *args) -> None:
         key = stage_key(stage, settings, {"corpus_dir": corpus_abs, "run_dir": run_abs, **reads})

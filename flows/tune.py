@@ -12,6 +12,13 @@ from tasks.tune import log_tune_task, tune_task
 from weightgen.dit_tune import TuneConfig
 
 
+def flow_parameters(cfg: TuneConfig) -> dict:
+    """tune_flow's parameters for a TuneConfig (the flow takes plain values, which the Prefect UI draws as a form)."""
+    return {"steps": cfg.steps, "lr": cfg.lr, "noise": cfg.noise, "bias_penalty": cfg.bias_penalty,
+            "inner_steps": cfg.inner_steps, "rebalance": cfg.rebalance, "distill": cfg.distill,
+            "holdout_archs": ";".join(cfg.holdout_archs)}
+
+
 @flow(name="tune", flow_run_name="tune-{out_dir}")
 def tune_flow(
     run_dir: Annotated[str, Field(min_length=1, description="run folder with encoder/ and a trained dit/")] = "runs/default",

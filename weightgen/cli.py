@@ -162,13 +162,11 @@ def dit_tune(
 def _tune(run: Path, corpus: Path, out: Path, cfg) -> None:
     """One tune through the Prefect flow (flows/tune.py, logged to MLflow), its summary printed; errors end the command."""
     _quiet_prefect()
-    from flows.tune import tune_flow
+    from flows.tune import flow_parameters, tune_flow
     from weightgen.corpus import CorpusError
 
     try:
-        summary = tune_flow(run_dir=str(run), corpus_dir=str(corpus), out_dir=str(out), steps=cfg.steps, lr=cfg.lr,
-                            noise=cfg.noise, bias_penalty=cfg.bias_penalty, inner_steps=cfg.inner_steps,
-                            rebalance=cfg.rebalance, distill=cfg.distill, holdout_archs=";".join(cfg.holdout_archs))
+        summary = tune_flow(run_dir=str(run), corpus_dir=str(corpus), out_dir=str(out), **flow_parameters(cfg))
     except (CorpusError, ValueError, OSError) as exc:
         _fail(str(exc))
     _print_summary(f"tuned DiT {out}", summary)
