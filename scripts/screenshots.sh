@@ -133,6 +133,7 @@ parameters = {"name": "demo", "corpus_dir": f"{tmp}/corpus", "run_dir": f"{tmp}/
               "corpus": {"grid": f"{tmp}/grid.yaml", "workers": 1},
               "encoder": {"patch_size": 8, "latent_dim": 4, "steps": 20, "min_step": 0, "holdout": 0.25},
               "dit": {"steps": 4, "batch_size": 4, "preset": "tiny", "checkpoint_every": 0, "eval_every": 0, "samples": 1},
+              "tune": {"steps": 2, "lookahead_steps": 1, "inner_steps": 2},
               "evaluate": {"suite": f"{tmp}/suite.yaml", "workers": 1}}
 body = json.dumps({"parameters": parameters, "state": {"type": "SCHEDULED", "message": "Run from scripts/screenshots.sh"}})
 request = urllib.request.Request(sys.argv[1], data=body.encode(), headers={"Content-Type": "application/json"})
