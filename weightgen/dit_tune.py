@@ -304,7 +304,7 @@ def tuned_already(run_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out
 
 
 def tune_recipe(run_dir: str | os.PathLike, steps: int = 2000, lookahead_steps: int = 500, inner_steps: int = 20,
-           bias_penalty: float = 1.0) -> list[tuple[Path, TuneConfig]]:
+                bias_penalty: float = 1.0) -> list[tuple[Path, TuneConfig]]:
     """The tune recipe of docs/results.md ("Levers tried", items 12 and 15) as (out folder, config) phases.
 
     A bias-penalty tune into ``run_dir/tuned``, then a tune with an ``inner_steps`` lookahead into
