@@ -395,3 +395,75 @@ def test_distillation_pulls_the_samples_toward_their_pairs_trained_member(setup,
     assert kl_to_teacher(100.0) < kl_to_teacher(0.0)
     with pytest.raises(ValueError, match="distill"):
         TuneConfig(distill=-1.0)
+
+
+# --------------------------------------------------------------------------- the baseline cache
+def _suite_file(path: Path, corpus, run, **changes) -> Path:
+    import yaml
+
+    spec = {"name": "cache", "corpus": str(corpus), "generator": str(run), "seeds": [100], "ddim_steps": 2,
+            "methods": ["random", "retrieval", "generated"], "recipe": {"steps": 20, "eval_every": 10, "batch_size": 64},
+            "cases": [{"arch": "mlp:hidden=16", "task": "digits", "split": "seen"},
+                      {"arch": "mlp:hidden=20", "task": "digits", "split": "unseen-arch"}], **changes}
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def test_baseline_key_follows_what_the_baselines_read(setup, tmp_path):
+    from weightgen.bench import Job, baseline_key
+
+    _, corpus, run = setup
+    suite = _tiny_suite(corpus, run)
+    job = Job(0, suite.cases[0], 100)
+    key = baseline_key(suite, job, ["random", "retrieval"])
+    assert key == baseline_key(suite, job, ["retrieval", "random"])
+    assert key == baseline_key(_tiny_suite(corpus, run, name="other"), Job(3, suite.cases[0], 100), ["random", "retrieval"])
+    assert key != baseline_key(suite, Job(0, suite.cases[0], 101), ["random", "retrieval"])  # seed
+    assert key != baseline_key(suite, Job(0, suite.cases[1], 100), ["random", "retrieval"])  # architecture
+    assert key != baseline_key(suite, job, ["random"])  # methods
+    other_recipe = _tiny_suite(corpus, run, recipe={"steps": 40, "eval_every": 10, "batch_size": 64, "lr": 0.02})
+    assert key != baseline_key(other_recipe, job, ["random", "retrieval"])
+    moved = tmp_path / "corpus"  # the same members, another manifest (one member fewer): another corpus
+    shutil.copytree(corpus, moved)
+    shutil.rmtree(next((moved / "members").iterdir()))
+    Corpus(moved).rebuild_manifest()
+    assert key != baseline_key(_tiny_suite(moved, run), job, ["random", "retrieval"])
+    with pytest.raises(ValueError, match="never cached"):
+        baseline_key(suite, job, ["random", "generated"])
+
+
+def test_a_reused_result_takes_the_names_and_place_of_the_suite_that_reuses_it(setup):
+    from weightgen.bench import Job, relabel
+
+    _, corpus, run = setup
+    made = _tiny_suite(corpus, run)
+    result = {**_result(0, "random", 100, [0.1, 0.5, 0.6, 0.7]), "random_predictions": {"100": [1, 2]}}
+    other = _tiny_suite(corpus, run, name="other",
+                        cases=[made.cases[1].model_dump(), {**made.cases[0].model_dump(), "split": "unseen-task"}])
+    moved = relabel(result, other, Job(1, other.cases[1], 100), reused=True)
+    (row,) = moved["rows"]
+    assert (row["suite"], row["case"], row["case_index"], row["split"], row["reused"]) == (
+        "other", other.cases[1].case_id, 1, "unseen-task", True)
+    assert moved["case_index"] == 1 and {c["case_index"] for c in moved["curves"]} == {1}
+    assert [c["val_acc"] for c in moved["curves"]] == [0.1, 0.5, 0.6, 0.7] and result["rows"][0]["suite"] == "t"
+
+
+def test_a_second_bench_reuses_the_baselines_and_runs_the_generator_again(setup, tmp_path):
+    from flows.evaluate import evaluate_flow
+
+    _, corpus, run = setup
+    suite = _suite_file(tmp_path / "suite.yaml", corpus, run)
+    evaluate_flow(suite=str(suite), out_dir=str(tmp_path / "a"), workers=1)
+    evaluate_flow(suite=str(suite), out_dir=str(tmp_path / "b"), workers=1)
+    first, second = (pd.read_parquet(tmp_path / d / "results.parquet").sort_values(["case_index", "method"])
+                     .reset_index(drop=True) for d in ("a", "b"))
+    assert not first["reused"].any()
+    assert second["reused"].tolist() == (second["method"] != "generated").tolist()
+    measured = ["final_val_acc", "final_test_acc", "val_acc_0", "flops_per_step", "init_flops", "compute_saved", "novelty"]
+    pd.testing.assert_frame_equal(first[measured], second[measured])  # the generated rows are recomputed, and equal
+    curves = [pd.read_parquet(tmp_path / d / "curves.parquet").sort_values(["case_index", "method", "step"])
+              .reset_index(drop=True) for d in ("a", "b")]
+    pd.testing.assert_frame_equal(*curves)
+
+    evaluate_flow(suite=str(suite), out_dir=str(tmp_path / "d"), workers=1, refresh_baselines=True)
+    assert not pd.read_parquet(tmp_path / "d" / "results.parquet")["reused"].any()

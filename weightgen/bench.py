@@ -13,17 +13,24 @@ random init over all seeds:
 Training FLOPs are counted per step by the training loop (forward + backward); evaluation passes are
 the same for every method and left out. Jobs are independent, so any ``map`` runs them: the Prefect
 flow uses a process pool, tests use the built-in one.
+
+A job can run a subset of the methods. The generator-free ones (``BASELINE_METHODS``) depend only on
+the case, the seed, the family's recipe, the corpus and this code, never on the generator, so the
+evaluation flow caches them under :func:`baseline_key` and a bench of the next generator reuses them
+(rows marked ``reused``); :func:`relabel` puts a reused result under the current suite's names.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import math
 import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -35,8 +42,9 @@ from weightgen.suite import GENERATED_METHODS, METHODS, Case, Suite, check_split
 RESULT_COLUMNS = [
     "suite", "case", "case_index", "split", "family", "arch", "task", "method", "seed", "status",
     "init_flops", "init_wall_time", "flops_per_step", "train_wall_time", "val_acc_0", "test_acc_0",
-    "final_val_acc", "final_test_acc", "novelty", "novelty_kappa", "nearest_member", "source", "note",
+    "final_val_acc", "final_test_acc", "novelty", "novelty_kappa", "nearest_member", "source", "note", "reused",
 ]  # fmt: skip
+BASELINE_METHODS = tuple(m for m in METHODS if m not in GENERATED_METHODS)  # their results never read the generator
 
 
 @dataclass(frozen=True)
@@ -136,8 +144,12 @@ def make_init(suite: Suite, method: str, arch: str, task: str, seed: int):
     return baseline_init(method, arch, task, seed, _corpus_index(suite.corpus))
 
 
-def run_job(suite: Suite, job: Job) -> dict[str, Any]:
-    """Every method's init for one (case, seed), fine-tuned: result rows, curves, random's final predictions."""
+def run_job(suite: Suite, job: Job, methods: Sequence[str] | None = None) -> dict[str, Any]:
+    """Each method's init for one (case, seed), fine-tuned: result rows, curves, random's final predictions.
+
+    ``methods``: a subset of the suite's (default: all of them), in the suite's order. The result is
+    plain data (predictions as lists), so it can be stored as JSON and read back.
+    """
     from weightgen.checkpoint import model_for_weights
     from weightgen.data import load_task
     from weightgen.training import evaluate, train
@@ -147,9 +159,9 @@ def run_job(suite: Suite, job: Job) -> dict[str, Any]:
     data, recipe = load_task(case.task), suite.recipe_for(family)
     members = _member_predictions(suite.corpus, case.arch, case.task)
     rows, curves, final_predictions = [], [], {}
-    for method in suite.methods:
+    for method in [m for m in suite.methods if methods is None or m in methods]:
         row = {"suite": suite.name, "case": case.case_id, "case_index": job.case_index, "split": case.split,
-               "family": family, "arch": case.arch, "task": case.task, "method": method, "seed": seed}
+               "family": family, "arch": case.arch, "task": case.task, "method": method, "seed": seed, "reused": False}
         init = make_init(suite, method, case.arch, case.task, seed)
         row.update(init_flops=init.flops, init_wall_time=init.wall_time, source=init.source, note=init.note)
         if init.state_dict is None:
@@ -161,7 +173,7 @@ def run_job(suite: Suite, job: Job) -> dict[str, Any]:
         nearest = max(members, key=lambda m: kappa(start_predictions, members[m]), default=None)
         result = train(model, data, recipe, seed=seed)
         if method == "random":
-            final_predictions[seed] = _predictions(model, data.test.x)
+            final_predictions[seed] = _predictions(model, data.test.x).tolist()
         rows.append({
             **row, "status": "ok", "flops_per_step": result.flops_per_step, "train_wall_time": result.wall_time,
             "val_acc_0": result.curve[0].val_acc, "test_acc_0": test_acc_0,
@@ -173,6 +185,47 @@ def run_job(suite: Suite, job: Job) -> dict[str, Any]:
         curves += [{"case_index": job.case_index, "method": method, "seed": seed, "step": p.step,
                     "val_acc": p.val_acc, "val_loss": p.val_loss} for p in result.curve]
     return {"rows": rows, "curves": curves, "random_predictions": final_predictions, "case_index": job.case_index}
+
+
+def baseline_key(suite: Suite, job: Job, methods: Sequence[str]) -> str:
+    """The cache key of a job's generator-free methods: everything their results depend on.
+
+    The case's architecture and task, the seed, the methods, the family's fine-tune recipe, the corpus
+    (its manifest's bytes: a member added or retrained changes them) and the code (every module of
+    this package, and torch's version) — so an edit anywhere in weightgen starts the cache afresh.
+    Not the suite's name or the case's place in it: :func:`relabel` fits a reused result to those.
+    """
+    if generated := [m for m in methods if m not in BASELINE_METHODS]:
+        raise ValueError(f"{generated}: generated inits depend on the generator and are never cached")
+    from weightgen.corpus import Corpus
+
+    family = parse_arch(job.case.arch).family
+    payload = {"arch": job.case.arch, "task": job.case.task, "seed": job.seed, "methods": sorted(methods),
+               "recipe": suite.recipe_for(family).to_string(), "corpus": _file_digest(Corpus(suite.corpus).manifest_path),
+               "code": code_digest(), "torch": torch.__version__}
+    return "weightgen-bench-" + hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def relabel(result: dict[str, Any], suite: Suite, job: Job, reused: bool) -> dict[str, Any]:
+    """``result`` (from :func:`run_job`, maybe read back from a cache) under this suite's and job's names."""
+    names = {"suite": suite.name, "case": job.case.case_id, "case_index": job.case_index, "split": job.case.split}
+    return {**result, "case_index": job.case_index,
+            "rows": [{**row, **names, "reused": reused} for row in result["rows"]],
+            "curves": [{**c, "case_index": job.case_index} for c in result["curves"]]}
+
+
+@functools.lru_cache(maxsize=1)
+def code_digest() -> str:
+    """sha256 of every module of the weightgen package, in path order."""
+    digest = hashlib.sha256()
+    root = Path(__file__).resolve().parent
+    for path in sorted(root.rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def _file_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "missing"
 
 
 # --------------------------------------------------------------------------- scoring
@@ -205,7 +258,8 @@ def score(suite: Suite, results: Iterable[dict[str, Any]]) -> tuple[pd.DataFrame
         # A random seed that never reached the target is charged the whole budget: a lower bound.
         reference = (random_rows["steps_to_target"].fillna(budget) * random_rows["flops_per_step"]).mean()
         table.loc[here, "random_flops_to_target"] = reference
-        predictions = [p for res in results if res["case_index"] == i for p in res["random_predictions"].values()]
+        predictions = [torch.as_tensor(p) for res in results if res["case_index"] == i
+                       for p in res["random_predictions"].values()]
         if len(predictions) >= 2:
             table.loc[here, "random_agreement"] = agreement(predictions[0], predictions[1])
             table.loc[here, "random_kappa"] = kappa(predictions[0], predictions[1])

@@ -275,8 +275,14 @@ def bench(
     corpus: Path = typer.Option(None, help="override the suite's corpus"),
     run: Path = typer.Option(None, help="override the suite's generator run folder"),
     ddim_steps: int = typer.Option(None, min=1, help="override the suite's DDIM steps per generated sample"),
+    refresh_baselines: bool = typer.Option(False, "--refresh-baselines",
+                                           help="fine-tune the generator-free baselines again, not from the cache"),
 ) -> None:
-    """Fine-tune every init method on every suite case; print the compute saved per split and method."""
+    """Fine-tune every init method on every suite case; print the compute saved per split and method.
+
+    The generator-free baselines (random, moment, noisy-nearest, retrieval, weight-selection) are cached
+    per case and seed on the corpus and code, so benching another generator re-runs only its own methods.
+    """
     import json
 
     import pandas as pd
@@ -297,7 +303,7 @@ def bench(
 
     metrics = evaluate_flow(suite=str(suite), out_dir=str(out), workers=workers,
                             corpus_dir=str(corpus) if corpus else None, run_dir=str(run) if run else None,
-                            ddim_steps=ddim_steps)
+                            ddim_steps=ddim_steps, refresh_baselines=refresh_baselines)
     summary = pd.read_csv(out / "summary.csv")
     wide = Console(width=max(console.width, 150)) if not console.is_terminal else console  # logs keep every column
     table = Table(title=f"suite {spec.name}: median compute saved (not reached = 0) — {out}/summary.md")
@@ -323,6 +329,10 @@ def bench(
         wide.print(table)
     amort = json.loads((out / "amortisation.json").read_text())
     _print_summary("amortisation (FLOPs)", {k: "never" if v is None else v for k, v in amort.items()})
+    reused = pd.read_csv(out / "results.csv", usecols=["reused"])["reused"].fillna(False).astype(bool)
+    if reused.any():
+        console.print(f"{int(reused.sum())} of {len(reused)} result rows reused from the baseline cache "
+                      "(column 'reused'; --refresh-baselines runs them again)")
     console.print(f"wall time {metrics['wall_time_s']:.0f} s; results: {out}/results.parquet, plots: {out}/*.png")
 
 
