@@ -95,6 +95,7 @@ class TuneSettings(Settings):
                                  description="then this many lookahead tune steps, into <run_dir>/tuned-lookahead (0: none)")
     inner_steps: int = Field(20, ge=1, le=10_000, description="lookahead: each sample is also scored after this many fine-tune steps")
     bias_penalty: float = Field(1.0, ge=0, le=1000, description="x mean square of the samples' biases, added to the loss")
+    processes: int = Field(1, ge=1, le=64, description="tune processes (accelerate launch when > 1)")
 
     def phases(self, run_dir: str) -> list:
         """The (out folder, TuneConfig) phases this stage runs, in order (none when off)."""
@@ -200,9 +201,10 @@ def tune_stage(key: str, corpus_dir: str, run_dir: str, settings: dict) -> dict:
     from flows.tune import flow_parameters, tune_flow
 
     generator, flow_runs, wall_time, last = run_dir, [], 0.0, {}
-    for out, cfg in TuneSettings(**settings).phases(run_dir):
+    tune = TuneSettings(**settings)
+    for out, cfg in tune.phases(run_dir):
         done = _run_subflow(tune_flow, {"run_dir": generator, "corpus_dir": corpus_dir, "out_dir": str(out),
-                                        **flow_parameters(cfg)})
+                                        **flow_parameters(cfg), "processes": tune.processes})
         generator, last = str(out), done["summary"]
         flow_runs.append(done["flow_run_id"])
         wall_time += float(last["wall_time_s"])

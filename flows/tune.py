@@ -32,10 +32,11 @@ def tune_flow(
     rebalance: Annotated[Literal["none", "logits", "predictions"], Field(description="sampler: rescale to the target's init scale")] = "none",
     distill: Annotated[float, Field(ge=0, description="x KL from the pair's trained corpus member to the sample")] = 0.0,
     holdout_archs: Annotated[str, Field(description="';'-separated corpus architectures kept out and scored as unseen")] = "",
+    processes: Annotated[int, Field(ge=1, le=64, description="tune processes (accelerate launch when > 1; a GPU each when there are GPUs)")] = 1,
 ) -> dict:
     cfg = TuneConfig(steps=steps, lr=lr, noise=noise, bias_penalty=bias_penalty, inner_steps=inner_steps, rebalance=rebalance,
                      distill=distill, holdout_archs=[a for a in holdout_archs.split(";") if a])
-    summary = tune_task(run_dir, corpus_dir, out_dir, cfg)
+    summary = tune_task(run_dir, corpus_dir, out_dir, cfg, processes)
     tags = {"prefect.flow_run_id": str(flow_run.id or ""), "prefect.parent_flow_run_id": str(flow_run.parent_flow_run_id or ""),
             "prefect.root_flow_run_id": str(flow_run.root_flow_run_id or flow_run.id or "")}
     run_id = log_tune_task(summary, tags)

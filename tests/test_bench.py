@@ -202,6 +202,35 @@ def test_tuning_by_the_task_writes_a_new_run_that_samples_the_way_it_was_tuned(s
     assert result.exit_code != 0 and "unknown noise 'uniform'" in result.output and not (tmp_path / "cli").exists()
 
 
+def test_a_tune_on_two_processes_makes_the_update_of_one(setup, tmp_path):
+    """accelerate launch × 2 (MULTI_CPU, each process a share of every step's pairs) ends at one process's weights."""
+    import subprocess
+    import sys
+
+    from safetensors.torch import load_file
+
+    from weightgen.dit_tune import launch_tune
+
+    _, corpus, run = setup
+    # 3 pairs a step split 2 + 1; the lookahead, the bias penalty and the DiT's task dropout all draw per pair.
+    cfg = TuneConfig(steps=3, pairs_per_step=3, batch_size=16, eval_every=3, inner_steps=2, bias_penalty=1.0)
+    one = tune(run, corpus, tmp_path / "one", cfg, log=lambda line: None)
+    lines = []
+    two = launch_tune(run, corpus, tmp_path / "two", cfg, processes=2, log=lines.append)
+    assert any("2 processes (MULTI_CPU)" in line for line in lines) and any("step     3" in line for line in lines)
+    assert (one["processes"], two["processes"]) == (1, 2)
+    assert two["own_flops"] == one["own_flops"]  # the same work, counted on two processes and summed
+    a, b = (load_file(tmp_path / d / "dit" / "model.safetensors") for d in ("one", "two"))
+    assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-5
+    assert any(not torch.equal(a[k], v) for k, v in load_file(run / "dit" / "model.safetensors").items())
+    for key in ("val_acc_median", "lookahead_val_acc_median"):
+        assert two["log"][-1][key] == pytest.approx(one["log"][-1][key], abs=1e-6)
+    bad = subprocess.run([sys.executable, "-m", "weightgen.dit_tune", "--run-dir", str(run), "--corpus-dir", str(corpus),
+                          "--out-dir", str(tmp_path / "bad"), "--config", '{"steps": 0}'], capture_output=True, text=True)
+    assert bad.returncode == 2 and "--config" in bad.stderr and "steps" in bad.stderr
+    assert not (tmp_path / "bad").exists()
+
+
 def test_the_bias_penalty_shrinks_the_tuned_samples_biases(setup, tmp_path):
     _, corpus, run = setup
 

@@ -87,3 +87,5 @@ def test_launch_command_uses_accelerate_for_several_processes():
     assert multi[1:5] == ["launch", "--multi_gpu", "--num_processes", "2"] and multi[-2:] == ["--data", "x"]
     if not torch.cuda.is_available():
         assert env["ACCELERATE_USE_CPU"] == "true"
+    tune, _ = launch_command(2, ["--run-dir", "r"], module="weightgen.dit_tune")  # the tune is launched the same way
+    assert tune[tune.index("-m") + 1] == "weightgen.dit_tune" and tune[-2:] == ["--run-dir", "r"]

@@ -147,6 +147,7 @@ def dit_tune(
     inner_steps: int = typer.Option(0, min=0, help="also score each sample after this many AdamW fine-tune steps"),
     rebalance: str = typer.Option("none", help="rescale samples to the target's init scale: none | logits | predictions"),
     distill: float = typer.Option(0.0, min=0.0, help="x KL from each pair's trained corpus member to the sample, added to the loss"),
+    processes: int = typer.Option(1, min=1, help="tune processes (accelerate launch when > 1): each takes a share of every step's pairs"),
 ) -> None:
     """Tune the DiT by the task: its one-step samples are built and scored by cross-entropy (weightgen/dit_tune.py)."""
     from weightgen.dit_tune import TuneConfig
@@ -156,18 +157,19 @@ def dit_tune(
                          rebalance=rebalance, distill=distill, holdout_archs=[a for a in holdout_archs.split(";") if a])
     except ValueError as exc:
         _fail(str(exc))
-    _tune(run, corpus, out, cfg)
+    _tune(run, corpus, out, cfg, processes)
 
 
-def _tune(run: Path, corpus: Path, out: Path, cfg) -> None:
+def _tune(run: Path, corpus: Path, out: Path, cfg, processes: int = 1) -> None:
     """One tune through the Prefect flow (flows/tune.py, logged to MLflow), its summary printed; errors end the command."""
     _quiet_prefect()
     from flows.tune import flow_parameters, tune_flow
     from weightgen.corpus import CorpusError
 
     try:
-        summary = tune_flow(run_dir=str(run), corpus_dir=str(corpus), out_dir=str(out), **flow_parameters(cfg))
-    except (CorpusError, ValueError, OSError) as exc:
+        summary = tune_flow(run_dir=str(run), corpus_dir=str(corpus), out_dir=str(out), **flow_parameters(cfg),
+                            processes=processes)
+    except (CorpusError, ValueError, OSError, RuntimeError) as exc:
         _fail(str(exc))
     _print_summary(f"tuned DiT {out}", summary)
 

@@ -18,14 +18,26 @@ from pathlib import Path
 import torch
 
 
-def launch_command(processes: int, args: list[str]) -> tuple[list[str], dict[str, str]]:
-    """The command line and extra environment that run ``weightgen.dit_train`` on ``processes`` processes."""
+def launch_command(processes: int, args: list[str], module: str = "weightgen.dit_train") -> tuple[list[str], dict[str, str]]:
+    """The command line and extra environment that run ``module`` (an Accelerate script) on ``processes`` processes."""
     if processes <= 1:
-        return [sys.executable, "-m", "weightgen.dit_train", *args], {}
+        return [sys.executable, "-m", module, *args], {}
     accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent)) or "accelerate"
     env = {} if torch.cuda.is_available() else {"ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
     return [accelerate, "launch", "--multi_gpu", "--num_processes", str(processes), "--num_machines", "1",
-            "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "weightgen.dit_train", *args], env
+            "--mixed_precision", "no", "--dynamo_backend", "no", "-m", module, *args], env
+
+
+def run_streaming(command: list[str], env: dict[str, str], on_line=print, what: str = "DiT training") -> None:
+    """Run ``command`` with ``env`` added, passing each output line to ``on_line`` as it comes; a failure names its tail."""
+    tail: collections.deque[str] = collections.deque(maxlen=60)  # enough to explain a failure
+    with subprocess.Popen(command, env={**os.environ, **env}, text=True, bufsize=1,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as proc:
+        for line in proc.stdout:
+            tail.append(line.rstrip())
+            on_line(line.rstrip())
+    if proc.returncode:
+        raise RuntimeError(f"{what} failed (exit {proc.returncode}):\n" + "\n".join(tail))
 
 
 def train_dit(latents: str | os.PathLike, out: str | os.PathLike, processes: int = 1, extra_env: dict | None = None,
@@ -43,14 +55,7 @@ def train_dit(latents: str | os.PathLike, out: str | os.PathLike, processes: int
             args += [flag, str(value)]
     _check_latents_unchanged(Path(latents), Path(out), resume=bool(options.get("resume")))
     command, env = launch_command(processes, args)
-    tail: collections.deque[str] = collections.deque(maxlen=60)  # enough to explain a failure
-    with subprocess.Popen(command, env={**os.environ, **env, **(extra_env or {})}, text=True, bufsize=1,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as proc:
-        for line in proc.stdout:
-            tail.append(line.rstrip())
-            on_line(line.rstrip())
-    if proc.returncode:
-        raise RuntimeError(f"DiT training failed (exit {proc.returncode}):\n" + "\n".join(tail))
+    run_streaming(command, {**env, **(extra_env or {})}, on_line)
     return Path(out)
 
 

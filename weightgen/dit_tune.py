@@ -21,14 +21,24 @@ token's position (:func:`weightgen.sampling.coordinate_noise`, ``noise="coords"`
 width of a family reuse what the trained widths learnt. The tuned run's ``dit/config.json`` names
 that sampler, so :meth:`weightgen.generate.Generator.from_run` samples it the way it was trained, and
 ``dit/functional_finetune.json`` keeps the counted FLOPs for the amortisation.
+
+The tune runs under HF Accelerate, like the DiT's training: on a GPU when there is one, and on N
+processes with ``accelerate launch`` (:func:`launch_tune`; ``weightgen dit tune --processes N``).
+Every random draw of a step (which pairs, their batches, the lookahead's batches, a fresh start) comes
+from a generator seeded by (seed, step, slot), each process takes every N-th of the step's pairs, and
+their gradients are summed across processes before the one optimizer step: N processes make the same
+update as one, up to float summation order.
+
+    python -m weightgen.dit_tune --run-dir RUN --corpus-dir CORPUS --out-dir OUT --config '{"steps": 500, "inner_steps": 50}'
+    accelerate launch --multi_gpu --num_processes 2 -m weightgen.dit_tune --run-dir ... --corpus-dir ... --out-dir ... --config ...
 """
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import os
-import random
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -87,11 +97,11 @@ class TuneConfig:
 
 def differentiable_state_dict(tokens: Tokens, values: torch.Tensor) -> dict[str, torch.Tensor]:
     """``sequences.denormalize`` without its detach (float32 networks), so gradients reach ``values``."""
-    patches = values * fan_in_scales(tokens)[:, None]
+    patches = values * fan_in_scales(tokens).to(values.device)[:, None]
     out = {}
     for lay in tokens.layout:
         if lay.is_passthrough:
-            out[lay.name] = tokens.passthrough[lay.name]
+            out[lay.name] = tokens.passthrough[lay.name].to(values.device)
             continue
         src = patches[lay.first_patch : lay.first_patch + lay.num_patches]
         out[lay.name] = (src.reshape(lay.rows, -1)[:, : lay.cols] if lay.rows else src.new_zeros(0, 0)).reshape(lay.shape)
@@ -122,17 +132,33 @@ class TuneTarget:
         self.start = (coordinate_noise(self.tokens.coords, latent_dim)[None] if noise == "coords"
                       else torch.randn(1, n, latent_dim, generator=torch.Generator().manual_seed(0)))
 
-    def weights(self, dit, encoder, start: torch.Tensor, keep_noise: str, mode: str = "none") -> dict[str, torch.Tensor]:
+    def to(self, device: torch.device) -> "TuneTarget":
+        """Everything a step touches on ``device`` (the token template stays put: the state dict follows the values)."""
+        from weightgen.data import Split
+
+        for name in ("coords", "depth", "mask", "family", "features", "start"):
+            setattr(self, name, getattr(self, name).to(device))
+        self.model = self.model.to(device)
+        self.train, self.val = (Split(s.x.to(device), s.y.to(device)) for s in (self.train, self.val))
+        return self
+
+    def batch(self, batch_size: int, generator: torch.Generator) -> torch.Tensor:
+        """Training-row indices drawn from ``generator`` (on the CPU, so every device draws the same)."""
+        return torch.randint(0, len(self.train), (batch_size,), generator=generator).to(self.train.y.device)
+
+    def weights(self, dit, encoder, start: torch.Tensor, keep_noise: str, mode: str = "none",
+                drop_task: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """The one-step sample from ``start`` as a state_dict, differentiable with respect to the DiT.
 
         ``mode`` rebalances it to the skeleton's (seed-0) init scale, as the sampler does to the target's.
+        ``drop_task`` ([1] bool): the training step's classifier-free-guidance dropout of the task condition.
         """
-        t = torch.full((1,), _T_LAST, dtype=torch.long)
-        v = dit(start, t, self.coords, self.depth, self.mask, self.family, self.features)
+        t = torch.full((1,), _T_LAST, dtype=torch.long, device=start.device)
+        v = dit(start, t, self.coords, self.depth, self.mask, self.family, self.features, drop_task)
         a = diffusion.ALPHAS_CUMPROD[_T_LAST]
         x0 = a.sqrt() * start - (1 - a).sqrt() * v  # DDIM's x0 at t = T, as in diffusion.sample
         x0 = x0 + kept_start(start, self.coords, keep_noise)
-        state = differentiable_state_dict(self.tokens, encoder.decode(encoder.unstandardize(x0[0]), self.tokens.coords))
+        state = differentiable_state_dict(self.tokens, encoder.decode(encoder.unstandardize(x0[0]), self.coords[0]))
         return state if mode == "none" else rebalance(state, self.arch, self.model.state_dict(), mode)
 
     def loss(self, state, batch: torch.Tensor) -> torch.Tensor:
@@ -160,8 +186,7 @@ class TuneTarget:
         fixed = {k: v.detach() for k, v in state.items() if k not in names}
         optimizer = torch.optim.AdamW(params.values(), lr=self.lr, weight_decay=0.0)
         for _ in range(steps):
-            batch = torch.randint(0, len(self.train), (batch_size,), generator=generator)
-            loss = self.loss({**fixed, **params}, batch)
+            loss = self.loss({**fixed, **params}, self.batch(batch_size, generator))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -172,11 +197,25 @@ class TuneTarget:
         return float((functional_call(self.model, state, (self.val.x,)).argmax(-1) == self.val.y).float().mean())
 
 
+def step_draws(seed: int, step: int, num_pairs: int, pairs_per_step: int) -> list[tuple[int, torch.Generator]]:
+    """The pairs a step trains on, each with a generator of its own: one sequence for any number of processes."""
+    g = torch.Generator().manual_seed(seed * 1_000_003 + step)
+    chosen = torch.randperm(num_pairs, generator=g)[:pairs_per_step].tolist()
+    return [(i, torch.Generator().manual_seed(int(torch.randint(2**62, (1,), generator=g)))) for i in chosen]
+
+
 def tune(run_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_dir: str | os.PathLike,
          cfg: TuneConfig | None = None, log=print) -> dict:
-    """Tune ``run_dir``'s DiT on the corpus's seen pairs; write a run folder to ``out_dir``; return the summary."""
+    """Tune ``run_dir``'s DiT on the corpus's seen pairs; write a run folder to ``out_dir``; return the summary.
+
+    One process runs it in place (on the GPU when there is one); under ``accelerate launch`` each
+    process takes its share of every step's pairs and of every evaluation, and the main one writes.
+    """
+    from accelerate import Accelerator
+    from accelerate.utils import gather_object
+
     from weightgen.corpus import Corpus
-    from weightgen.dit_train import load_dit, save_pretrained
+    from weightgen.dit_train import load_dit
     from weightgen.encoder import PatchAutoencoder
     from weightgen.specs import parse_arch
 
@@ -184,38 +223,47 @@ def tune(run_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_dir: str
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     if run_dir.resolve() == out_dir.resolve():
         raise ValueError(f"{out_dir}: tune into a new run folder; the base run {run_dir} stays as it is")
+    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    world, rank, device = accelerator.num_processes, accelerator.process_index, accelerator.device
+    log = log if accelerator.is_main_process else (lambda *_: None)
     torch.manual_seed(cfg.seed)
-    rng = random.Random(cfg.seed)
-    torch_rng = torch.Generator().manual_seed(cfg.seed)  # lookahead batches
-    encoder = PatchAutoencoder.load(run_dir / "encoder").eval()
+    encoder = PatchAutoencoder.load(run_dir / "encoder").eval().to(device)
     encoder.requires_grad_(False)
-    dit = load_dit(run_dir / "dit").train()
+    dit = load_dit(run_dir / "dit").train().to(device)
     corpus = Corpus(corpus_dir)
     frame = corpus.require_nonempty()
     frame = frame[frame["family"] != "external"]
     holdout = {parse_arch(a).to_string() for a in cfg.holdout_archs}
     lrs = {(r["arch_string"], r["task_string"]): float(r["recipe"]["lr"]) for r in corpus.members() if "recipe" in r}
-    every = [TuneTarget(a, t, encoder.config.patch_size, dit.cfg.latent_dim, cfg.noise, lrs.get((a, t), 3e-3))
+    every = [TuneTarget(a, t, encoder.config.patch_size, dit.cfg.latent_dim, cfg.noise, lrs.get((a, t), 3e-3)).to(device)
              for a, t in sorted(set(zip(frame["arch"], frame["task"])))]
     pairs, held = [p for p in every if p.arch not in holdout], [p for p in every if p.arch in holdout]
     if not pairs:
         raise ValueError(f"no corpus pair left to tune on once {sorted(holdout)} are held out")
-    teachers = _teachers(corpus, frame, pairs) if cfg.distill else {}
-    log(f"{len(pairs)} training (architecture, task) pairs, {len(held)} held out")
+    teachers = _teachers(corpus, frame, pairs, device) if cfg.distill else {}
+    log(f"{len(pairs)} training (architecture, task) pairs, {len(held)} held out"
+        + (f"; {world} processes ({accelerator.distributed_type.value})" if world > 1 else f" on {device}"))
     optimizer = torch.optim.AdamW(dit.parameters(), lr=cfg.lr)
 
     def evaluate(step: int) -> dict:
+        """Every pair's one-step sample (and where its lookahead lands), each process scoring its share."""
         dit.eval()
-        with torch.no_grad():
-            states = {id(p): p.weights(dit, encoder, p.start, cfg.keep_noise, cfg.rebalance) for p in every}
-        accs = {id(p): p.val_acc(states[id(p)]) for p in every}
+        scores = {}
+        for i in range(rank, len(every), world):
+            p = every[i]
+            with torch.no_grad():
+                state = p.weights(dit, encoder, p.start, cfg.keep_noise, cfg.rebalance)
+            scores[i] = (p.val_acc(state), p.val_acc(p.lookahead(state, cfg.inner_steps, cfg.batch_size,
+                                                                 torch.Generator().manual_seed(0)))
+                         if cfg.inner_steps and p.arch not in holdout else None)
         dit.train()
+        scores = dict(pair for part in gather_object([scores]) for pair in part.items())
+        accs = {id(every[i]): acc for i, (acc, _) in scores.items()}
         row = {"step": step, "val_acc_median": float(pd.Series([accs[id(p)] for p in pairs]).median()),
                "val_acc_min": min(accs[id(p)] for p in pairs)}
         if cfg.inner_steps:  # where the lookahead lands, on the same batches at every evaluation
-            landed = [p.val_acc(p.lookahead(states[id(p)], cfg.inner_steps, cfg.batch_size,
-                                            torch.Generator().manual_seed(0))) for p in pairs]
-            row["lookahead_val_acc_median"] = float(pd.Series(landed).median())
+            row["lookahead_val_acc_median"] = float(pd.Series([landed for _, landed in scores.values()
+                                                               if landed is not None]).median())
         if held:
             row["heldout_val_acc_median"] = float(pd.Series([accs[id(p)] for p in held]).median())
             row.update({f"heldout/{p.arch}@{p.task}": accs[id(p)] for p in held})
@@ -225,35 +273,92 @@ def tune(run_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_dir: str
         return row
 
     history, running, started = [evaluate(0)], 0.0, time.perf_counter()
+    params = [q for q in dit.parameters() if q.requires_grad]
     with FlopCounterMode(display=False) as counter:
         for step in range(1, cfg.steps + 1):
             optimizer.zero_grad(set_to_none=True)
-            for p in rng.sample(pairs, min(cfg.pairs_per_step, len(pairs))):
-                start = p.start if cfg.noise != "fresh" else torch.randn_like(p.start)
-                batch = torch.randint(0, len(p.train), (cfg.batch_size,))
-                state = p.weights(dit, encoder, start, cfg.keep_noise, cfg.rebalance)
+            draws = step_draws(cfg.seed, step, len(pairs), cfg.pairs_per_step)
+            for i, generator in draws[rank::world]:  # this process's share of the step's pairs
+                p = pairs[i]
+                start = p.start if cfg.noise != "fresh" else torch.randn(p.start.shape, generator=generator).to(device)
+                drop_task = (torch.rand(1, generator=generator) < dit.cfg.cond_dropout).to(device)  # the DiT's CFG dropout
+                batch = p.batch(cfg.batch_size, generator)
+                state = p.weights(dit, encoder, start, cfg.keep_noise, cfg.rebalance, drop_task)
                 loss = p.loss(state, batch)
                 if cfg.distill:
                     loss = loss + cfg.distill * p.distill_loss(state, teachers[id(p)], batch)
                 if cfg.inner_steps:
-                    landed = p.lookahead(state, cfg.inner_steps, cfg.batch_size, torch_rng)
-                    loss = loss + p.loss(landed, torch.randint(0, len(p.train), (cfg.batch_size,), generator=torch_rng))
+                    landed = p.lookahead(state, cfg.inner_steps, cfg.batch_size, generator)
+                    loss = loss + p.loss(landed, p.batch(cfg.batch_size, generator))
                 if cfg.bias_penalty:
                     biases = [v for k, v in state.items() if k.endswith("bias") and v.is_floating_point()]
                     loss = loss + cfg.bias_penalty * torch.stack([b.pow(2).mean() for b in biases]).mean()
-                loss = loss / cfg.pairs_per_step
+                loss = loss / len(draws)
                 loss.backward()
                 running += loss.item()
+            if world > 1:
+                _sum_gradients(accelerator, params)
             torch.nn.utils.clip_grad_norm_(dit.parameters(), 1.0)
             optimizer.step()
             if step % cfg.eval_every == 0 or step == cfg.steps:
-                log(f"step {step:5d}  task loss {running / cfg.eval_every:.4f}  ({time.perf_counter() - started:.0f} s)")
+                total = float(accelerator.reduce(torch.tensor(running, device=device), "sum"))
+                log(f"step {step:5d}  task loss {total / cfg.eval_every:.4f}  ({time.perf_counter() - started:.0f} s)")
                 running = 0.0
                 history.append(evaluate(step))
-    flops = int(counter.get_total_flops())  # evaluation passes included: an upper bound on the tune's cost
+    # Evaluation passes included: an upper bound on the tune's cost; summed over the processes.
+    flops = int(accelerator.reduce(torch.tensor(counter.get_total_flops(), dtype=torch.float64, device=device), "sum"))
     base_tune = run_dir / "dit" / TUNE_FILE  # a tune of a tuned run: its FLOPs are part of this generator's too
     base_flops = int(json.loads(base_tune.read_text())["flops"]) if base_tune.is_file() else 0
     dit.eval()
+    summary = {"base_run": str(run_dir), "base_dit_sha256": _digest(run_dir / "dit" / "model.safetensors"),
+               "corpus": str(corpus_dir), **asdict(cfg), "flops": flops + base_flops,
+               "own_flops": flops, "base_tune_flops": base_flops, "processes": world,
+               "wall_time_s": time.perf_counter() - started, "log": history}
+    if accelerator.is_main_process:
+        summary = _write_run(dit.cpu(), run_dir, out_dir, cfg, summary)
+        log(f"wrote {out_dir} ({flops:.3e} FLOPs, {base_flops:.3e} more in the tuned base; {summary['wall_time_s']:.0f} s)")
+    accelerator.wait_for_everyone()
+    return summary
+
+
+def launch_tune(run_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_dir: str | os.PathLike, cfg: TuneConfig,
+                processes: int = 1, log=print) -> dict:
+    """:func:`tune` in this process (``processes`` 1), or under ``accelerate launch`` on ``processes`` processes.
+
+    The launched tune writes the same run folder; its summary is read back from it. Its output lines
+    go to ``log`` as they come.
+    """
+    if processes <= 1:
+        return tune(run_dir, corpus_dir, out_dir, cfg, log=log)
+    from weightgen.dit_stage import launch_command, run_streaming
+
+    summary_file = Path(out_dir) / "dit" / TUNE_FILE
+    summary_file.unlink(missing_ok=True)  # what is read back must be this launch's
+    args = ["--run-dir", str(run_dir), "--corpus-dir", str(corpus_dir), "--out-dir", str(out_dir),
+            "--config", json.dumps(asdict(cfg))]
+    command, env = launch_command(processes, args, module="weightgen.dit_tune")
+    run_streaming(command, env, log, what="the DiT tune")
+    return json.loads(summary_file.read_text())
+
+
+def _sum_gradients(accelerator, params: list[torch.nn.Parameter]) -> None:
+    """Each parameter's gradient summed over the processes, in one all-reduce.
+
+    A parameter no process's pairs reached keeps no gradient (None), so AdamW leaves it alone, as in
+    one process; one that some process did not reach counts zero there.
+    """
+    reached = torch.tensor([q.grad is not None for q in params], dtype=torch.float32, device=params[0].device)
+    flat = torch.cat([(q.grad if q.grad is not None else torch.zeros_like(q)).reshape(-1) for q in params])
+    reached, flat = accelerator.reduce(reached, "sum"), accelerator.reduce(flat, "sum")
+    offset = 0
+    for q, hit in zip(params, reached.tolist()):
+        q.grad = flat[offset : offset + q.numel()].view_as(q).clone() if hit else None
+        offset += q.numel()
+
+
+def _write_run(dit, run_dir: Path, out_dir: Path, cfg: TuneConfig, summary: dict) -> dict:
+    """The tuned run folder: the base's encoder and latents, the DiT with the sampler it was tuned for, the summary."""
+    from weightgen.dit_train import save_pretrained
 
     shutil.copytree(run_dir / "encoder", out_dir / "encoder", dirs_exist_ok=True)
     if (run_dir / "latents.safetensors").is_file():  # what the base DiT trained on: its FLOPs are counted from it
@@ -265,17 +370,13 @@ def tune(run_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_dir: str
     sampler = {"steps": 1, "noise": "coords" if cfg.noise == "coords" else "gaussian", "keep_noise": cfg.keep_noise,
                "rebalance": cfg.rebalance}
     atomic_write_json(out_dir / "dit" / "config.json", {**config, "train": base.get("train"), "sampler": sampler})
-    summary = {"base_run": str(run_dir), "base_dit_sha256": _digest(run_dir / "dit" / "model.safetensors"),
-               "corpus": str(corpus_dir), **asdict(cfg), "flops": flops + base_flops,
-               "own_flops": flops, "base_tune_flops": base_flops,
-               "wall_time_s": time.perf_counter() - started, "sampler": sampler, "log": history}
+    summary = {**summary, "sampler": sampler}
     atomic_write_json(out_dir / "dit" / TUNE_FILE, summary)
-    pd.DataFrame(history).to_csv(out_dir / "functional_finetune.csv", index=False)
-    log(f"wrote {out_dir} ({flops:.3e} FLOPs, {base_flops:.3e} more in the tuned base; {summary['wall_time_s']:.0f} s)")
+    pd.DataFrame(summary["log"]).to_csv(out_dir / "functional_finetune.csv", index=False)
     return summary
 
 
-def _teachers(corpus, frame: pd.DataFrame, pairs: list[TuneTarget]) -> dict[int, dict[str, torch.Tensor]]:
+def _teachers(corpus, frame: pd.DataFrame, pairs: list[TuneTarget], device="cpu") -> dict[int, dict[str, torch.Tensor]]:
     """Each pair's teacher: the final checkpoint of its lowest-seed corpus member (safetensors)."""
     from weightgen.corpus import final_checkpoints
 
@@ -284,7 +385,7 @@ def _teachers(corpus, frame: pd.DataFrame, pairs: list[TuneTarget]) -> dict[int,
     for p in pairs:
         row = finals[(finals["arch"] == p.arch) & (finals["task"] == p.task)].iloc[0]
         state, _ = corpus.load(row["member"], int(row["step"]))
-        out[id(p)] = {k: v.float() for k, v in state.items()}
+        out[id(p)] = {k: v.float().to(device) for k, v in state.items()}
     return out
 
 
@@ -338,5 +439,25 @@ def log_tune(summary: dict, tags: dict[str, str] | None = None) -> str:
         return run.info.run_id
 
 
-__all__ = ["START_KINDS", "TUNE_FILE", "TuneConfig", "TuneTarget", "differentiable_state_dict", "log_tune", "tune_recipe",
-           "tune", "tuned_already"]
+def main(argv: list[str] | None = None) -> dict:
+    """The tune as a script, for ``accelerate launch -m weightgen.dit_tune`` (see the module docstring)."""
+    parser = argparse.ArgumentParser(description="Tune a trained DiT by the task loss (weightgen.dit_tune).")
+    # --run-dir, not --run: torchrun would take --run for an abbreviation of its own --run-path
+    parser.add_argument("--run-dir", required=True, help="run folder with encoder/ and a trained dit/")
+    parser.add_argument("--corpus-dir", required=True, help="corpus whose seen (architecture, task) pairs it is tuned on")
+    parser.add_argument("--out-dir", required=True, help="new run folder for the tuned generator")
+    parser.add_argument("--config", default="{}", help="TuneConfig fields as JSON, e.g. '{\"steps\": 500}'")
+    args = parser.parse_args(argv)
+    try:
+        cfg = TuneConfig(**json.loads(args.config))
+    except (TypeError, ValueError) as exc:  # an unknown field, bad JSON or a refused value
+        parser.error(f"--config: {exc}")
+    return tune(args.run_dir, args.corpus_dir, args.out_dir, cfg, log=lambda line: print(line, flush=True))
+
+
+__all__ = ["START_KINDS", "TUNE_FILE", "TuneConfig", "TuneTarget", "differentiable_state_dict", "launch_tune", "log_tune",
+           "step_draws", "tune", "tune_recipe", "tuned_already"]
+
+
+if __name__ == "__main__":
+    main()
