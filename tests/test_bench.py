@@ -482,8 +482,8 @@ def test_a_second_bench_reuses_the_baselines_and_runs_the_generator_again(setup,
 
     _, corpus, run = setup
     suite = _suite_file(tmp_path / "suite.yaml", corpus, run)
-    evaluate_flow(suite=str(suite), out_dir=str(tmp_path / "a"), workers=1)
-    evaluate_flow(suite=str(suite), out_dir=str(tmp_path / "b"), workers=1)
+    assert evaluate_flow(suite=str(suite), out_dir=str(tmp_path / "a"), workers=1)["reused_rows"] == 0
+    assert evaluate_flow(suite=str(suite), out_dir=str(tmp_path / "b"), workers=1)["reused_rows"] == 4  # 2 cases × 2 baselines
     first, second = (pd.read_parquet(tmp_path / d / "results.parquet").sort_values(["case_index", "method"])
                      .reset_index(drop=True) for d in ("a", "b"))
     assert not first["reused"].any()

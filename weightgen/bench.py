@@ -381,7 +381,7 @@ def finish(suite: Suite, results: list[dict[str, Any]], manifest: pd.DataFrame, 
     summary, beats = summarize(table), generated_beats(table)
     amort = amortisation(suite, table, manifest)
     paths = write_outputs(out, suite, table, curves, summary, beats, amort)
-    metrics = flat_metrics(summary, amort, wall_time)
+    metrics = {**flat_metrics(summary, amort, wall_time), "reused_rows": float(table["reused"].fillna(False).sum())}
     run_id = log_bench(suite, table, curves, summary, paths, metrics, tags) if log else None
     return {"table": table, "curves": curves, "summary": summary, "beats": beats, "amortisation": amort,
             "paths": paths, "metrics": metrics, "mlflow_run_id": run_id}
