@@ -494,5 +494,18 @@ def test_a_second_bench_reuses_the_baselines_and_runs_the_generator_again(setup,
               .reset_index(drop=True) for d in ("a", "b")]
     pd.testing.assert_frame_equal(*curves)
 
+    # benchmarks/bench_diff.py sets two benches side by side: the same generator twice differs by nothing.
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_diff", Path(__file__).resolve().parents[1] / "benchmarks" / "bench_diff.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    cases, splits = script.bench_diff(tmp_path / "a", tmp_path / "b", "generated")
+    assert len(cases) == 2 and (cases["b - a"] == 0).all() and (splits["b - a"] == 0).all()
+    own = first[first["method"] == "generated"].set_index("arch")["compute_saved"].fillna(0.0).round(3)
+    assert cases.set_index("arch")["a"].to_dict() == own.to_dict() and "retrieval" in cases
+    with pytest.raises(SystemExit, match="no results for method"):
+        script.bench_diff(tmp_path / "a", tmp_path / "b", "moment")
+
     evaluate_flow(suite=str(suite), out_dir=str(tmp_path / "d"), workers=1, refresh_baselines=True)
     assert not pd.read_parquet(tmp_path / "d" / "results.parquet")["reused"].any()
