@@ -302,7 +302,8 @@ def tune(run_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_dir: str
             optimizer.step()
             if step % cfg.eval_every == 0 or step == cfg.steps:
                 total = float(accelerator.reduce(torch.tensor(running, device=device), "sum"))
-                log(f"step {step:5d}  task loss {total / cfg.eval_every:.4f}  ({time.perf_counter() - started:.0f} s)")
+                window = step - history[-1]["step"]  # the steps since the last evaluation (the last window may be short)
+                log(f"step {step:5d}  task loss {total / window:.4f}  ({time.perf_counter() - started:.0f} s)")
                 running = 0.0
                 history.append(evaluate(step))
     # Evaluation passes included: an upper bound on the tune's cost; summed over the processes.
