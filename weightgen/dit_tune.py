@@ -25,7 +25,7 @@ that sampler, so :meth:`weightgen.generate.Generator.from_run` samples it the wa
 The tune runs under HF Accelerate, like the DiT's training: on a GPU when there is one, and on N
 processes with ``accelerate launch`` (:func:`launch_tune`; ``weightgen dit tune --processes N``).
 Every random draw of a step (which pairs, their batches, the lookahead's batches, a fresh start) comes
-from a generator seeded by (seed, step, slot), each process takes every N-th of the step's pairs, and
+from generators seeded by (seed, step), each process takes every N-th of the step's pairs, and
 their gradients are summed across processes before the one optimizer step: N processes make the same
 update as one, up to float summation order.
 
