@@ -228,7 +228,8 @@ def run_all(
         else:
             _tune(generator, corpus, out, cfg)
         generator = out
-    bench(suite=suite, out=run / "bench", workers=workers, corpus=corpus, run=generator, ddim_steps=None)
+    bench(suite=suite, out=run / "bench", workers=workers, corpus=corpus, run=generator, ddim_steps=None,
+          refresh_baselines=False)  # called as a function: every option needs its value, not typer's default object
 
 
 @app.command("generate")
