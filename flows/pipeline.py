@@ -42,6 +42,8 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 from pydantic import BaseModel, ConfigDict, Field
 
+from weightgen.io import file_digest
+
 STAGES = ("corpus", "encoder", "dit", "tune", "evaluate")
 PIPELINE_TAG = "weightgen.pipeline"
 PIPELINE_FLOW_RUN_TAG = "weightgen.pipeline_flow_run_id"
@@ -119,18 +121,6 @@ NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
 
 # --- fingerprints: what each stage reads -------------------------------------------------------
-
-def file_digest(path: str | Path) -> str:
-    """sha256 of a file's bytes, or 'missing'."""
-    path = Path(path)
-    if not path.is_file():
-        return "missing"
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
 
 def stage_key(stage: str, settings: dict[str, Any], reads: dict[str, str]) -> str:
     """The cache key of one stage: its name, settings, output folders and the digests of what it reads."""

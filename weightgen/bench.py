@@ -198,10 +198,11 @@ def baseline_key(suite: Suite, job: Job, methods: Sequence[str]) -> str:
     if generated := [m for m in methods if m not in BASELINE_METHODS]:
         raise ValueError(f"{generated}: generated inits depend on the generator and are never cached")
     from weightgen.corpus import Corpus
+    from weightgen.io import file_digest
 
     family = parse_arch(job.case.arch).family
     payload = {"arch": job.case.arch, "task": job.case.task, "seed": job.seed, "methods": sorted(methods),
-               "recipe": suite.recipe_for(family).to_string(), "corpus": _file_digest(Corpus(suite.corpus).manifest_path),
+               "recipe": suite.recipe_for(family).to_string(), "corpus": file_digest(Corpus(suite.corpus).manifest_path),
                "code": code_digest(), "torch": torch.__version__}
     return "weightgen-bench-" + hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32]
 
@@ -222,10 +223,6 @@ def code_digest() -> str:
     for path in sorted(root.rglob("*.py")):
         digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
-
-
-def _file_digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "missing"
 
 
 # --------------------------------------------------------------------------- scoring
