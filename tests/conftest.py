@@ -39,3 +39,34 @@ def isolated_state(tmp_path_factory):
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
+
+
+# --------------------------------------------------------------------------- a tiny corpus and generator
+# Shared by the bench, tune and distil tests (one build per session): 2 architectures × 2 tasks × 2 seeds,
+# an encoder and a 6-step tiny DiT. Tests read it and write only under their own tmp_path.
+GRID = {"name": "bench-test", "seeds": [0, 1], "checkpoint_steps": [30], "recipe": {"steps": 60, "eval_every": 30, "batch_size": 64},
+        "archs": ["mlp:hidden=16", "mlp:hidden=24x24"], "tasks": ["digits", "digits:rot90=1"]}
+
+
+@pytest.fixture(scope="session")
+def setup(tmp_path_factory):
+    from weightgen.corpus import Corpus
+    from weightgen.dit import DIT_PRESETS, DiTConfig
+    from weightgen.dit_train import TrainConfig, train as train_dit
+    from weightgen.encoder import EncoderConfig, encode_set, train_encoder
+    from weightgen.sequences import corpus_sequences
+    from weightgen.zoo import expand, load_grid, train_member
+
+    root = tmp_path_factory.mktemp("bench")
+    corpus = root / "corpus"
+    for member in expand(load_grid(GRID)):
+        train_member(member, corpus)
+    Corpus(corpus).rebuild_manifest()
+    run = root / "run"
+    seqs = corpus_sequences(corpus, patch_size=8)
+    encoder, _ = train_encoder(seqs, EncoderConfig(patch_size=8, latent_dim=8, hidden=32, steps=60, batch_size=512))
+    encoder.save(run / "encoder")
+    encode_set(encoder, seqs, standardize=True).save(run / "latents.safetensors")
+    train_dit(run / "latents.safetensors", run / "dit", TrainConfig(steps=6, batch_size=4, log_every=3),
+              DiTConfig(latent_dim=8, **DIT_PRESETS["tiny"]))
+    return root, corpus, run

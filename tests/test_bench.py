@@ -17,17 +17,11 @@ from weightgen.bench import check_suite, generated_beats, run_suite, score, summ
 from weightgen.checkpoint import load_model
 from weightgen.cli import app
 from weightgen.corpus import Corpus
-from weightgen.dit import DIT_PRESETS, DiTConfig
-from weightgen.dit_train import TrainConfig, load_dit, train as train_dit
-from weightgen.dit_tune import TuneConfig, tune, tuned_already
-from weightgen.encoder import EncoderConfig, encode_set, train_encoder
 from weightgen.flops import generator_training_flops
 from weightgen.generate import Generator, GeneratorError, save_generated
 from weightgen.sampling import coordinate_noise, kept_start, template
-from weightgen.sequences import corpus_sequences
 from weightgen.suite import SuiteError, load_suite
 from weightgen.tracking import tracking_uri
-from weightgen.zoo import expand, load_grid, train_member
 
 
 # --------------------------------------------------------------------------- scoring, by hand
@@ -82,28 +76,6 @@ def test_an_init_below_random_at_the_end_shows_as_a_negative_final_delta():
     results += [_result(0, "moment", s, [0.1, 0.5, 0.9, 1.0], final_test=0.8) for s in (1, 2)]
     summary = summarize(score(_suite(("random", "moment")), results)[0])
     assert summary.loc[("unseen-arch", "moment"), "final_vs_random"] == pytest.approx(-0.1)
-
-
-# --------------------------------------------------------------------------- a tiny corpus and generator
-GRID = {"name": "bench-test", "seeds": [0, 1], "checkpoint_steps": [30], "recipe": {"steps": 60, "eval_every": 30, "batch_size": 64},
-        "archs": ["mlp:hidden=16", "mlp:hidden=24x24"], "tasks": ["digits", "digits:rot90=1"]}
-
-
-@pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-    root = tmp_path_factory.mktemp("bench")
-    corpus = root / "corpus"
-    for member in expand(load_grid(GRID)):
-        train_member(member, corpus)
-    Corpus(corpus).rebuild_manifest()
-    run = root / "run"
-    seqs = corpus_sequences(corpus, patch_size=8)
-    encoder, _ = train_encoder(seqs, EncoderConfig(patch_size=8, latent_dim=8, hidden=32, steps=60, batch_size=512))
-    encoder.save(run / "encoder")
-    encode_set(encoder, seqs, standardize=True).save(run / "latents.safetensors")
-    train_dit(run / "latents.safetensors", run / "dit", TrainConfig(steps=6, batch_size=4, log_every=3),
-              DiTConfig(latent_dim=8, **DIT_PRESETS["tiny"]))
-    return root, corpus, run
 
 
 def test_generate_is_seeded_loadable_and_costed(setup, tmp_path):
@@ -169,116 +141,6 @@ def test_a_run_that_names_its_sampler_is_sampled_that_way(setup, tmp_path):
     (fixed / "dit" / "config.json").write_text(json.dumps({**config, "sampler": {"noise": "uniform"}}))
     with pytest.raises(GeneratorError, match="bad sampler"):
         Generator.from_run(fixed)
-
-
-def test_tuning_by_the_task_writes_a_new_run_that_samples_the_way_it_was_tuned(setup, tmp_path):
-    _, corpus, run = setup
-    base_bytes = (run / "dit" / "model.safetensors").read_bytes()
-    cfg = TuneConfig(steps=2, pairs_per_step=2, batch_size=16, eval_every=1, holdout_archs=["mlp:hidden=24x24"])
-    summary = tune(run, corpus, tmp_path / "tuned", cfg, log=lambda line: None)
-    assert (run / "dit" / "model.safetensors").read_bytes() == base_bytes  # the base run is left as it was
-    assert [row["step"] for row in summary["log"]] == [0, 1, 2] and summary["flops"] > 0
-    assert {"heldout/mlp:hidden=24x24@digits", "heldout/mlp:hidden=24x24@digits:rot90=1"} <= set(summary["log"][-1])
-    tuned, base = load_dit(tmp_path / "tuned" / "dit"), load_dit(run / "dit")
-    assert any(not torch.equal(a, b) for a, b in zip(tuned.state_dict().values(), base.state_dict().values()))
-    assert generator_training_flops(tmp_path / "tuned") == generator_training_flops(run) + summary["flops"]
-    generator = Generator.from_run(tmp_path / "tuned", steps=25)
-    assert generator.sampler == {"steps": 1, "guidance": 1.0, "noise": "coords", "keep_noise": "matrices",
-                                 "rebalance": "none"}
-    assert generator.sample("mlp:hidden=20", "digits").flops > 0  # an unseen width samples too
-    again = tune(run, corpus, tmp_path / "again", cfg, log=lambda line: None)
-    assert again["log"] == summary["log"]  # seeded: the same tune twice gives the same curve
-    assert tuned_already(run, corpus, tmp_path / "again", cfg)  # what lets `weightgen run` skip it on a rerun
-    assert not tuned_already(run, corpus, tmp_path / "again", TuneConfig(steps=3, pairs_per_step=2, batch_size=16,
-                                                                         eval_every=1, holdout_archs=["mlp:hidden=24x24"]))
-    assert not tuned_already(tmp_path / "tuned", corpus, tmp_path / "again", cfg)  # another base DiT
-    assert not tuned_already(run, corpus, tmp_path / "nowhere", cfg)
-    with pytest.raises(ValueError, match="new run folder"):
-        tune(run, corpus, run, cfg)
-    with pytest.raises(ValueError, match="unknown noise"):
-        TuneConfig(noise="uniform")
-    result = CliRunner().invoke(app, ["dit", "tune", "--run", str(run), "--corpus", str(corpus), "--out",
-                                      str(tmp_path / "cli"), "--noise", "uniform"])
-    assert result.exit_code != 0 and "unknown noise 'uniform'" in result.output and not (tmp_path / "cli").exists()
-
-
-def test_a_tune_on_two_processes_makes_the_update_of_one(setup, tmp_path):
-    """accelerate launch × 2 (MULTI_CPU, each process a share of every step's pairs) ends at one process's weights."""
-    import subprocess
-    import sys
-
-    from safetensors.torch import load_file
-
-    from weightgen.dit_tune import launch_tune
-
-    _, corpus, run = setup
-    # 3 pairs a step split 2 + 1; the lookahead, the bias penalty and the DiT's task dropout all draw per pair.
-    cfg = TuneConfig(steps=3, pairs_per_step=3, batch_size=16, eval_every=3, inner_steps=2, bias_penalty=1.0)
-    one = tune(run, corpus, tmp_path / "one", cfg, log=lambda line: None)
-    lines = []
-    two = launch_tune(run, corpus, tmp_path / "two", cfg, processes=2, log=lines.append)
-    assert any("2 processes (MULTI_CPU)" in line for line in lines) and any("step     3" in line for line in lines)
-    assert (one["processes"], two["processes"]) == (1, 2)
-    assert two["own_flops"] == one["own_flops"]  # the same work, counted on two processes and summed
-    a, b = (load_file(tmp_path / d / "dit" / "model.safetensors") for d in ("one", "two"))
-    assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-5
-    assert any(not torch.equal(a[k], v) for k, v in load_file(run / "dit" / "model.safetensors").items())
-    for key in ("val_acc_median", "lookahead_val_acc_median"):
-        assert two["log"][-1][key] == pytest.approx(one["log"][-1][key], abs=1e-6)
-    bad = subprocess.run([sys.executable, "-m", "weightgen.dit_tune", "--run-dir", str(run), "--corpus-dir", str(corpus),
-                          "--out-dir", str(tmp_path / "bad"), "--config", '{"steps": 0}'], capture_output=True, text=True)
-    assert bad.returncode == 2 and "--config" in bad.stderr and "steps" in bad.stderr
-    assert not (tmp_path / "bad").exists()
-
-
-def test_the_bias_penalty_shrinks_the_tuned_samples_biases(setup, tmp_path):
-    _, corpus, run = setup
-
-    def bias_square(penalty: float) -> float:
-        cfg = TuneConfig(steps=3, pairs_per_step=2, batch_size=16, eval_every=3, bias_penalty=penalty)
-        tune(run, corpus, tmp_path / f"p{penalty}", cfg, log=lambda line: None)
-        state = Generator.from_run(tmp_path / f"p{penalty}").sample("mlp:hidden=16", "digits").state_dicts[0]
-        return float(sum(v.pow(2).mean() for k, v in state.items() if k.endswith("bias")))
-
-    assert bias_square(100.0) < bias_square(0.0)
-    with pytest.raises(ValueError, match="bias_penalty"):
-        TuneConfig(bias_penalty=-1.0)
-
-
-def test_a_lookahead_tune_with_rebalancing_counts_its_steps_and_samples_at_the_targets_init_scale(setup, tmp_path):
-    from weightgen.data import input_shape
-    from weightgen.models import build_model
-    from weightgen.rebalance import chain_layers
-
-    _, corpus, run = setup
-    plain = tune(run, corpus, tmp_path / "plain", TuneConfig(steps=2, pairs_per_step=2, batch_size=16, eval_every=2),
-                 log=lambda line: None)
-    cfg = TuneConfig(steps=2, pairs_per_step=2, batch_size=16, eval_every=2, inner_steps=3, rebalance="logits")
-    looked = tune(run, corpus, tmp_path / "looked", cfg, log=lambda line: None)
-    assert looked["flops"] > plain["flops"]  # the fine-tune steps of the lookahead are part of the tune's cost
-    assert 0.0 <= looked["log"][-1]["lookahead_val_acc_median"] <= 1.0 and "lookahead_val_acc_median" not in plain["log"][-1]
-    generator = Generator.from_run(tmp_path / "looked")
-    assert generator.sampler["rebalance"] == "logits"
-    state = generator.sample("mlp:hidden=20x12", "digits", seed=5).state_dicts[0]
-    reference = build_model("mlp:hidden=20x12", input_shape("digits"), seed=5).state_dict()
-    for weight, _ in chain_layers(reference)[:-1]:  # every layer but the last, which keeps the logits as they were
-        assert float(state[weight].std()) == pytest.approx(float(reference[weight].std()), rel=1e-4)
-    # A tune of a tuned run carries the first tune's FLOPs, so the amortisation misses none of them.
-    second = tune(tmp_path / "looked", corpus, tmp_path / "second", TuneConfig(steps=1, pairs_per_step=1, batch_size=8,
-                                                                               eval_every=1), log=lambda line: None)
-    assert second["base_tune_flops"] == looked["flops"] and second["flops"] == looked["flops"] + second["own_flops"]
-    assert generator_training_flops(tmp_path / "second") == generator_training_flops(run) + second["flops"]
-    with pytest.raises(ValueError, match="inner_steps"):
-        TuneConfig(inner_steps=-1)
-    with pytest.raises(ValueError, match="unknown rebalance mode .all."):
-        TuneConfig(rebalance="all")
-    with pytest.raises(ValueError, match="unknown rebalance"):
-        Generator(generator.dit, generator.encoder, rebalance="weights")
-    config = json.loads((tmp_path / "second" / "dit" / "config.json").read_text())
-    config["sampler"]["rebalance"] = "weights"
-    (tmp_path / "second" / "dit" / "config.json").write_text(json.dumps(config))
-    with pytest.raises(GeneratorError, match="unknown rebalance mode .weights."):
-        Generator.from_run(tmp_path / "second")
 
 
 def test_generate_cli_writes_a_loadable_folder_and_refuses_bad_input(setup, tmp_path):
@@ -393,37 +255,6 @@ def test_a_sample_with_non_finite_weights_is_refused(setup):
         generator.encoder.latent_std.fill_(float("nan"))  # a broken decoder path
     with pytest.raises(GeneratorError, match="non-finite weights"):
         generator.sample("mlp:hidden=20", "digits", 1)
-
-
-def test_distillation_pulls_the_samples_toward_their_pairs_trained_member(setup, tmp_path):
-    from weightgen.corpus import Corpus, final_checkpoints
-    from weightgen.dit_tune import TuneTarget, _teachers
-    from weightgen.encoder import PatchAutoencoder
-
-    _, corpus, run = setup
-    store = Corpus(corpus)
-    frame = store.manifest()
-    arch, task = frame["arch"].iloc[0], frame["task"].iloc[0]
-    encoder = PatchAutoencoder.load(run / "encoder")
-    pair = TuneTarget(arch, task, encoder.config.patch_size, load_dit(run / "dit").cfg.latent_dim, "coords")
-    (teacher,) = _teachers(store, frame, [pair]).values()
-    finals = final_checkpoints(frame)
-    first = finals[(finals["arch"] == arch) & (finals["task"] == task)].sort_values("seed").iloc[0]
-    expected, _ = store.load(first["member"], int(first["step"]))
-    assert all(torch.equal(teacher[k], expected[k].float()) for k in expected)  # the lowest seed's final checkpoint
-    batch = torch.arange(32)
-    assert float(pair.distill_loss(teacher, teacher, batch)) == pytest.approx(0.0, abs=1e-6)
-
-    def kl_to_teacher(distill: float) -> float:
-        cfg = TuneConfig(steps=4, pairs_per_step=4, batch_size=16, eval_every=4, distill=distill)
-        tune(run, corpus, tmp_path / f"d{distill}", cfg, log=lambda line: None)
-        dit = load_dit(tmp_path / f"d{distill}" / "dit").eval()
-        with torch.no_grad():
-            return float(pair.distill_loss(pair.weights(dit, encoder, pair.start, cfg.keep_noise), teacher, batch))
-
-    assert kl_to_teacher(100.0) < kl_to_teacher(0.0)
-    with pytest.raises(ValueError, match="distill"):
-        TuneConfig(distill=-1.0)
 
 
 # --------------------------------------------------------------------------- the baseline cache

@@ -23,7 +23,7 @@ def _flow(entrypoint: str):
 
 def test_every_deployment_points_at_a_flow_and_its_parameters_are_valid():
     names = [d["name"] for d in _deployments()]
-    assert {"corpus", "encoder", "dit", "tune", "evaluate", "pipeline", "nightly"} <= set(names) and len(names) == len(set(names))
+    assert {"corpus", "encoder", "dit", "tune", "distill", "evaluate", "pipeline", "nightly"} <= set(names) and len(names) == len(set(names))
     for deployment in _deployments():
         flow = _flow(deployment["entrypoint"])
         schema = parameter_schema(flow)
@@ -80,3 +80,12 @@ def test_tune_parameters_are_refused_before_any_work():
                        ({"bias_penalty": -1.0}, "bias_penalty"), ({"noise": "uniform"}, "noise")):
         with pytest.raises(Exception, match=field):
             tune_flow.validate_parameters(bad)
+
+
+def test_distill_parameters_are_refused_before_any_work():
+    from flows.distill import distill_flow
+
+    distill_flow.validate_parameters({"preset": "tiny", "steps": 10, "function_weight": 1.0})
+    for bad, field in (({"preset": "XL"}, "preset"), ({"steps": 0}, "steps"), ({"function_weight": -1.0}, "function_weight")):
+        with pytest.raises(Exception, match=field):
+            distill_flow.validate_parameters(bad)

@@ -174,6 +174,36 @@ def _tune(run: Path, corpus: Path, out: Path, cfg, processes: int = 1) -> None:
     _print_summary(f"tuned DiT {out}", summary)
 
 
+@dit_app.command("distill")
+def dit_distill(
+    teacher: Path = typer.Option(..., help="a tuned run folder (`weightgen dit tune`): the teacher"),
+    corpus: Path = typer.Option(DEFAULT_CORPUS, help="corpus whose seen (architecture, task) pairs the student learns on"),
+    out: Path = typer.Option(..., help="new run folder for the student (the teacher is left as it is)"),
+    preset: str = typer.Option("tiny", help="the student DiT's size: tiny | S | M"),
+    steps: int = typer.Option(3000, min=1),
+    lr: float = typer.Option(1e-3, min=0.0),
+    function_weight: float = typer.Option(0.0, min=0.0, help="x KL from the teacher's network to the student's, added to the latent error"),
+    holdout_archs: str = typer.Option("", help="';'-separated corpus architectures kept out and scored as unseen"),
+) -> None:
+    """Teach a smaller DiT the tuned DiT's one-step samples: the same inits for fewer FLOPs (weightgen/dit_distill.py)."""
+    from weightgen.dit_distill import DistillConfig
+
+    try:
+        DistillConfig(preset=preset, steps=steps, lr=lr, function_weight=function_weight)
+    except ValueError as exc:
+        _fail(str(exc))
+    _quiet_prefect()
+    from flows.distill import distill_flow
+    from weightgen.corpus import CorpusError
+
+    try:
+        summary = distill_flow(teacher_dir=str(teacher), corpus_dir=str(corpus), out_dir=str(out), preset=preset,
+                               steps=steps, lr=lr, function_weight=function_weight, holdout_archs=holdout_archs)
+    except (CorpusError, ValueError, OSError, RuntimeError) as exc:
+        _fail(str(exc))
+    _print_summary(f"distilled DiT {out}", summary)
+
+
 @dit_app.command("sample")
 def dit_sample(
     arch: str = typer.Option(..., help="architecture spec, e.g. mlp:hidden=64x64"),

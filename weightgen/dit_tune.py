@@ -153,12 +153,19 @@ class TuneTarget:
         ``mode`` rebalances it to the skeleton's (seed-0) init scale, as the sampler does to the target's.
         ``drop_task`` ([1] bool): the training step's classifier-free-guidance dropout of the task condition.
         """
+        x0 = self.one_step_x0(dit, start, drop_task) + kept_start(start, self.coords, keep_noise)
+        return self.state_from_latents(encoder, x0, mode)
+
+    def one_step_x0(self, dit, start: torch.Tensor, drop_task: torch.Tensor | None = None) -> torch.Tensor:
+        """The DiT's prediction of the clean latents [1, N, latent] from ``start``: DDIM's x0 at t = T, as in diffusion.sample."""
         t = torch.full((1,), _T_LAST, dtype=torch.long, device=start.device)
         v = dit(start, t, self.coords, self.depth, self.mask, self.family, self.features, drop_task)
         a = diffusion.ALPHAS_CUMPROD[_T_LAST]
-        x0 = a.sqrt() * start - (1 - a).sqrt() * v  # DDIM's x0 at t = T, as in diffusion.sample
-        x0 = x0 + kept_start(start, self.coords, keep_noise)
-        state = differentiable_state_dict(self.tokens, encoder.decode(encoder.unstandardize(x0[0]), self.coords[0]))
+        return a.sqrt() * start - (1 - a).sqrt() * v
+
+    def state_from_latents(self, encoder, z: torch.Tensor, mode: str = "none") -> dict[str, torch.Tensor]:
+        """Latents [1, N, latent] decoded into this pair's state_dict (differentiable), rebalanced by ``mode``."""
+        state = differentiable_state_dict(self.tokens, encoder.decode(encoder.unstandardize(z[0]), self.coords[0]))
         return state if mode == "none" else rebalance(state, self.arch, self.model.state_dict(), mode)
 
     def loss(self, state, batch: torch.Tensor) -> torch.Tensor:

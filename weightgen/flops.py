@@ -63,10 +63,17 @@ def dit_training_flops(run_dir: str | os.PathLike, sample_steps: int = 4) -> int
 
 
 def generator_training_flops(run_dir: str | os.PathLike) -> int:
-    """Encoder + DiT training, plus a task-loss fine-tune's counted FLOPs when the run had one."""
+    """Encoder + DiT training, plus a task-loss fine-tune's counted FLOPs when the run had one.
+
+    A distilled run (:mod:`weightgen.dit_distill`) recorded its whole cost, its teacher's included.
+    """
+    from weightgen.dit_distill import DISTILL_FILE
     from weightgen.dit_tune import TUNE_FILE
 
     run_dir = Path(run_dir)
+    distilled = run_dir / "dit" / DISTILL_FILE
+    if distilled.is_file():
+        return int(json.loads(distilled.read_text())["flops"])
     finetune = run_dir / "dit" / TUNE_FILE
     extra = int(json.loads(finetune.read_text())["flops"]) if finetune.is_file() else 0
     return encoder_training_flops(run_dir / "encoder") + dit_training_flops(run_dir) + extra

@@ -1,0 +1,41 @@
+"""The distil flow: a tuned DiT's one-step samples taught to a smaller, cheaper DiT (``weightgen.dit_distill``)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from prefect import flow, get_run_logger
+from prefect.runtime import flow_run
+from pydantic import Field
+
+from tasks.distill import distill_task, log_distill_task
+from weightgen.dit_distill import DistillConfig
+
+
+@flow(name="distill", flow_run_name="distill-{out_dir}")
+def distill_flow(
+    teacher_dir: Annotated[str, Field(min_length=1, description="a tuned run folder (`weightgen dit tune`): the teacher")] = "runs/default/tuned-lookahead",
+    corpus_dir: Annotated[str, Field(min_length=1, description="corpus whose seen pairs the student learns the teacher on")] = "corpus/default",
+    out_dir: Annotated[str, Field(min_length=1, description="new run folder for the student (the teacher is left as it is)")] = "runs/default/distilled",
+    preset: Annotated[Literal["tiny", "S", "M"], Field(description="the student DiT's size")] = "tiny",
+    steps: Annotated[int, Field(ge=1, le=1_000_000)] = 3000,
+    lr: Annotated[float, Field(gt=0, le=1)] = 1e-3,
+    function_weight: Annotated[float, Field(ge=0, description="x KL from the teacher's network to the student's, added to the latent error")] = 0.0,
+    holdout_archs: Annotated[str, Field(description="';'-separated corpus architectures kept out and scored as unseen")] = "",
+) -> dict:
+    cfg = DistillConfig(preset=preset, steps=steps, lr=lr, function_weight=function_weight,
+                        holdout_archs=[a for a in holdout_archs.split(";") if a])
+    summary = distill_task(teacher_dir, corpus_dir, out_dir, cfg)
+    tags = {"prefect.flow_run_id": str(flow_run.id or ""), "prefect.parent_flow_run_id": str(flow_run.parent_flow_run_id or ""),
+            "prefect.root_flow_run_id": str(flow_run.root_flow_run_id or flow_run.id or "")}
+    run_id = log_distill_task(summary, tags)
+    last = summary["log"][-1]
+    result = {"student_val_acc_median": last["val_acc_median"], "teacher_val_acc_median": last["teacher_val_acc_median"],
+              "latent_error_median": last["latent_error_median"], "generator_flops": summary["flops"],
+              "wall_time_s": summary["wall_time_s"], "mlflow_run": run_id}
+    get_run_logger().info("distilled DiT %s: %s", out_dir, result)
+    return result
+
+
+if __name__ == "__main__":
+    distill_flow()

@@ -1,0 +1,243 @@
+"""Tuning the DiT by the task (weightgen.dit_tune) and distilling a tuned DiT into a smaller one (weightgen.dit_distill).
+
+The tiny corpus and generator they start from is conftest's ``setup``.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from weightgen.cli import app
+from weightgen.dit_distill import DistillConfig, DistillError, distill
+from weightgen.dit_train import load_dit
+from weightgen.dit_tune import TuneConfig, tune, tuned_already
+from weightgen.flops import generator_training_flops
+from weightgen.generate import Generator, GeneratorError
+
+
+def test_tuning_by_the_task_writes_a_new_run_that_samples_the_way_it_was_tuned(setup, tmp_path):
+    _, corpus, run = setup
+    base_bytes = (run / "dit" / "model.safetensors").read_bytes()
+    cfg = TuneConfig(steps=2, pairs_per_step=2, batch_size=16, eval_every=1, holdout_archs=["mlp:hidden=24x24"])
+    summary = tune(run, corpus, tmp_path / "tuned", cfg, log=lambda line: None)
+    assert (run / "dit" / "model.safetensors").read_bytes() == base_bytes  # the base run is left as it was
+    assert [row["step"] for row in summary["log"]] == [0, 1, 2] and summary["flops"] > 0
+    assert {"heldout/mlp:hidden=24x24@digits", "heldout/mlp:hidden=24x24@digits:rot90=1"} <= set(summary["log"][-1])
+    tuned, base = load_dit(tmp_path / "tuned" / "dit"), load_dit(run / "dit")
+    assert any(not torch.equal(a, b) for a, b in zip(tuned.state_dict().values(), base.state_dict().values()))
+    assert generator_training_flops(tmp_path / "tuned") == generator_training_flops(run) + summary["flops"]
+    generator = Generator.from_run(tmp_path / "tuned", steps=25)
+    assert generator.sampler == {"steps": 1, "guidance": 1.0, "noise": "coords", "keep_noise": "matrices",
+                                 "rebalance": "none"}
+    assert generator.sample("mlp:hidden=20", "digits").flops > 0  # an unseen width samples too
+    again = tune(run, corpus, tmp_path / "again", cfg, log=lambda line: None)
+    assert again["log"] == summary["log"]  # seeded: the same tune twice gives the same curve
+    assert tuned_already(run, corpus, tmp_path / "again", cfg)  # what lets `weightgen run` skip it on a rerun
+    assert not tuned_already(run, corpus, tmp_path / "again", TuneConfig(steps=3, pairs_per_step=2, batch_size=16,
+                                                                         eval_every=1, holdout_archs=["mlp:hidden=24x24"]))
+    assert not tuned_already(tmp_path / "tuned", corpus, tmp_path / "again", cfg)  # another base DiT
+    assert not tuned_already(run, corpus, tmp_path / "nowhere", cfg)
+    with pytest.raises(ValueError, match="new run folder"):
+        tune(run, corpus, run, cfg)
+    with pytest.raises(ValueError, match="unknown noise"):
+        TuneConfig(noise="uniform")
+    result = CliRunner().invoke(app, ["dit", "tune", "--run", str(run), "--corpus", str(corpus), "--out",
+                                      str(tmp_path / "cli"), "--noise", "uniform"])
+    assert result.exit_code != 0 and "unknown noise 'uniform'" in result.output and not (tmp_path / "cli").exists()
+
+
+def test_a_tune_on_two_processes_makes_the_update_of_one(setup, tmp_path):
+    """accelerate launch × 2 (MULTI_CPU, each process a share of every step's pairs) ends at one process's weights."""
+    import subprocess
+    import sys
+
+    from safetensors.torch import load_file
+
+    from weightgen.dit_tune import launch_tune
+
+    _, corpus, run = setup
+    # 3 pairs a step split 2 + 1; the lookahead, the bias penalty and the DiT's task dropout all draw per pair.
+    cfg = TuneConfig(steps=3, pairs_per_step=3, batch_size=16, eval_every=3, inner_steps=2, bias_penalty=1.0)
+    one = tune(run, corpus, tmp_path / "one", cfg, log=lambda line: None)
+    lines = []
+    two = launch_tune(run, corpus, tmp_path / "two", cfg, processes=2, log=lines.append)
+    assert any("2 processes (MULTI_CPU)" in line for line in lines) and any("step     3" in line for line in lines)
+    assert (one["processes"], two["processes"]) == (1, 2)
+    assert two["own_flops"] == one["own_flops"]  # the same work, counted on two processes and summed
+    a, b = (load_file(tmp_path / d / "dit" / "model.safetensors") for d in ("one", "two"))
+    assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-5
+    assert any(not torch.equal(a[k], v) for k, v in load_file(run / "dit" / "model.safetensors").items())
+    for key in ("val_acc_median", "lookahead_val_acc_median"):
+        assert two["log"][-1][key] == pytest.approx(one["log"][-1][key], abs=1e-6)
+    bad = subprocess.run([sys.executable, "-m", "weightgen.dit_tune", "--run-dir", str(run), "--corpus-dir", str(corpus),
+                          "--out-dir", str(tmp_path / "bad"), "--config", '{"steps": 0}'], capture_output=True, text=True)
+    assert bad.returncode == 2 and "--config" in bad.stderr and "steps" in bad.stderr
+    assert not (tmp_path / "bad").exists()
+
+
+def test_the_bias_penalty_shrinks_the_tuned_samples_biases(setup, tmp_path):
+    _, corpus, run = setup
+
+    def bias_square(penalty: float) -> float:
+        cfg = TuneConfig(steps=3, pairs_per_step=2, batch_size=16, eval_every=3, bias_penalty=penalty)
+        tune(run, corpus, tmp_path / f"p{penalty}", cfg, log=lambda line: None)
+        state = Generator.from_run(tmp_path / f"p{penalty}").sample("mlp:hidden=16", "digits").state_dicts[0]
+        return float(sum(v.pow(2).mean() for k, v in state.items() if k.endswith("bias")))
+
+    assert bias_square(100.0) < bias_square(0.0)
+    with pytest.raises(ValueError, match="bias_penalty"):
+        TuneConfig(bias_penalty=-1.0)
+
+
+def test_a_lookahead_tune_with_rebalancing_counts_its_steps_and_samples_at_the_targets_init_scale(setup, tmp_path):
+    from weightgen.data import input_shape
+    from weightgen.models import build_model
+    from weightgen.rebalance import chain_layers
+
+    _, corpus, run = setup
+    plain = tune(run, corpus, tmp_path / "plain", TuneConfig(steps=2, pairs_per_step=2, batch_size=16, eval_every=2),
+                 log=lambda line: None)
+    cfg = TuneConfig(steps=2, pairs_per_step=2, batch_size=16, eval_every=2, inner_steps=3, rebalance="logits")
+    looked = tune(run, corpus, tmp_path / "looked", cfg, log=lambda line: None)
+    assert looked["flops"] > plain["flops"]  # the fine-tune steps of the lookahead are part of the tune's cost
+    assert 0.0 <= looked["log"][-1]["lookahead_val_acc_median"] <= 1.0 and "lookahead_val_acc_median" not in plain["log"][-1]
+    generator = Generator.from_run(tmp_path / "looked")
+    assert generator.sampler["rebalance"] == "logits"
+    state = generator.sample("mlp:hidden=20x12", "digits", seed=5).state_dicts[0]
+    reference = build_model("mlp:hidden=20x12", input_shape("digits"), seed=5).state_dict()
+    for weight, _ in chain_layers(reference)[:-1]:  # every layer but the last, which keeps the logits as they were
+        assert float(state[weight].std()) == pytest.approx(float(reference[weight].std()), rel=1e-4)
+    # A tune of a tuned run carries the first tune's FLOPs, so the amortisation misses none of them.
+    second = tune(tmp_path / "looked", corpus, tmp_path / "second", TuneConfig(steps=1, pairs_per_step=1, batch_size=8,
+                                                                               eval_every=1), log=lambda line: None)
+    assert second["base_tune_flops"] == looked["flops"] and second["flops"] == looked["flops"] + second["own_flops"]
+    assert generator_training_flops(tmp_path / "second") == generator_training_flops(run) + second["flops"]
+    with pytest.raises(ValueError, match="inner_steps"):
+        TuneConfig(inner_steps=-1)
+    with pytest.raises(ValueError, match="unknown rebalance mode .all."):
+        TuneConfig(rebalance="all")
+    with pytest.raises(ValueError, match="unknown rebalance"):
+        Generator(generator.dit, generator.encoder, rebalance="weights")
+    config = json.loads((tmp_path / "second" / "dit" / "config.json").read_text())
+    config["sampler"]["rebalance"] = "weights"
+    (tmp_path / "second" / "dit" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(GeneratorError, match="unknown rebalance mode .weights."):
+        Generator.from_run(tmp_path / "second")
+
+
+
+def test_distillation_pulls_the_samples_toward_their_pairs_trained_member(setup, tmp_path):
+    from weightgen.corpus import Corpus, final_checkpoints
+    from weightgen.dit_tune import TuneTarget, _teachers
+    from weightgen.encoder import PatchAutoencoder
+
+    _, corpus, run = setup
+    store = Corpus(corpus)
+    frame = store.manifest()
+    arch, task = frame["arch"].iloc[0], frame["task"].iloc[0]
+    encoder = PatchAutoencoder.load(run / "encoder")
+    pair = TuneTarget(arch, task, encoder.config.patch_size, load_dit(run / "dit").cfg.latent_dim, "coords")
+    (teacher,) = _teachers(store, frame, [pair]).values()
+    finals = final_checkpoints(frame)
+    first = finals[(finals["arch"] == arch) & (finals["task"] == task)].sort_values("seed").iloc[0]
+    expected, _ = store.load(first["member"], int(first["step"]))
+    assert all(torch.equal(teacher[k], expected[k].float()) for k in expected)  # the lowest seed's final checkpoint
+    batch = torch.arange(32)
+    assert float(pair.distill_loss(teacher, teacher, batch)) == pytest.approx(0.0, abs=1e-6)
+
+    def kl_to_teacher(distill: float) -> float:
+        cfg = TuneConfig(steps=4, pairs_per_step=4, batch_size=16, eval_every=4, distill=distill)
+        tune(run, corpus, tmp_path / f"d{distill}", cfg, log=lambda line: None)
+        dit = load_dit(tmp_path / f"d{distill}" / "dit").eval()
+        with torch.no_grad():
+            return float(pair.distill_loss(pair.weights(dit, encoder, pair.start, cfg.keep_noise), teacher, batch))
+
+    assert kl_to_teacher(100.0) < kl_to_teacher(0.0)
+    with pytest.raises(ValueError, match="distill"):
+        TuneConfig(distill=-1.0)
+
+
+
+# --------------------------------------------------------------------------- distillation into a smaller DiT
+@pytest.fixture(scope="module")
+def teacher(setup, tmp_path_factory):
+    """A tuned run (one-step sampler from coordinate noise): what a student is distilled from."""
+    _, corpus, run = setup
+    out = tmp_path_factory.mktemp("teacher") / "tuned"
+    tune(run, corpus, out, TuneConfig(steps=3, pairs_per_step=2, batch_size=16, eval_every=3), log=lambda line: None)
+    return out
+
+
+def test_a_student_learns_the_teachers_samples_samples_like_it_and_counts_the_whole_cost(setup, teacher, tmp_path):
+    from weightgen.dit_tune import TuneTarget
+    from weightgen.encoder import PatchAutoencoder
+
+    _, corpus, _ = setup
+    teacher_bytes = (teacher / "dit" / "model.safetensors").read_bytes()
+    cfg = DistillConfig(steps=30, pairs_per_step=2, eval_every=15, lr=3e-3, holdout_archs=["mlp:hidden=24x24"])
+    summary = distill(teacher, corpus, tmp_path / "student", cfg, log=lambda line: None)
+    assert (teacher / "dit" / "model.safetensors").read_bytes() == teacher_bytes  # the teacher is left as it was
+    log = summary["log"]
+    assert [row["step"] for row in log] == [0, 15, 30]
+    assert log[-1]["latent_error_median"] < 0.8 * log[0]["latent_error_median"]  # it learns the teacher's x0
+    assert "heldout_latent_error_median" in log[-1]  # the held-out architecture is scored apart
+    # The student samples the way the teacher does, and its x0 is the one it was trained to give.
+    student = Generator.from_run(tmp_path / "student")
+    assert student.sampler == Generator.from_run(teacher).sampler
+    encoder = PatchAutoencoder.load(teacher / "encoder")
+    pair = TuneTarget("mlp:hidden=16", "digits", encoder.config.patch_size, student.dit.cfg.latent_dim, "coords")
+    with torch.no_grad():
+        target = pair.one_step_x0(load_dit(teacher / "dit"), pair.start)
+        error = float((pair.one_step_x0(student.dit, pair.start) - target).norm() / target.norm())
+    assert error < 0.8
+    # The whole cost: the teacher's generator and the distillation, for the bench's amortisation.
+    assert summary["own_flops"] > 0
+    assert generator_training_flops(tmp_path / "student") == generator_training_flops(teacher) + summary["own_flops"]
+    again = distill(teacher, corpus, tmp_path / "again", cfg, log=lambda line: None)
+    assert again["log"] == log  # seeded: the same distillation twice gives the same curve
+
+
+def test_the_function_term_brings_the_students_predictions_to_the_teachers(setup, teacher, tmp_path):
+    from weightgen.dit_tune import TuneTarget
+    from weightgen.encoder import PatchAutoencoder
+    from weightgen.sampling import kept_start
+
+    _, corpus, _ = setup
+    encoder = PatchAutoencoder.load(teacher / "encoder")
+    pair = TuneTarget("mlp:hidden=16", "digits", encoder.config.patch_size, 8, "coords")
+
+    def state(run):
+        with torch.no_grad():
+            x0 = pair.one_step_x0(load_dit(run / "dit"), pair.start)
+            return pair.state_from_latents(encoder, x0 + kept_start(pair.start, pair.coords, "matrices"))
+
+    def kl_to_teacher(weight: float) -> float:
+        cfg = DistillConfig(steps=20, pairs_per_step=4, eval_every=20, lr=3e-3, function_weight=weight)
+        distill(teacher, corpus, tmp_path / f"f{weight}", cfg, log=lambda line: None)
+        return float(pair.distill_loss(state(tmp_path / f"f{weight}"), state(teacher), torch.arange(64)))
+
+    assert kl_to_teacher(100.0) < kl_to_teacher(0.0)
+
+
+def test_only_a_one_step_teacher_is_distilled_and_bad_settings_are_refused(setup, teacher, tmp_path):
+    _, corpus, run = setup
+    with pytest.raises(DistillError, match="one-step DiT from coordinate noise"):
+        distill(run, corpus, tmp_path / "s", DistillConfig(steps=1))  # a diffusion DiT: DDIM from Gaussian noise
+    with pytest.raises(DistillError, match="new run folder"):
+        distill(teacher, corpus, teacher, DistillConfig(steps=1))
+    with pytest.raises(DistillError, match="no corpus pair left"):
+        distill(teacher, corpus, tmp_path / "s", DistillConfig(steps=1, holdout_archs=["mlp:hidden=16", "mlp:hidden=24x24"]))
+    for bad, match in (({"preset": "XL"}, "unknown preset 'XL'"), ({"steps": 0}, "steps"), ({"function_weight": -1.0}, "function_weight")):
+        with pytest.raises(ValueError, match=match):
+            DistillConfig(**bad)
+    assert not (tmp_path / "s").exists()
+    result = CliRunner().invoke(app, ["dit", "distill", "--teacher", str(teacher), "--corpus", str(corpus), "--out",
+                                      str(tmp_path / "cli"), "--preset", "XL"])
+    assert result.exit_code != 0 and "unknown preset 'XL'" in result.output and not (tmp_path / "cli").exists()
+    result = CliRunner().invoke(app, ["dit", "distill", "--teacher", str(run), "--corpus", str(corpus), "--out",
+                                      str(tmp_path / "cli")])
+    assert result.exit_code != 0 and "one-step DiT" in result.output and not (tmp_path / "cli").exists()

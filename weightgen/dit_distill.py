@@ -1,0 +1,208 @@
+"""Distil a tuned DiT into a smaller one: the same one-step samples at a fraction of the price.
+
+The bench charges every init for what it cost to make, and one sample of the preset-S DiT costs
+5e8–1.5e9 FLOPs, about 100 training steps of a digits network. On those cases the sample's price,
+not its quality, loses the saving (docs/results.md, items 25–30). The student is a smaller DiT that
+reads the same encoder's latents and is trained to give the teacher's one-step prediction from the
+same start (coordinate noise), on the corpus's seen (architecture, task) pairs:
+
+    loss = mean square of (student's x0 − teacher's x0)          # in latent space, every token
+         + ``function_weight`` × KL(teacher's network ‖ student's network) on a training batch
+
+No corpus weights and no unseen data are read: the teacher's samples are the targets. The student's
+run folder samples like the teacher (``dit/config.json``'s ``sampler``), and its ``dit/distill.json``
+counts the generator's whole training cost, the teacher's included, for the bench's amortisation.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from weightgen.io import atomic_write_json, file_digest
+
+DISTILL_FILE = "distill.json"
+
+
+class DistillError(ValueError):
+    """A teacher that cannot be distilled, or settings that make no student."""
+
+
+@dataclass
+class DistillConfig:
+    preset: str = "tiny"  # the student's size (weightgen.dit.DIT_PRESETS)
+    steps: int = 3000
+    pairs_per_step: int = 8
+    lr: float = 1e-3
+    eval_every: int = 500
+    function_weight: float = 0.0  # > 0: + this × KL(teacher's network ‖ student's) on a batch of the pair's training data
+    batch_size: int = 128
+    holdout_archs: list[str] = field(default_factory=list)  # corpus architectures never distilled on, scored apart
+    seed: int = 0
+
+    def __post_init__(self):
+        from weightgen.dit import DIT_PRESETS
+
+        if self.preset not in DIT_PRESETS:
+            raise ValueError(f"unknown preset {self.preset!r}; valid: {', '.join(DIT_PRESETS)}")
+        if min(self.steps, self.pairs_per_step, self.eval_every, self.batch_size) < 1 or self.lr <= 0:
+            raise ValueError("steps, pairs_per_step, eval_every and batch_size must be >= 1 and lr > 0")
+        if self.function_weight < 0:
+            raise ValueError(f"function_weight must be >= 0, got {self.function_weight}")
+
+
+def teacher_sampler(run_dir: Path) -> dict:
+    """The teacher's one-step sampler from its ``dit/config.json``; a clear error for any other DiT."""
+    config_file = run_dir / "dit" / "config.json"
+    if not config_file.is_file():
+        raise DistillError(f"{run_dir}: no dit/config.json; the teacher must be a tuned run (`weightgen dit tune`)")
+    sampler = json.loads(config_file.read_text()).get("sampler", {})
+    if sampler.get("steps") != 1 or sampler.get("noise") != "coords":
+        raise DistillError(f"{run_dir}: the teacher samples with {sampler or 'DDIM from Gaussian noise'}; only a "
+                           "one-step DiT from coordinate noise (a `weightgen dit tune` run) can be distilled")
+    return sampler
+
+
+def distill(teacher_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_dir: str | os.PathLike,
+            cfg: DistillConfig | None = None, log=print) -> dict:
+    """Train a ``cfg.preset`` student on the teacher's one-step samples of the corpus's pairs; write a run folder."""
+    from tqdm.auto import tqdm
+
+    from weightgen.corpus import Corpus
+    from weightgen.dit import DIT_PRESETS, DiT, DiTConfig
+    from weightgen.dit_train import load_dit
+    from weightgen.dit_tune import TuneTarget
+    from weightgen.encoder import PatchAutoencoder
+    from weightgen.flops import generator_training_flops
+    from weightgen.sampling import kept_start
+    from weightgen.specs import parse_arch
+
+    cfg = cfg or DistillConfig()
+    teacher_dir, out_dir = Path(teacher_dir), Path(out_dir)
+    if teacher_dir.resolve() == out_dir.resolve():
+        raise DistillError(f"{out_dir}: distil into a new run folder; the teacher {teacher_dir} stays as it is")
+    sampler = teacher_sampler(teacher_dir)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    torch.manual_seed(cfg.seed)
+    encoder = PatchAutoencoder.load(teacher_dir / "encoder").eval().to(device)
+    encoder.requires_grad_(False)
+    teacher = load_dit(teacher_dir / "dit").eval().to(device)
+    teacher.requires_grad_(False)
+    student = DiT(DiTConfig(**{**asdict(teacher.cfg), **DIT_PRESETS[cfg.preset]})).train().to(device)
+
+    frame = Corpus(corpus_dir).require_nonempty()
+    frame = frame[frame["family"] != "external"]
+    holdout = {parse_arch(a).to_string() for a in cfg.holdout_archs}
+    every = [TuneTarget(a, t, encoder.config.patch_size, teacher.cfg.latent_dim, "coords").to(device)
+             for a, t in sorted(set(zip(frame["arch"], frame["task"])))]
+    pairs = [p for p in every if p.arch not in holdout]
+    if not pairs:
+        raise DistillError(f"no corpus pair left to distil on once {sorted(holdout)} are held out")
+    keep, mode = sampler["keep_noise"], sampler.get("rebalance", "none")
+
+    with FlopCounterMode(display=False) as counter:
+        with torch.no_grad():  # the targets: the teacher's x0 on every pair, and the network it gives
+            targets = {id(p): p.one_step_x0(teacher, p.start)
+                       for p in tqdm(every, desc="teacher samples", leave=False)}
+            teacher_states = {id(p): p.state_from_latents(encoder, targets[id(p)] + kept_start(p.start, p.coords, keep), mode)
+                              for p in every}
+        teacher_acc = {id(p): p.val_acc(teacher_states[id(p)]) for p in every}
+        log(f"{len(pairs)} training (architecture, task) pairs, {len(every) - len(pairs)} held out; student "
+            f"{cfg.preset} ({sum(q.numel() for q in student.parameters()):,} parameters) on {device}")
+
+        def evaluate(step: int) -> dict:
+            student.eval()
+            rows = []
+            with torch.no_grad():
+                for p in every:
+                    x0 = p.one_step_x0(student, p.start)
+                    target = targets[id(p)]
+                    state = p.state_from_latents(encoder, x0 + kept_start(p.start, p.coords, keep), mode)
+                    rows.append({"held": p.arch in holdout, "acc": p.val_acc(state), "teacher_acc": teacher_acc[id(p)],
+                                 "error": float((x0 - target).norm() / target.norm().clamp(min=1e-12))})
+            student.train()
+            scores = pd.DataFrame(rows)
+            row = {"step": step}
+            for name, part in (("", scores[~scores["held"]]), ("heldout_", scores[scores["held"]])):
+                if len(part):
+                    row.update({f"{name}val_acc_median": float(part["acc"].median()),
+                                f"{name}teacher_val_acc_median": float(part["teacher_acc"].median()),
+                                f"{name}acc_gap_median": float((part["teacher_acc"] - part["acc"]).median()),
+                                f"{name}latent_error_median": float(part["error"].median())})
+            log(f"step {step:5d}  student val acc median {row['val_acc_median']:.3f} (teacher "
+                f"{row['teacher_val_acc_median']:.3f}), latent error {row['latent_error_median']:.3f}"
+                + (f"; held out {row['heldout_val_acc_median']:.3f} (teacher {row['heldout_teacher_val_acc_median']:.3f})"
+                   if holdout else ""))
+            return row
+
+        optimizer = torch.optim.AdamW(student.parameters(), lr=cfg.lr)
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, cfg.steps)
+        history, running, started = [evaluate(0)], 0.0, time.perf_counter()
+        for step in tqdm(range(1, cfg.steps + 1), desc="distil", leave=False):
+            g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
+            chosen = torch.randperm(len(pairs), generator=g)[: cfg.pairs_per_step].tolist()
+            optimizer.zero_grad(set_to_none=True)
+            for i in chosen:
+                p = pairs[i]
+                x0 = p.one_step_x0(student, p.start)
+                loss = (x0 - targets[id(p)]).pow(2).mean()
+                if cfg.function_weight:
+                    state = p.state_from_latents(encoder, x0 + kept_start(p.start, p.coords, keep), mode)
+                    loss = loss + cfg.function_weight * p.distill_loss(state, teacher_states[id(p)], p.batch(cfg.batch_size, g))
+                (loss / len(chosen)).backward()
+                running += loss.item() / len(chosen)
+            torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
+            optimizer.step()
+            schedule.step()
+            if step % cfg.eval_every == 0 or step == cfg.steps:
+                log(f"step {step:5d}  loss {running / (step - history[-1]['step']):.4f}  ({time.perf_counter() - started:.0f} s)")
+                running = 0.0
+                history.append(evaluate(step))
+    own = int(counter.get_total_flops())
+    teacher_flops = generator_training_flops(teacher_dir)
+    summary = {"teacher_run": str(teacher_dir), "teacher_dit_sha256": file_digest(teacher_dir / "dit" / "model.safetensors"),
+               "corpus": str(corpus_dir), **asdict(cfg), "flops": own + teacher_flops, "own_flops": own,
+               "teacher_generator_flops": teacher_flops, "wall_time_s": time.perf_counter() - started,
+               "sampler": sampler, "log": history}
+    _write_run(student.eval().cpu(), teacher_dir, out_dir, summary)
+    log(f"wrote {out_dir} ({own:.3e} FLOPs, {teacher_flops:.3e} more for the teacher; {summary['wall_time_s']:.0f} s)")
+    return summary
+
+
+def _write_run(student, teacher_dir: Path, out_dir: Path, summary: dict) -> None:
+    """The student's run folder: the teacher's encoder, the student DiT with the teacher's sampler, the summary."""
+    from weightgen.dit_train import save_pretrained
+
+    shutil.copytree(teacher_dir / "encoder", out_dir / "encoder", dirs_exist_ok=True)
+    save_pretrained(student, out_dir / "dit", weights="distilled")
+    config = json.loads((out_dir / "dit" / "config.json").read_text())
+    atomic_write_json(out_dir / "dit" / "config.json", {**config, "sampler": summary["sampler"]})
+    atomic_write_json(out_dir / "dit" / DISTILL_FILE, summary)
+    pd.DataFrame(summary["log"]).to_csv(out_dir / "distill.csv", index=False)
+
+
+def log_distill(summary: dict, tags: dict[str, str] | None = None) -> str:
+    """One MLflow run in the ``dit`` experiment: the config as params, every evaluation as metrics."""
+    import mlflow
+
+    from weightgen.tracking import stage_run
+
+    counts = ("flops", "own_flops", "teacher_generator_flops", "wall_time_s")
+    params = {k: v for k, v in summary.items() if k != "log" and k not in counts}
+    with stage_run("dit", run_name=f"dit-distill-{Path(summary['teacher_run']).name}", params=params,
+                   tags={"weightgen.kind": "distill", **(tags or {})}) as run:
+        for row in summary["log"]:
+            mlflow.log_metrics({k: v for k, v in row.items() if k != "step"}, step=row["step"])
+        mlflow.log_metrics({"generator_flops": summary["flops"], **{k: summary[k] for k in counts[1:]}})
+        return run.info.run_id
+
+
+__all__ = ["DISTILL_FILE", "DistillConfig", "DistillError", "distill", "log_distill", "teacher_sampler"]
