@@ -4,7 +4,7 @@ The suite is checked against the corpus manifest first (an unseen case that leak
 any compute); jobs run on a process pool; scoring, tables, plots and MLflow logging run once at the end.
 
 Each (case, seed) is two tasks: the generated methods, run every time, and the generator-free
-baselines, cached by Prefect under ``weightgen.bench.baseline_key`` (case, seed, recipe, corpus
+baselines, cached by Prefect under ``weightgen.bench_cache.baseline_key`` (case, seed, recipe, corpus
 manifest, code), so benching a new generator re-runs only its own fine-tunes. ``refresh_baselines``
 runs them again; reused rows are marked in the results table's ``reused`` column.
 """
@@ -22,7 +22,8 @@ from pydantic import Field
 
 from tasks.corpus import limit_torch_threads
 from tasks.evaluate import baseline_job_task, check_suite_task, finish_task, run_job_task
-from weightgen.bench import BASELINE_METHODS, baseline_key, plan, relabel
+from weightgen.bench import BASELINE_METHODS, plan
+from weightgen.bench_cache import baseline_key, relabel
 from weightgen.suite import load_suite
 
 

@@ -26,7 +26,7 @@ def run_job_task(suite: Suite, job: Job, methods: list[str]) -> dict[str, Any]:
     return run_job(suite, job, methods)
 
 
-# The generator-free methods, cached under weightgen.bench.baseline_key (computed by the flow): the next
+# The generator-free methods, cached under weightgen.bench_cache.baseline_key (computed by the flow): the next
 # bench on the same corpus and code reuses them. Persisted as JSON in Prefect's local result storage.
 @task(name="bench-baselines", task_run_name="baselines-{job.label}", cache_key_fn=_given_key, persist_result=True,
       result_serializer="json")

@@ -270,7 +270,8 @@ def _suite_file(path: Path, corpus, run, **changes) -> Path:
 
 
 def test_baseline_key_follows_what_the_baselines_read(setup, tmp_path):
-    from weightgen.bench import Job, baseline_key
+    from weightgen.bench import Job
+    from weightgen.bench_cache import baseline_key
 
     _, corpus, run = setup
     suite = _tiny_suite(corpus, run)
@@ -293,7 +294,8 @@ def test_baseline_key_follows_what_the_baselines_read(setup, tmp_path):
 
 
 def test_a_reused_result_takes_the_names_and_place_of_the_suite_that_reuses_it(setup):
-    from weightgen.bench import Job, relabel
+    from weightgen.bench import Job
+    from weightgen.bench_cache import relabel
 
     _, corpus, run = setup
     made = _tiny_suite(corpus, run)
