@@ -28,7 +28,7 @@ from reference_conditioned import LEAVE_OUT, reference, without
 
 from weightgen import diffusion
 from weightgen.baselines import CorpusIndex
-from weightgen.dit_tune import TuneTarget, differentiable_state_dict
+from weightgen.tune_target import TuneTarget, differentiable_state_dict
 from weightgen.encoder import PatchAutoencoder
 from weightgen.specs import parse_arch
 

@@ -132,7 +132,8 @@ def test_a_lookahead_tune_with_rebalancing_counts_its_steps_and_samples_at_the_t
 
 def test_distillation_pulls_the_samples_toward_their_pairs_trained_member(setup, tmp_path):
     from weightgen.corpus import Corpus, final_checkpoints
-    from weightgen.dit_tune import TuneTarget, _teachers
+    from weightgen.dit_tune import _teachers
+    from weightgen.tune_target import TuneTarget
     from weightgen.encoder import PatchAutoencoder
 
     _, corpus, run = setup
@@ -173,7 +174,7 @@ def teacher(setup, tmp_path_factory):
 
 
 def test_a_student_learns_the_teachers_samples_samples_like_it_and_counts_the_whole_cost(setup, teacher, tmp_path):
-    from weightgen.dit_tune import TuneTarget
+    from weightgen.tune_target import TuneTarget
     from weightgen.encoder import PatchAutoencoder
 
     _, corpus, _ = setup
@@ -202,7 +203,7 @@ def test_a_student_learns_the_teachers_samples_samples_like_it_and_counts_the_wh
 
 
 def test_the_function_term_brings_the_students_predictions_to_the_teachers(setup, teacher, tmp_path):
-    from weightgen.dit_tune import TuneTarget
+    from weightgen.tune_target import TuneTarget
     from weightgen.encoder import PatchAutoencoder
     from weightgen.sampling import kept_start
 

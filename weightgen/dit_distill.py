@@ -79,7 +79,7 @@ def distill(teacher_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_d
     from weightgen.corpus import Corpus
     from weightgen.dit import DIT_PRESETS, DiT, DiTConfig
     from weightgen.dit_train import load_dit
-    from weightgen.dit_tune import TuneTarget
+    from weightgen.tune_target import TuneTarget
     from weightgen.encoder import PatchAutoencoder
     from weightgen.flops import generator_training_flops
     from weightgen.sampling import kept_start

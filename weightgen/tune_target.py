@@ -1,0 +1,134 @@
+"""One corpus pair as a target of the one-step sampler: what the tune and the distillation train on.
+
+A :class:`TuneTarget` is an (architecture, task) with its token template, conditioning, a network
+skeleton, its training and validation data and its start (coordinate noise or a seeded draw). It
+turns the DiT's one-step prediction into a differentiable state_dict, scores it by cross-entropy,
+and moves it by a few fine-tune steps (the lookahead) — the pieces :mod:`weightgen.dit_tune` and
+:mod:`weightgen.dit_distill` share.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch.func import functional_call
+
+from weightgen import diffusion
+from weightgen.rebalance import rebalance
+from weightgen.sampling import kept_start
+from weightgen.sequences import fan_in_scales
+from weightgen.tokens import Tokens
+
+_T_LAST = diffusion.NUM_TRAIN_STEPS - 1
+
+
+def differentiable_state_dict(tokens: Tokens, values: torch.Tensor) -> dict[str, torch.Tensor]:
+    """``sequences.denormalize`` without its detach (float32 networks), so gradients reach ``values``."""
+    patches = values * fan_in_scales(tokens).to(values.device)[:, None]
+    out = {}
+    for lay in tokens.layout:
+        if lay.is_passthrough:
+            out[lay.name] = tokens.passthrough[lay.name].to(values.device)
+            continue
+        src = patches[lay.first_patch : lay.first_patch + lay.num_patches]
+        out[lay.name] = (src.reshape(lay.rows, -1)[:, : lay.cols] if lay.rows else src.new_zeros(0, 0)).reshape(lay.shape)
+    return out
+
+
+class TuneTarget:
+    """One (architecture, task): its token template, conditioning, a network skeleton, its data and its start."""
+
+    def __init__(self, arch: str, task: str, patch_size: int, latent_dim: int, noise: str, lr: float = 3e-3):
+        from weightgen.data import input_shape, load_task
+        from weightgen.models import build_model
+        from weightgen.sampling import coordinate_noise, template
+        from weightgen.sequences import family_id, task_features
+        from weightgen.specs import parse_arch
+
+        self.arch, self.task, self.lr = arch, task, lr  # lr: the fine-tune recipe's, for lookahead
+        self.tokens = template(arch, task, patch_size)
+        n = len(self.tokens)
+        self.coords, self.depth = self.tokens.coords[None], self.tokens.depth[None]
+        self.mask = torch.ones(1, n, dtype=torch.bool)
+        self.family = torch.tensor([family_id(parse_arch(arch).family)])
+        self.features = task_features(task)[None]
+        self.model = build_model(arch, input_shape(task), seed=0)
+        data = load_task(task)
+        self.train, self.val = data.train, data.val
+        # The start Generator.sample(seed=0) uses for this pair: coordinate noise, or the seed-0 Gaussian draw.
+        self.start = (coordinate_noise(self.tokens.coords, latent_dim)[None] if noise == "coords"
+                      else torch.randn(1, n, latent_dim, generator=torch.Generator().manual_seed(0)))
+
+    def to(self, device: torch.device) -> "TuneTarget":
+        """Everything a step touches on ``device`` (the token template stays put: the state dict follows the values)."""
+        from weightgen.data import Split
+
+        for name in ("coords", "depth", "mask", "family", "features", "start"):
+            setattr(self, name, getattr(self, name).to(device))
+        self.model = self.model.to(device)
+        self.train, self.val = (Split(s.x.to(device), s.y.to(device)) for s in (self.train, self.val))
+        return self
+
+    def batch(self, batch_size: int, generator: torch.Generator) -> torch.Tensor:
+        """Training-row indices drawn from ``generator`` (on the CPU, so every device draws the same)."""
+        return torch.randint(0, len(self.train), (batch_size,), generator=generator).to(self.train.y.device)
+
+    def weights(self, dit, encoder, start: torch.Tensor, keep_noise: str, mode: str = "none",
+                drop_task: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """The one-step sample from ``start`` as a state_dict, differentiable with respect to the DiT.
+
+        ``mode`` rebalances it to the skeleton's (seed-0) init scale, as the sampler does to the target's.
+        ``drop_task`` ([1] bool): the training step's classifier-free-guidance dropout of the task condition.
+        """
+        x0 = self.one_step_x0(dit, start, drop_task) + kept_start(start, self.coords, keep_noise)
+        return self.state_from_latents(encoder, x0, mode)
+
+    def one_step_x0(self, dit, start: torch.Tensor, drop_task: torch.Tensor | None = None) -> torch.Tensor:
+        """The DiT's prediction of the clean latents [1, N, latent] from ``start``: DDIM's x0 at t = T, as in diffusion.sample."""
+        t = torch.full((1,), _T_LAST, dtype=torch.long, device=start.device)
+        v = dit(start, t, self.coords, self.depth, self.mask, self.family, self.features, drop_task)
+        a = diffusion.ALPHAS_CUMPROD[_T_LAST]
+        return a.sqrt() * start - (1 - a).sqrt() * v
+
+    def state_from_latents(self, encoder, z: torch.Tensor, mode: str = "none") -> dict[str, torch.Tensor]:
+        """Latents [1, N, latent] decoded into this pair's state_dict (differentiable), rebalanced by ``mode``."""
+        state = differentiable_state_dict(self.tokens, encoder.decode(encoder.unstandardize(z[0]), self.coords[0]))
+        return state if mode == "none" else rebalance(state, self.arch, self.model.state_dict(), mode)
+
+    def loss(self, state, batch: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(functional_call(self.model, state, (self.train.x[batch],)), self.train.y[batch])
+
+    def distill_loss(self, state, teacher, batch: torch.Tensor) -> torch.Tensor:
+        """KL(teacher ‖ sample) of the predictions on the batch: the trained member's soft targets."""
+        x = self.train.x[batch]
+        with torch.no_grad():
+            target = F.log_softmax(functional_call(self.model, teacher, (x,)), -1)
+        return F.kl_div(F.log_softmax(functional_call(self.model, state, (x,)), -1), target, log_target=True,
+                        reduction="batchmean")
+
+    def lookahead(self, state, steps: int, batch_size: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """``state`` moved by ``steps`` AdamW steps at the recipe's LR, the move detached (first-order).
+
+        The loss there, differentiated through the identity path ``state + move``, gives the gradient at
+        the point the fine-tune reaches, applied to the sample: first-order MAML, which drops the
+        derivative of the move itself (for Adam's first step, sign descent, that term is zero almost
+        everywhere; later steps make it an approximation). It scores a sample by where fine-tuning
+        takes it, which is what compute saved measures, not by its loss at init alone.
+        """
+        names = {name for name, _ in self.model.named_parameters()}
+        params = {k: v.detach().clone().requires_grad_(True) for k, v in state.items() if k in names}
+        fixed = {k: v.detach() for k, v in state.items() if k not in names}
+        optimizer = torch.optim.AdamW(params.values(), lr=self.lr, weight_decay=0.0)
+        for _ in range(steps):
+            loss = self.loss({**fixed, **params}, self.batch(batch_size, generator))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        return {k: state[k] + (params[k].detach() - state[k].detach()) if k in params else v for k, v in state.items()}
+
+    @torch.no_grad()
+    def val_acc(self, state) -> float:
+        return float((functional_call(self.model, state, (self.val.x,)).argmax(-1) == self.val.y).float().mean())
+
+
+__all__ = ["TuneTarget", "differentiable_state_dict"]
