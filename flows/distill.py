@@ -9,6 +9,7 @@ from prefect.runtime import flow_run
 from pydantic import Field
 
 from tasks.distill import distill_task, log_distill_task
+from weightgen.dit import DIT_PRESETS
 from weightgen.dit_distill import DistillConfig
 
 
@@ -17,7 +18,7 @@ def distill_flow(
     teacher_dir: Annotated[str, Field(min_length=1, description="a tuned run folder (`weightgen dit tune`): the teacher")] = "runs/default/tuned-lookahead",
     corpus_dir: Annotated[str, Field(min_length=1, description="corpus whose seen pairs the student learns the teacher on")] = "corpus/default",
     out_dir: Annotated[str, Field(min_length=1, description="new run folder for the student (the teacher is left as it is)")] = "runs/default/distilled",
-    preset: Annotated[Literal["tiny", "S", "M"], Field(description="the student DiT's size")] = "tiny",
+    preset: Annotated[Literal[tuple(DIT_PRESETS)], Field(description="the student DiT's size")] = "tiny",
     steps: Annotated[int, Field(ge=1, le=1_000_000)] = 3000,
     lr: Annotated[float, Field(gt=0, le=1)] = 1e-3,
     function_weight: Annotated[float, Field(ge=0, description="x KL from the teacher's network to the student's, added to the latent error")] = 0.0,

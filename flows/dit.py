@@ -11,6 +11,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 from pydantic import Field
 
+from weightgen.dit import DIT_PRESETS
 from weightgen.tracking import DIT_MODEL
 
 
@@ -52,7 +53,7 @@ def dit_flow(
     steps: Annotated[int, Field(ge=1)] = 2000,
     batch_size: Annotated[int, Field(ge=1)] = 16,
     lr: Annotated[float, Field(gt=0)] = 3e-4,
-    preset: Annotated[str, Field(pattern="^(tiny|S|M)$")] = "S",
+    preset: Annotated[str, Field(pattern=f"^({'|'.join(DIT_PRESETS)})$")] = "S",
     checkpoint_every: Annotated[int, Field(ge=0)] = 500,
     resume: Annotated[bool, Field(description="continue from the latest checkpoint in run_dir/dit")] = True,
     eval_every: Annotated[int, Field(ge=0, description="score sampled seen architectures every this many steps")] = 500,

@@ -42,6 +42,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 from pydantic import BaseModel, ConfigDict, Field
 
+from weightgen.dit import DIT_PRESETS
 from weightgen.io import file_digest
 
 STAGES = ("corpus", "encoder", "dit", "tune", "evaluate")
@@ -79,7 +80,7 @@ class DiTSettings(Settings):
     steps: int = Field(2000, ge=1, le=10_000_000, description="training steps")
     batch_size: int = Field(16, ge=1, le=4096)
     lr: float = Field(3e-4, gt=0, le=1)
-    preset: Literal["tiny", "S", "M"] = Field("S", description="model size")
+    preset: Literal[tuple(DIT_PRESETS)] = Field("S", description="model size")
     checkpoint_every: int = Field(500, ge=0, description="0: no intermediate checkpoints")
     resume: bool = Field(True, description="continue from the latest checkpoint in run_dir/dit")
     eval_every: int = Field(500, ge=0, description="score sampled seen architectures every this many steps (0: never)")

@@ -124,7 +124,7 @@ def dit_train(
     processes: int = typer.Option(1, min=1, help="training processes (accelerate launch when > 1)"),
     steps: int = typer.Option(2000, min=1),
     batch_size: int = typer.Option(16, min=1),
-    preset: str = typer.Option("S", help="tiny | S | M"),
+    preset: str = typer.Option("S", help="tiny | XS | S | M"),
 ) -> None:
     """Train the DiT on the cached latents (resumes from the latest checkpoint), then score seen samples."""
     _quiet_prefect()
@@ -179,7 +179,7 @@ def dit_distill(
     teacher: Path = typer.Option(..., help="a tuned run folder (`weightgen dit tune`): the teacher"),
     corpus: Path = typer.Option(DEFAULT_CORPUS, help="corpus whose seen (architecture, task) pairs the student learns on"),
     out: Path = typer.Option(..., help="new run folder for the student (the teacher is left as it is)"),
-    preset: str = typer.Option("tiny", help="the student DiT's size: tiny | S | M"),
+    preset: str = typer.Option("tiny", help="the student DiT's size: tiny | XS | S | M"),
     steps: int = typer.Option(3000, min=1),
     lr: float = typer.Option(1e-3, min=0.0),
     function_weight: float = typer.Option(0.0, min=0.0, help="x KL from the teacher's network to the student's, added to the latent error"),
@@ -234,7 +234,7 @@ def run_all(
     workers: int = typer.Option(2, min=1, help="parallel zoo training processes"),
     encoder_steps: int = typer.Option(3000, min=1, help="encoder training steps"),
     dit_steps: int = typer.Option(4000, min=1, help="DiT training steps"),
-    dit_preset: str = typer.Option("tiny", help="DiT size: tiny | S | M (a sample of S costs ~8x one of tiny)"),
+    dit_preset: str = typer.Option("tiny", help="DiT size: tiny | XS | S | M (a sample of S costs ~8x one of tiny)"),
     tune_steps: int = typer.Option(2000, min=0, help="task-loss tune steps (bias penalty 1); 0: bench the diffusion DiT"),
     lookahead_steps: int = typer.Option(500, min=0, help="then this many tune steps with a 20-step lookahead; 0: none"),
     suite: Path = typer.Option("suites/smoke.yaml", help="benchmark suite run last (its corpus and generator are overridden)"),

@@ -37,6 +37,7 @@ class DiTConfig:
 
 DIT_PRESETS: dict[str, dict] = {
     "tiny": dict(dim=32, depth=2, heads=2),
+    "XS": dict(dim=64, depth=2, heads=2),  # a distilled student's size (weightgen.dit_distill): ~1/8 of S per token
     "S": dict(dim=128, depth=4, heads=4),
     "M": dict(dim=256, depth=8, heads=8),
 }
