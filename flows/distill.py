@@ -23,9 +23,12 @@ def distill_flow(
     lr: Annotated[float, Field(gt=0, le=1)] = 1e-3,
     function_weight: Annotated[float, Field(ge=0, description="x KL from the teacher's network to the student's, added to the latent error")] = 0.0,
     holdout_archs: Annotated[str, Field(description="';'-separated corpus architectures kept out and scored as unseen")] = "",
+    neighbours: Annotated[int, Field(ge=0, le=100, description="width-scaled architectures per corpus pair, labelled by the teacher")] = 0,
+    exclude_archs: Annotated[str, Field(description="';'-separated architectures never drawn as neighbours (a suite's unseen ones)")] = "",
 ) -> dict:
-    cfg = DistillConfig(preset=preset, steps=steps, lr=lr, function_weight=function_weight,
-                        holdout_archs=[a for a in holdout_archs.split(";") if a])
+    cfg = DistillConfig(preset=preset, steps=steps, lr=lr, function_weight=function_weight, neighbours=neighbours,
+                        holdout_archs=[a for a in holdout_archs.split(";") if a],
+                        exclude_archs=[a for a in exclude_archs.split(";") if a])
     summary = distill_task(teacher_dir, corpus_dir, out_dir, cfg)
     tags = {"prefect.flow_run_id": str(flow_run.id or ""), "prefect.parent_flow_run_id": str(flow_run.parent_flow_run_id or ""),
             "prefect.root_flow_run_id": str(flow_run.root_flow_run_id or flow_run.id or "")}

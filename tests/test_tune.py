@@ -242,3 +242,39 @@ def test_only_a_one_step_teacher_is_distilled_and_bad_settings_are_refused(setup
     result = CliRunner().invoke(app, ["dit", "distill", "--teacher", str(run), "--corpus", str(corpus), "--out",
                                       str(tmp_path / "cli")])
     assert result.exit_code != 0 and "one-step DiT" in result.output and not (tmp_path / "cli").exists()
+
+
+def test_neighbours_scale_a_family_s_widths_and_never_draw_an_excluded_or_given_architecture():
+    from weightgen.dit_distill import neighbour_pairs
+    from weightgen.specs import parse_arch
+
+    given = [("mlp:hidden=64x64", "mnist1d"), ("cnn2d:channels=8x16", "digits"), ("transformer:patch=8", "digits"),
+             ("cnn1d:channels=32x32x32", "mnist1d")]
+    drawn = neighbour_pairs(given, 6, exclude={"mlp:hidden=48x48"}, seed=3)
+    assert drawn == neighbour_pairs(given, 6, exclude={"mlp:hidden=48x48"}, seed=3)  # seeded
+    assert drawn != neighbour_pairs(given, 6, exclude={"mlp:hidden=48x48"}, seed=4)
+    assert len(drawn) == 24 and len(set(drawn)) == 24 and not set(drawn) & set(given)
+    for (arch, task), (source, source_task) in zip(drawn, [g for g in given for _ in range(6)]):
+        spec, origin = parse_arch(arch), parse_arch(source)
+        assert task == source_task and spec.family == origin.family
+        if spec.family == "transformer":
+            assert spec.dim % spec.heads == 0 and (spec.depth, spec.patch) == (origin.depth, origin.patch)
+        else:  # one factor for every layer: the same depth, the same ratios (up to rounding)
+            widths, old = (s.hidden if s.family == "mlp" else s.channels for s in (spec, origin))
+            assert len(widths) == len(old) and all(0.5 * o - 1 <= w <= 2 * o + 1 for w, o in zip(widths, old))
+    # An excluded architecture is drawn again: with the range pinned to it, nothing else is possible.
+    assert neighbour_pairs([("mlp:hidden=32", "digits")], 3, exclude=set(), seed=0)
+    many = neighbour_pairs([("mlp:hidden=32", "digits")], 40, exclude={f"mlp:hidden={w}" for w in range(16, 40)}, seed=0)
+    assert all(not 16 <= parse_arch(a).hidden[0] < 40 for a, _ in many)
+
+
+def test_a_student_distilled_with_neighbours_trains_on_them_and_scores_the_corpus_pairs(setup, teacher, tmp_path):
+    _, corpus, _ = setup
+    lines = []
+    cfg = DistillConfig(steps=4, pairs_per_step=4, eval_every=4, neighbours=2, exclude_archs=["mlp:hidden=20"])
+    summary = distill(teacher, corpus, tmp_path / "n", cfg, log=lines.append)
+    assert any("4 training (architecture, task) pairs and 8 neighbours" in line for line in lines)
+    assert summary["neighbours"] == 2 and summary["exclude_archs"] == ["mlp:hidden=20"]
+    result = CliRunner().invoke(app, ["dit", "distill", "--teacher", str(teacher), "--corpus", str(corpus), "--out",
+                                      str(tmp_path / "cli"), "--exclude-suite", str(tmp_path / "missing.yaml")])
+    assert result.exit_code != 0 and "missing.yaml" in result.output and not (tmp_path / "cli").exists()

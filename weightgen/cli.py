@@ -184,13 +184,21 @@ def dit_distill(
     lr: float = typer.Option(1e-3, min=0.0),
     function_weight: float = typer.Option(0.0, min=0.0, help="x KL from the teacher's network to the student's, added to the latent error"),
     holdout_archs: str = typer.Option("", help="';'-separated corpus architectures kept out and scored as unseen"),
+    neighbours: int = typer.Option(0, min=0, help="width-scaled architectures per corpus pair, labelled by the teacher"),
+    exclude_archs: str = typer.Option("", help="';'-separated architectures never drawn as neighbours"),
+    exclude_suite: list[Path] = typer.Option([], help="a suite whose unseen architectures are never drawn as neighbours (repeatable)"),
 ) -> None:
     """Teach a smaller DiT the tuned DiT's one-step samples: the same inits for fewer FLOPs (weightgen/dit_distill.py)."""
     from weightgen.dit_distill import DistillConfig
+    from weightgen.suite import SuiteError, load_suite
 
+    excluded = [a for a in exclude_archs.split(";") if a]
     try:
-        DistillConfig(preset=preset, steps=steps, lr=lr, function_weight=function_weight)
-    except ValueError as exc:
+        for path in exclude_suite:
+            excluded += [case.arch for case in load_suite(path).cases if case.split in ("unseen-arch", "unseen-both")]
+        DistillConfig(preset=preset, steps=steps, lr=lr, function_weight=function_weight, neighbours=neighbours,
+                      exclude_archs=excluded)
+    except (SuiteError, ValueError, OSError) as exc:
         _fail(str(exc))
     _quiet_prefect()
     from flows.distill import distill_flow
@@ -198,7 +206,8 @@ def dit_distill(
 
     try:
         summary = distill_flow(teacher_dir=str(teacher), corpus_dir=str(corpus), out_dir=str(out), preset=preset,
-                               steps=steps, lr=lr, function_weight=function_weight, holdout_archs=holdout_archs)
+                               steps=steps, lr=lr, function_weight=function_weight, holdout_archs=holdout_archs,
+                               neighbours=neighbours, exclude_archs=";".join(sorted(set(excluded))))
     except (CorpusError, ValueError, OSError, RuntimeError) as exc:
         _fail(str(exc))
     _print_summary(f"distilled DiT {out}", summary)

@@ -9,7 +9,11 @@ same start (coordinate noise), on the corpus's seen (architecture, task) pairs:
     loss = mean square of (student's x0 − teacher's x0)          # in latent space, every token
          + ``function_weight`` × KL(teacher's network ‖ student's network) on a training batch
 
-No corpus weights and no unseen data are read: the teacher's samples are the targets. The student's
+No corpus weights and no unseen data are read: the teacher's samples are the targets. The corpus has
+a dozen architectures; ``neighbours`` adds that many more per corpus pair, its widths scaled by one
+random factor (:func:`neighbour_arch`), labelled by the teacher alone, so the student learns the
+teacher's answer across each family's widths rather than at a dozen points (``exclude_archs`` keeps
+named architectures, e.g. a suite's unseen ones, out of them). The student's
 run folder samples like the teacher (``dit/config.json``'s ``sampler``), and its ``dit/distill.json``
 counts the generator's whole training cost, the teacher's included, for the bench's amortisation.
 """
@@ -17,6 +21,7 @@ counts the generator's whole training cost, the teacher's included, for the benc
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import time
@@ -46,6 +51,8 @@ class DistillConfig:
     function_weight: float = 0.0  # > 0: + this × KL(teacher's network ‖ student's) on a batch of the pair's training data
     batch_size: int = 128
     holdout_archs: list[str] = field(default_factory=list)  # corpus architectures never distilled on, scored apart
+    neighbours: int = 0  # + this many width-scaled architectures per corpus pair, labelled by the teacher
+    exclude_archs: list[str] = field(default_factory=list)  # never among the neighbours (a suite's unseen architectures)
     seed: int = 0
 
     def __post_init__(self):
@@ -57,6 +64,47 @@ class DistillConfig:
             raise ValueError("steps, pairs_per_step, eval_every and batch_size must be >= 1 and lr > 0")
         if self.function_weight < 0:
             raise ValueError(f"function_weight must be >= 0, got {self.function_weight}")
+        if self.neighbours < 0:
+            raise ValueError(f"neighbours must be >= 0, got {self.neighbours}")
+
+
+WIDTH_FIELDS = {"mlp": "hidden", "cnn1d": "channels", "cnn2d": "channels"}  # the transformer's dim: a multiple of heads
+
+
+def neighbour_arch(arch: str, generator: torch.Generator, low: float = 0.5, high: float = 2.0) -> str:
+    """``arch`` with its widths scaled by one random factor in [low, high] (log-uniform), as a spec string.
+
+    One factor for every layer keeps the family's shape (a 64x64 MLP becomes 90x90, an 8x16 CNN 11x22).
+    """
+    from weightgen.specs import parse_arch
+
+    spec = parse_arch(arch)
+    factor = float(torch.empty(1).uniform_(math.log(low), math.log(high), generator=generator).exp())
+
+    def scale(width: int, multiple: int = 1) -> int:
+        return max(multiple, round(width * factor / multiple) * multiple)
+
+    if spec.family == "transformer":
+        return spec.model_copy(update={"dim": scale(spec.dim, spec.heads)}).to_string()
+    name = WIDTH_FIELDS[spec.family]
+    return spec.model_copy(update={name: [scale(w) for w in getattr(spec, name)]}).to_string()
+
+
+def neighbour_pairs(pairs: list[tuple[str, str]], count: int, exclude: set[str], seed: int = 0) -> list[tuple[str, str]]:
+    """``count`` new (architecture, task) pairs per pair: its architecture's widths scaled, on the same task.
+
+    Never a pair already given and never an architecture in ``exclude``; seeded, so one list per seed.
+    """
+    generator, taken, out = torch.Generator().manual_seed(seed), set(pairs), []
+    for arch, task in pairs:
+        for _ in range(count):
+            for _attempt in range(20):  # a draw that lands on a taken or excluded architecture is drawn again
+                pair = (neighbour_arch(arch, generator), task)
+                if pair not in taken and pair[0] not in exclude:
+                    taken.add(pair)
+                    out.append(pair)
+                    break
+    return out
 
 
 def teacher_sampler(run_dir: Path) -> dict:
@@ -101,21 +149,26 @@ def distill(teacher_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_d
     frame = Corpus(corpus_dir).require_nonempty()
     frame = frame[frame["family"] != "external"]
     holdout = {parse_arch(a).to_string() for a in cfg.holdout_archs}
-    every = [TuneTarget(a, t, encoder.config.patch_size, teacher.cfg.latent_dim, "coords").to(device)
-             for a, t in sorted(set(zip(frame["arch"], frame["task"])))]
+    corpus_pairs = sorted(set(zip(frame["arch"], frame["task"])))
+    every = [TuneTarget(a, t, encoder.config.patch_size, teacher.cfg.latent_dim, "coords").to(device) for a, t in corpus_pairs]
     pairs = [p for p in every if p.arch not in holdout]
     if not pairs:
         raise DistillError(f"no corpus pair left to distil on once {sorted(holdout)} are held out")
+    exclude = {parse_arch(a).to_string() for a in cfg.exclude_archs} | holdout | {a for a, _ in corpus_pairs}
+    extra = [TuneTarget(a, t, encoder.config.patch_size, teacher.cfg.latent_dim, "coords").to(device)
+             for a, t in neighbour_pairs([(p.arch, p.task) for p in pairs], cfg.neighbours, exclude, cfg.seed)]
     keep, mode = sampler["keep_noise"], sampler.get("rebalance", "none")
 
     with FlopCounterMode(display=False) as counter:
         with torch.no_grad():  # the targets: the teacher's x0 on every pair, and the network it gives
             targets = {id(p): p.one_step_x0(teacher, p.start)
-                       for p in tqdm(every, desc="teacher samples", leave=False)}
+                       for p in tqdm(every + extra, desc="teacher samples", leave=False)}
             teacher_states = {id(p): p.state_from_latents(encoder, targets[id(p)] + kept_start(p.start, p.coords, keep), mode)
-                              for p in every}
+                              for p in every + (extra if cfg.function_weight else [])}
         teacher_acc = {id(p): p.val_acc(teacher_states[id(p)]) for p in every}
-        log(f"{len(pairs)} training (architecture, task) pairs, {len(every) - len(pairs)} held out; student "
+        pairs = pairs + extra  # trained on, never scored: the teacher's answer is all there is for them
+        log(f"{len(pairs) - len(extra)} training (architecture, task) pairs and {len(extra)} neighbours, "
+            f"{len(every) - len(pairs) + len(extra)} held out; student "
             f"{cfg.preset} ({sum(q.numel() for q in student.parameters()):,} parameters) on {device}")
 
         def evaluate(step: int) -> dict:
@@ -205,4 +258,5 @@ def log_distill(summary: dict, tags: dict[str, str] | None = None) -> str:
         return run.info.run_id
 
 
-__all__ = ["DISTILL_FILE", "DistillConfig", "DistillError", "distill", "log_distill", "teacher_sampler"]
+__all__ = ["DISTILL_FILE", "DistillConfig", "DistillError", "distill", "log_distill", "neighbour_arch", "neighbour_pairs",
+           "teacher_sampler"]
