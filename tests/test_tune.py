@@ -11,12 +11,14 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from weightgen.bench import check_suite
 from weightgen.cli import app
 from weightgen.dit_distill import DistillConfig, DistillError, distill
 from weightgen.dit_train import load_dit
 from weightgen.dit_tune import TuneConfig, tune, tuned_already
 from weightgen.flops import generator_training_flops
 from weightgen.generate import Generator, GeneratorError
+from weightgen.suite import load_suite
 
 
 def test_tuning_by_the_task_writes_a_new_run_that_samples_the_way_it_was_tuned(setup, tmp_path):
@@ -200,6 +202,10 @@ def test_a_student_learns_the_teachers_samples_samples_like_it_and_counts_the_wh
     assert generator_training_flops(tmp_path / "student") == generator_training_flops(teacher) + summary["own_flops"]
     again = distill(teacher, corpus, tmp_path / "again", cfg, log=lambda line: None)
     assert again["log"] == log  # seeded: the same distillation twice gives the same curve
+    # A bench takes the student (it has no latents of its own: its cost is the recorded total).
+    suite = load_suite({"name": "s", "corpus": str(corpus), "generator": str(tmp_path / "student"), "methods": ["random", "generated"],
+                        "cases": [{"arch": "mlp:hidden=16", "task": "digits", "split": "seen"}]})
+    assert not (tmp_path / "student" / "latents.safetensors").exists() and len(check_suite(suite))
 
 
 def test_the_function_term_brings_the_students_predictions_to_the_teachers(setup, teacher, tmp_path):
