@@ -1,9 +1,12 @@
-"""The pipeline flow: corpus → encoder → DiT → tune → evaluation, each stage its own subflow, linked in MLflow.
+"""The pipeline flow: corpus → encoder → DiT → tune → distil → evaluation, each stage its own subflow, linked in MLflow.
 
 The tune stage (``weightgen.dit_tune.tune_recipe``, on by default) tunes the diffusion DiT by the task
 loss — a bias-penalty tune into ``<run_dir>/tuned``, then a lookahead tune into ``<run_dir>/tuned-lookahead``
 — and the evaluation benches the last of them, the generator ``weightgen run`` builds too. With the
-stage off, the evaluation benches the diffusion DiT in ``run_dir``.
+stage off, the evaluation benches the diffusion DiT in ``run_dir``. The distil stage (off by default)
+teaches a smaller DiT the tuned one's samples (``weightgen.dit_distill``) into ``<run_dir>/distilled``,
+keeping the evaluation suite's unseen architectures out of its neighbours, and the evaluation benches
+that student instead.
 
 Parameters are pydantic models with constraints: the Prefect UI draws a form from them, and a bad
 value is refused (``ParameterTypeError`` in Python, HTTP 409/422 from the API) before any work starts.
@@ -109,8 +112,17 @@ class TuneSettings(Settings):
         return tune_recipe(run_dir, self.steps, self.lookahead_steps, self.inner_steps, self.bias_penalty)
 
 
+class DistillSettings(Settings):
+    """Stage 5: teach a smaller DiT the tuned DiT's one-step samples (a cheaper sample per init); the evaluation benches it."""
+
+    enabled: bool = Field(False, description="distil the tuned DiT into <run_dir>/distilled (needs the tune stage)")
+    preset: Literal[tuple(DIT_PRESETS)] = Field("XS", description="the student's size")
+    steps: int = Field(3000, ge=1, le=1_000_000, description="distillation steps")
+    neighbours: int = Field(4, ge=0, le=100, description="width-scaled architectures per corpus pair, labelled by the teacher")
+
+
 class EvaluateSettings(Settings):
-    """Stage 5: the benchmark suite on the corpus and DiT just built."""
+    """Stage 6: the benchmark suite on the corpus and DiT just built."""
 
     enabled: bool = Field(True, description="run the evaluation stage")
     suite: str = Field("suites/default.yaml", description="bench suite YAML")
@@ -148,6 +160,8 @@ def outputs_present(stage: str, corpus_dir: str, run_dir: str, grid: str = "", b
         return (run / "dit" / "model.safetensors").is_file()
     if stage == "tune":
         return bool(tuned) and all((Path(folder) / "dit" / "model.safetensors").is_file() for folder in tuned)
+    if stage == "distill":
+        return (run / "distilled" / "dit" / "model.safetensors").is_file()
     if stage == "evaluate":
         return Path(bench_dir).is_dir() and any(Path(bench_dir).iterdir())
     raise ValueError(f"unknown stage {stage!r}")
@@ -202,6 +216,21 @@ def tune_stage(key: str, corpus_dir: str, run_dir: str, settings: dict) -> dict:
     summary = {"final_val_acc_median": last["final_val_acc_median"], "tune_flops": last["tune_flops"],  # cumulative FLOPs
                "wall_time_s": wall_time, "phases": len(flow_runs), "generator_run": generator}
     return {"summary": summary, "flow_run_id": ",".join(flow_runs)}
+
+
+@task(name="distill-stage", cache_key_fn=_given_key, persist_result=True, result_serializer="json")
+def distill_stage(key: str, corpus_dir: str, teacher_dir: str, out_dir: str, exclude_archs: str, settings: dict) -> dict:
+    from flows.distill import distill_flow
+
+    return _run_subflow(distill_flow, {"teacher_dir": teacher_dir, "corpus_dir": corpus_dir, "out_dir": out_dir,
+                                       "exclude_archs": exclude_archs, **settings})
+
+
+def unseen_archs(suite_file: str) -> list[str]:
+    """The architectures of a suite's unseen-arch and unseen-both cases: never a distillation's neighbours."""
+    from weightgen.suite import load_suite
+
+    return sorted({c.arch for c in load_suite(suite_file).cases if c.split in ("unseen-arch", "unseen-both")})
 
 
 @task(name="evaluate-stage", cache_key_fn=_given_key, persist_result=True, result_serializer="json")
@@ -295,16 +324,20 @@ def pipeline_flow(
     encoder: EncoderSettings = EncoderSettings(),
     dit: DiTSettings = DiTSettings(),
     tune: TuneSettings = TuneSettings(),
+    distill: DistillSettings = DistillSettings(),
     evaluate: EvaluateSettings = EvaluateSettings(),
     reuse: Annotated[bool, Field(description="reuse stages finished earlier with the same inputs (Prefect task cache)")] = True,
 ) -> dict[str, Any]:
-    """corpus → encoder → DiT → tune → evaluation; returns each stage's summary, the flat metrics and the MLflow run ids."""
+    """corpus → encoder → DiT → tune → distil → evaluation; returns each stage's summary, the flat metrics and the MLflow run ids."""
+    if distill.enabled and not tune.enabled:  # before any work
+        raise ValueError("the distil stage needs the tune stage: its teacher is the tuned DiT (tune.enabled is false)")
     logger = get_run_logger()
     started = time.perf_counter()
     bench_dir = evaluate.out_dir or str(Path(run_dir) / "bench")
     pipeline_flow_run_id = str(flow_run.id or "")
     params = _flat_params({"name": name, "corpus_dir": corpus_dir, "run_dir": run_dir, "corpus": corpus,
-                           "encoder": encoder, "dit": dit, "tune": tune, "evaluate": evaluate, "reuse": str(reuse)})
+                           "encoder": encoder, "dit": dit, "tune": tune, "distill": distill, "evaluate": evaluate,
+                           "reuse": str(reuse)})
     pipeline_run_id = open_pipeline_run(f"pipeline-{name}", params, {FLOW_RUN_TAG: pipeline_flow_run_id, PIPELINE_TAG: name,
                                                                       PIPELINE_FLOW_RUN_TAG: pipeline_flow_run_id})
     links = {PIPELINE_TAG: name, PIPELINE_FLOW_RUN_TAG: pipeline_flow_run_id, PIPELINE_RUN_TAG: pipeline_run_id}
@@ -334,6 +367,13 @@ def pipeline_flow(
             reads = {"manifest": manifest, "dit": file_digest(Path(run_dir) / "dit" / "model.safetensors")}
             run_stage("tune", tune_stage, reads, tune.model_dump(exclude={"enabled"}), corpus_dir, run_dir)
             generator = results["tune"]["generator_run"]
+        if distill.enabled:
+            reads = {"manifest": manifest, "teacher": file_digest(Path(generator) / "dit" / "model.safetensors"),
+                     "suite": file_digest(evaluate.suite)}  # the suite names the architectures kept out
+            student = str(Path(run_dir) / "distilled")
+            run_stage("distill", distill_stage, reads, distill.model_dump(exclude={"enabled"}), corpus_dir, generator,
+                      student, ";".join(unseen_archs(evaluate.suite)))
+            generator = student
         if evaluate.enabled:
             reads = {"manifest": manifest, "dit": file_digest(Path(generator) / "dit" / "model.safetensors"),
                      "encoder": file_digest(Path(generator) / "encoder" / "model.safetensors"),

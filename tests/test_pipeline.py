@@ -29,6 +29,14 @@ def test_bad_parameters_are_refused_before_any_work(bad, tmp_path, monkeypatch):
     assert not (tmp_path / "corpus").exists() and not (tmp_path / "mlruns").exists()
 
 
+def test_a_distil_stage_without_the_tune_it_learns_from_is_refused_before_any_work(tmp_path, monkeypatch):
+    monkeypatch.setenv("WEIGHTGEN_MLRUNS", str(tmp_path / "mlruns"))
+    with pytest.raises(ValueError, match="distil stage needs the tune stage"):
+        pipeline_flow(corpus_dir=str(tmp_path / "corpus"), run_dir=str(tmp_path / "run"), tune={"enabled": False},
+                      distill={"enabled": True})
+    assert not (tmp_path / "corpus").exists() and not (tmp_path / "mlruns").exists()
+
+
 def test_stage_key_follows_settings_and_what_the_stage_reads():
     key = stage_key("encoder", {"steps": 1}, {"manifest": "a"})
     assert key == stage_key("encoder", {"steps": 1}, {"manifest": "a"})
@@ -51,16 +59,21 @@ def test_pipeline_links_its_mlflow_runs_registers_models_and_reuses_finished_sta
                   encoder={"patch_size": 8, "latent_dim": 4, "steps": 20, "min_step": 0, "holdout": 0.25},
                   dit={"steps": 4, "batch_size": 4, "preset": "tiny", "checkpoint_every": 0, "eval_every": 0, "samples": 1},
                   tune={"steps": 2, "lookahead_steps": 1, "inner_steps": 2},
+                  distill={"enabled": True, "preset": "tiny", "steps": 2, "neighbours": 1},
                   evaluate={"suite": str(tmp_path / "suite.yaml"), "workers": 1})
     first = pipeline_flow(**params)
-    assert set(first["stages"]) == {"corpus", "encoder", "dit", "tune", "evaluate"}
+    assert set(first["stages"]) == {"corpus", "encoder", "dit", "tune", "distill", "evaluate"}
     # The tune stage ran the recipe's two phases, each from the one before, and the evaluation benched the last.
     lookahead = tmp_path / "run" / "tuned-lookahead"
     assert first["stages"]["tune"]["generator_run"] == str(lookahead) and first["stages"]["tune"]["phases"] == 2
     summary = __import__("json").loads((lookahead / "dit" / "functional_finetune.json").read_text())
     assert summary["base_run"] == str(tmp_path / "run" / "tuned") and summary["inner_steps"] == 2 and summary["steps"] == 1
+    # The distil stage learnt from the last tune, kept the suite's unseen architecture out, and was benched.
+    student = tmp_path / "run" / "distilled"
+    distilled = __import__("json").loads((student / "dit" / "distill.json").read_text())
+    assert distilled["teacher_run"] == str(lookahead) and distilled["exclude_archs"] == ["mlp:hidden=12"]
     results = __import__("pandas").read_csv(tmp_path / "run" / "bench" / "results.csv")
-    assert set(results.loc[results["method"] == "generated", "source"]) == {str(lookahead)}
+    assert set(results.loc[results["method"] == "generated", "source"]) == {str(student)}
     assert first["metrics"]["tune/tune_flops"] == summary["flops"] > summary["own_flops"] > 0
     assert first["metrics"]["corpus/corpus_members"] == 2 and "evaluate/reach_rate/unseen-arch/generated" in first["metrics"]
     assert (tmp_path / "run" / "bench").is_dir()  # evaluate's default out_dir: <run_dir>/bench
@@ -96,7 +109,7 @@ def test_pipeline_links_its_mlflow_runs_registers_models_and_reuses_finished_sta
     shutil.rmtree(tmp_path / "run" / "bench")  # a removed output is not trusted: that stage alone runs again
     third = pipeline_flow(**params)
     cached = {s: _tags(third["mlflow_run_id"])[f"weightgen.cached.{s}"] for s in first["stages"]}
-    assert cached == {"corpus": "true", "encoder": "true", "dit": "true", "tune": "true", "evaluate": "false"}
+    assert cached == {"corpus": "true", "encoder": "true", "dit": "true", "tune": "true", "distill": "true", "evaluate": "false"}
     assert (tmp_path / "run" / "bench").is_dir() and third["mlflow_runs"]["evaluate"] != first["mlflow_runs"]["evaluate"]
 
 
