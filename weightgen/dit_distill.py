@@ -127,11 +127,11 @@ def distill(teacher_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_d
     from weightgen.corpus import Corpus
     from weightgen.dit import DIT_PRESETS, DiT, DiTConfig
     from weightgen.dit_train import load_dit
-    from weightgen.tune_target import TuneTarget
     from weightgen.encoder import PatchAutoencoder
     from weightgen.flops import generator_training_flops
     from weightgen.sampling import kept_start
     from weightgen.specs import parse_arch
+    from weightgen.tune_target import TuneTarget
 
     cfg = cfg or DistillConfig()
     teacher_dir, out_dir = Path(teacher_dir), Path(out_dir)
@@ -159,6 +159,9 @@ def distill(teacher_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_d
              for a, t in neighbour_pairs([(p.arch, p.task) for p in pairs], cfg.neighbours, exclude, cfg.seed)]
     keep, mode = sampler["keep_noise"], sampler.get("rebalance", "none")
 
+    log(f"{len(pairs)} training (architecture, task) pairs and {len(extra)} neighbours, {len(every) - len(pairs)} "
+        f"held out; student {cfg.preset} ({sum(q.numel() for q in student.parameters()):,} parameters) on {device}")
+    # Counted: the teacher's passes, the distillation and its evaluations (an upper bound on what it costs).
     with FlopCounterMode(display=False) as counter:
         with torch.no_grad():  # the targets: the teacher's x0 on every pair, and the network it gives
             targets = {id(p): p.one_step_x0(teacher, p.start)
@@ -166,10 +169,7 @@ def distill(teacher_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_d
             teacher_states = {id(p): p.state_from_latents(encoder, targets[id(p)] + kept_start(p.start, p.coords, keep), mode)
                               for p in every + (extra if cfg.function_weight else [])}
         teacher_acc = {id(p): p.val_acc(teacher_states[id(p)]) for p in every}
-        pairs = pairs + extra  # trained on, never scored: the teacher's answer is all there is for them
-        log(f"{len(pairs) - len(extra)} training (architecture, task) pairs and {len(extra)} neighbours, "
-            f"{len(every) - len(pairs) + len(extra)} held out; student "
-            f"{cfg.preset} ({sum(q.numel() for q in student.parameters()):,} parameters) on {device}")
+        pairs = pairs + extra  # neighbours are trained on, never scored: the teacher's answer is all there is for them
 
         def evaluate(step: int) -> dict:
             student.eval()
