@@ -181,7 +181,8 @@ def test_a_student_learns_the_teachers_samples_samples_like_it_and_counts_the_wh
 
     _, corpus, _ = setup
     teacher_bytes = (teacher / "dit" / "model.safetensors").read_bytes()
-    cfg = DistillConfig(steps=30, pairs_per_step=2, eval_every=15, lr=3e-3, holdout_archs=["mlp:hidden=24x24"])
+    cfg = DistillConfig(preset="tiny", steps=30, pairs_per_step=2, eval_every=15, lr=3e-3, neighbours=0,
+                        holdout_archs=["mlp:hidden=24x24"])
     summary = distill(teacher, corpus, tmp_path / "student", cfg, log=lambda line: None)
     assert (teacher / "dit" / "model.safetensors").read_bytes() == teacher_bytes  # the teacher is left as it was
     log = summary["log"]
@@ -223,7 +224,8 @@ def test_the_function_term_brings_the_students_predictions_to_the_teachers(setup
             return pair.state_from_latents(encoder, x0 + kept_start(pair.start, pair.coords, "matrices"))
 
     def kl_to_teacher(weight: float) -> float:
-        cfg = DistillConfig(steps=20, pairs_per_step=4, eval_every=20, lr=3e-3, function_weight=weight)
+        cfg = DistillConfig(preset="tiny", steps=20, pairs_per_step=4, eval_every=20, lr=3e-3, neighbours=0,
+                            function_weight=weight)
         distill(teacher, corpus, tmp_path / f"f{weight}", cfg, log=lambda line: None)
         return float(pair.distill_loss(state(tmp_path / f"f{weight}"), state(teacher), torch.arange(64)))
 
@@ -277,7 +279,7 @@ def test_neighbours_scale_a_family_s_widths_and_never_draw_an_excluded_or_given_
 def test_a_student_distilled_with_neighbours_trains_on_them_and_scores_the_corpus_pairs(setup, teacher, tmp_path):
     _, corpus, _ = setup
     lines = []
-    cfg = DistillConfig(steps=4, pairs_per_step=4, eval_every=4, neighbours=2, exclude_archs=["mlp:hidden=20"])
+    cfg = DistillConfig(preset="tiny", steps=4, pairs_per_step=4, eval_every=4, neighbours=2, exclude_archs=["mlp:hidden=20"])
     summary = distill(teacher, corpus, tmp_path / "n", cfg, log=lines.append)
     assert any("4 training (architecture, task) pairs and 8 neighbours" in line for line in lines)
     assert summary["neighbours"] == 2 and summary["exclude_archs"] == ["mlp:hidden=20"]

@@ -43,7 +43,7 @@ class DistillError(ValueError):
 
 @dataclass
 class DistillConfig:
-    preset: str = "tiny"  # the student's size (weightgen.dit.DIT_PRESETS)
+    preset: str = "XS"  # the student's size (weightgen.dit.DIT_PRESETS); XS: docs/results.md, items 34-35
     steps: int = 3000
     pairs_per_step: int = 8
     lr: float = 1e-3
@@ -51,7 +51,7 @@ class DistillConfig:
     function_weight: float = 0.0  # > 0: + this × KL(teacher's network ‖ student's) on a batch of the pair's training data
     batch_size: int = 128
     holdout_archs: list[str] = field(default_factory=list)  # corpus architectures never distilled on, scored apart
-    neighbours: int = 0  # + this many width-scaled architectures per corpus pair, labelled by the teacher
+    neighbours: int = 4  # + this many width-scaled architectures per corpus pair, labelled by the teacher
     exclude_archs: list[str] = field(default_factory=list)  # never among the neighbours (a suite's unseen architectures)
     seed: int = 0
 
