@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
+import shutil
+import tempfile
 
 import pytest
 
 # Prefect's temporary API server logs "Stopping ..." from an atexit hook, after pytest has closed the
 # streams; without this, logging prints a traceback under pytest's summary line.
 logging.raiseExceptions = False
+
+# Prefect reads its settings once, when it is first imported — at collection, before any fixture runs —
+# so its home (database, result storage: the bench's baseline cache) must point at a temp folder now,
+# or tests would read and write ~/.prefect, and one run's cached results would leak into the next.
+os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="weightgen-tests-prefect-")
+atexit.register(shutil.rmtree, os.environ["PREFECT_HOME"], ignore_errors=True)  # registered first, so it runs last
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -27,10 +36,9 @@ def one_thread():
 @pytest.fixture(scope="session", autouse=True)
 def isolated_state(tmp_path_factory):
     root = tmp_path_factory.mktemp("weightgen-state")
-    saved = {k: os.environ.get(k) for k in ("WEIGHTGEN_CACHE", "WEIGHTGEN_MLRUNS", "PREFECT_HOME", "MLFLOW_TRACKING_URI")}
+    saved = {k: os.environ.get(k) for k in ("WEIGHTGEN_CACHE", "WEIGHTGEN_MLRUNS", "MLFLOW_TRACKING_URI")}
     os.environ["WEIGHTGEN_CACHE"] = str(root / "cache")
     os.environ["WEIGHTGEN_MLRUNS"] = str(root / "mlruns")
-    os.environ["PREFECT_HOME"] = str(root / "prefect")
     os.environ.pop("MLFLOW_TRACKING_URI", None)
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     yield root
