@@ -244,18 +244,11 @@ def _write_run(student, teacher_dir: Path, out_dir: Path, summary: dict) -> None
 
 def log_distill(summary: dict, tags: dict[str, str] | None = None) -> str:
     """One MLflow run in the ``dit`` experiment: the config as params, every evaluation as metrics."""
-    import mlflow
-
-    from weightgen.tracking import stage_run
+    from weightgen.tracking import log_summary_run
 
     counts = ("flops", "own_flops", "teacher_generator_flops", "wall_time_s")
-    params = {k: v for k, v in summary.items() if k != "log" and k not in counts}
-    with stage_run("dit", run_name=f"dit-distill-{Path(summary['teacher_run']).name}", params=params,
-                   tags={"weightgen.kind": "distill", **(tags or {})}) as run:
-        for row in summary["log"]:
-            mlflow.log_metrics({k: v for k, v in row.items() if k != "step"}, step=row["step"])
-        mlflow.log_metrics({"generator_flops": summary["flops"], **{k: summary[k] for k in counts[1:]}})
-        return run.info.run_id
+    metrics = {"generator_flops": summary["flops"], **{k: summary[k] for k in counts[1:]}}
+    return log_summary_run("dit", f"dit-distill-{Path(summary['teacher_run']).name}", "distill", summary, counts, metrics, tags)
 
 
 __all__ = ["DISTILL_FILE", "DistillConfig", "DistillError", "distill", "log_distill", "neighbour_arch", "neighbour_pairs",

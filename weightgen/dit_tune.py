@@ -312,19 +312,12 @@ def tune_recipe(run_dir: str | os.PathLike, steps: int = 2000, lookahead_steps: 
 
 def log_tune(summary: dict, tags: dict[str, str] | None = None) -> str:
     """One MLflow run in the ``dit`` experiment: the config as params, every evaluation as metrics."""
-    import mlflow
-
-    from weightgen.tracking import stage_run
+    from weightgen.tracking import log_summary_run
 
     counts = ("flops", "own_flops", "base_tune_flops", "wall_time_s")
-    params = {k: v for k, v in summary.items() if k != "log" and k not in counts}
-    with stage_run("dit", run_name=f"dit-tune-{Path(summary['base_run']).name}", params=params,
-                   tags={"weightgen.kind": "tune", **(tags or {})}) as run:
-        for row in summary["log"]:
-            mlflow.log_metrics({k: v for k, v in row.items() if k != "step"}, step=row["step"])
-        mlflow.log_metrics({"tune_flops": summary["flops"], "wall_time_s": summary["wall_time_s"],
-                            **{k: summary[k] for k in ("own_flops", "base_tune_flops") if k in summary}})
-        return run.info.run_id
+    metrics = {"tune_flops": summary["flops"], "wall_time_s": summary["wall_time_s"],
+               **{k: summary[k] for k in ("own_flops", "base_tune_flops") if k in summary}}
+    return log_summary_run("dit", f"dit-tune-{Path(summary['base_run']).name}", "tune", summary, counts, metrics, tags)
 
 
 def main(argv: list[str] | None = None) -> dict:

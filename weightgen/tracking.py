@@ -63,6 +63,20 @@ def stage_run(stage: str, run_name: str, params: dict[str, Any] | None = None, t
         yield run
 
 
+def log_summary_run(stage: str, run_name: str, kind: str, summary: dict[str, Any], counts: tuple[str, ...],
+                    metrics: dict[str, float], tags: dict[str, str] | None = None) -> str:
+    """One MLflow run for a stage's summary: its settings as params (all but ``log`` and ``counts``), every
+    ``log`` row as metrics at its step, then ``metrics``; tagged ``weightgen.kind = kind``. Returns the run id."""
+    import mlflow
+
+    params = {k: v for k, v in summary.items() if k != "log" and k not in counts}
+    with stage_run(stage, run_name=run_name, params=params, tags={"weightgen.kind": kind, **(tags or {})}) as run:
+        for row in summary["log"]:
+            mlflow.log_metrics({k: v for k, v in row.items() if k != "step"}, step=row["step"])
+        mlflow.log_metrics(metrics)
+        return run.info.run_id
+
+
 def _param_value(value: Any) -> Any:
     text = str(value)
     return text if len(text) <= 6000 else text[:5997] + "..."  # MLflow caps param values
