@@ -63,16 +63,14 @@ def plan(suite: Suite) -> list[Job]:
 def check_suite(suite: Suite) -> pd.DataFrame:
     """The corpus manifest, after refusing a suite whose cases leak into it (or an empty corpus)."""
     from weightgen.corpus import Corpus
-    from weightgen.dit_distill import DISTILL_FILE
+    from weightgen.flops import generator_flops_countable
     from weightgen.generate import GeneratorError
 
     manifest = Corpus(suite.corpus).require_nonempty()
     check_splits(suite, manifest)
     if any(m in GENERATED_METHODS for m in suite.methods):
         _generator(suite.generator, suite.ddim_steps, suite.guidance)  # a missing generator fails now, not per job
-        run = Path(suite.generator)
-        # amortisation counts the DiT's FLOPs on its latents, or reads a distilled run's recorded total
-        if not ((run / "latents.safetensors").is_file() or (run / "dit" / DISTILL_FILE).is_file()):
+        if not generator_flops_countable(suite.generator):  # the amortisation needs it, after every job
             raise GeneratorError(f"{suite.generator}: no latents.safetensors, needed to count the generator's training FLOPs")
     return manifest
 

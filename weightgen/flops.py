@@ -62,6 +62,15 @@ def dit_training_flops(run_dir: str | os.PathLike, sample_steps: int = 4) -> int
     return int(sum(counts) / len(counts) * cfg.steps)
 
 
+def generator_flops_countable(run_dir: str | os.PathLike) -> bool:
+    """Whether :func:`generator_training_flops` can count this run: a distilled run's recorded total, or the latents
+    its DiT trained on."""
+    from weightgen.dit_distill import DISTILL_FILE
+
+    run_dir = Path(run_dir)
+    return (run_dir / "dit" / DISTILL_FILE).is_file() or (run_dir / "latents.safetensors").is_file()
+
+
 def generator_training_flops(run_dir: str | os.PathLike) -> int:
     """Encoder + DiT training, plus a task-loss fine-tune's counted FLOPs when the run had one.
 
