@@ -21,12 +21,13 @@ def distill_flow(
     preset: Annotated[Literal[tuple(DIT_PRESETS)], Field(description="the student DiT's size")] = "XS",
     steps: Annotated[int, Field(ge=1, le=1_000_000)] = 3000,
     lr: Annotated[float, Field(gt=0, le=1)] = 1e-3,
-    function_weight: Annotated[float, Field(ge=0, description="x KL from the teacher's network to the student's, added to the latent error")] = 0.0,
+    function_weight: Annotated[float, Field(ge=0, description="x KL from the teacher's network to the student's, added to the output error")] = 0.0,
     holdout_archs: Annotated[str, Field(description="';'-separated corpus architectures kept out and scored as unseen")] = "",
     neighbours: Annotated[int, Field(ge=0, le=100, description="width-scaled architectures per corpus pair, labelled by the teacher")] = 4,
     exclude_archs: Annotated[str, Field(description="';'-separated architectures never drawn as neighbours (a suite's unseen ones)")] = "",
+    output: Annotated[Literal["latents", "patches"], Field(description="patches: the student writes the weights itself, and sampling skips the decoder")] = "latents",
 ) -> dict:
-    cfg = DistillConfig(preset=preset, steps=steps, lr=lr, function_weight=function_weight, neighbours=neighbours,
+    cfg = DistillConfig(preset=preset, steps=steps, lr=lr, function_weight=function_weight, neighbours=neighbours, output=output,
                         holdout_archs=[a for a in holdout_archs.split(";") if a],
                         exclude_archs=[a for a in exclude_archs.split(";") if a])
     summary = distill_task(teacher_dir, corpus_dir, out_dir, cfg)
@@ -35,7 +36,7 @@ def distill_flow(
     run_id = log_distill_task(summary, tags)
     last = summary["log"][-1]
     result = {"student_val_acc_median": last["val_acc_median"], "teacher_val_acc_median": last["teacher_val_acc_median"],
-              "latent_error_median": last["latent_error_median"], "generator_flops": summary["flops"],
+              "target_error_median": last["target_error_median"], "generator_flops": summary["flops"],
               "wall_time_s": summary["wall_time_s"], "mlflow_run": run_id}
     get_run_logger().info("distilled DiT %s: %s", out_dir, result)
     return result

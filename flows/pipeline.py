@@ -119,6 +119,7 @@ class DistillSettings(Settings):
     preset: Literal[tuple(DIT_PRESETS)] = Field("XS", description="the student's size")
     steps: int = Field(3000, ge=1, le=1_000_000, description="distillation steps")
     neighbours: int = Field(4, ge=0, le=100, description="width-scaled architectures per corpus pair, labelled by the teacher")
+    output: Literal["latents", "patches"] = Field("latents", description="patches: the student writes the weights itself (no decoder at sampling)")
 
 
 class EvaluateSettings(Settings):

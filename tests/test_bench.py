@@ -13,7 +13,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from weightgen.bench import check_suite, generated_beats, run_suite, score, summarize
+from weightgen.bench import check_suite, generated_beats, grid_limits, run_suite, score, summarize
 from weightgen.checkpoint import load_model
 from weightgen.cli import app
 from weightgen.corpus import Corpus
@@ -69,6 +69,21 @@ def test_score_follows_the_protocol_by_hand():
     assert summary.loc[("unseen-arch", "generated"), "not_applicable"] == 1
     beats = generated_beats(table).set_index("baseline")
     assert beats.loc["moment", "wins"] == 1 and beats.loc["random", "wins"] == 1
+
+
+def test_the_grid_ceiling_names_cases_where_the_eval_interval_caps_the_saving():
+    # random reaches the target at step 20 (seed 1) and 30 (seed 2): 25 steps on average, evaluated every 10,
+    # so an init that needs any training is charged >= 10 steps and saves at most 1 - 10/25 = 0.6
+    results = [_result(0, "random", 1, [0.1, 0.5, 0.99, 1.0]), _result(0, "random", 2, [0.1, 0.5, 0.8, 0.99]),
+               _result(0, "moment", 1, [0.1, 0.99, 1.0, 1.0]), _result(0, "moment", 2, [0.1, 0.99, 1.0, 1.0])]
+    table, _ = score(_suite(("random", "moment")), results)
+    assert table["grid_ceiling"].to_numpy() == pytest.approx([0.6] * 4)
+    moment = table[table["method"] == "moment"]
+    assert (moment["compute_saved"] == moment["grid_ceiling"]).all()  # reached at the first evaluation: the ceiling
+    limits = grid_limits(table)
+    assert limits[["case", "random_steps_to_target"]].to_dict("records") == [{"case": "c0", "random_steps_to_target": 25}]
+    assert limits["grid_ceiling"].iloc[0] == pytest.approx(0.6)
+    assert grid_limits(table, goal=0.5).empty  # a goal the grid can show: nothing to warn of
 
 
 def test_an_init_below_random_at_the_end_shows_as_a_negative_final_delta():
@@ -193,7 +208,8 @@ def test_a_tiny_suite_end_to_end(setup, tmp_path):
     assert seen["noisy-nearest"] > seen["random"] + 0.2
     assert ok[ok["split"] == "seen"]["novelty"].notna().all()
     for name in ("results.parquet", "results.csv", "curves.parquet", "summary.csv", "summary.md",
-                 "learning_curves.png", "compute_saved.png", "amortisation.json", "generated_beats.csv"):
+                 "learning_curves.png", "compute_saved.png", "amortisation.json", "generated_beats.csv",
+                 "grid_limits.csv"):
         assert (tmp_path / "out" / name).stat().st_size > 0, name
     assert pd.read_parquet(tmp_path / "out" / "results.parquet").shape == table.shape
     amort = outcome["amortisation"]

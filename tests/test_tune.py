@@ -187,8 +187,8 @@ def test_a_student_learns_the_teachers_samples_samples_like_it_and_counts_the_wh
     assert (teacher / "dit" / "model.safetensors").read_bytes() == teacher_bytes  # the teacher is left as it was
     log = summary["log"]
     assert [row["step"] for row in log] == [0, 15, 30]
-    assert log[-1]["latent_error_median"] < 0.8 * log[0]["latent_error_median"]  # it learns the teacher's x0
-    assert "heldout_latent_error_median" in log[-1]  # the held-out architecture is scored apart
+    assert log[-1]["target_error_median"] < 0.8 * log[0]["target_error_median"]  # it learns the teacher's x0
+    assert "heldout_target_error_median" in log[-1]  # the held-out architecture is scored apart
     # The student samples the way the teacher does, and its x0 is the one it was trained to give.
     student = Generator.from_run(tmp_path / "student")
     assert student.sampler == Generator.from_run(teacher).sampler
@@ -207,6 +207,54 @@ def test_a_student_learns_the_teachers_samples_samples_like_it_and_counts_the_wh
     suite = load_suite({"name": "s", "corpus": str(corpus), "generator": str(tmp_path / "student"), "methods": ["random", "generated"],
                         "cases": [{"arch": "mlp:hidden=16", "task": "digits", "split": "seen"}]})
     assert not (tmp_path / "student" / "latents.safetensors").exists() and len(check_suite(suite))
+
+
+def test_a_patch_writing_student_learns_the_teachers_weights_and_samples_without_the_decoder(setup, teacher, tmp_path):
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from weightgen.dit_tune import tune as tune_run
+    from weightgen.sampling import sample_state_dicts
+    from weightgen.tokens import tokenize
+    from weightgen.sequences import normalize
+
+    _, corpus, _ = setup
+    cfg = DistillConfig(preset="tiny", steps=30, pairs_per_step=2, eval_every=15, lr=3e-3, neighbours=0, output="patches")
+    summary = distill(teacher, corpus, tmp_path / "direct", cfg, log=lambda line: None)
+    log = summary["log"]
+    assert log[-1]["target_error_median"] < 0.8 * log[0]["target_error_median"]  # it learns the teacher's decoded weights
+    student, reference = Generator.from_run(tmp_path / "direct"), Generator.from_run(teacher)
+    assert student.sampler == {**reference.sampler, "output": "patches"}
+    assert student.dit.cfg.out_dim == student.encoder.config.patch_size
+    # Its samples are the weights it was trained toward: closer to the teacher's than its untrained start was.
+    def distance(a, b):
+        x, y = (normalize(tokenize(s, student.encoder.config.patch_size)) for s in (a, b))
+        return float((x - y).norm() / y.norm())
+
+    mine, theirs = student.sample("mlp:hidden=16", "digits").state_dicts[0], reference.sample("mlp:hidden=16", "digits").state_dicts[0]
+    assert mine.keys() == theirs.keys() and all(mine[k].shape == theirs[k].shape for k in mine)
+    assert distance(mine, theirs) < 0.9
+    # No decoder runs: the sample costs the student's forward pass alone.
+    student.encoder.decode = None  # any call would fail
+    with FlopCounterMode(display=False) as counter:
+        again = student.sample("mlp:hidden=16", "digits")
+    assert all(torch.equal(again.state_dicts[0][k], mine[k]) for k in mine) and again.flops == counter.get_total_flops()
+    with pytest.raises(ValueError, match="one step"):
+        sample_state_dicts(student.dit, student.encoder, "mlp:hidden=16", "digits", steps=4, noise="coords", output="patches")
+    # A patch-writing DiT is neither a teacher nor a base to tune: both say so and write nothing.
+    with pytest.raises(DistillError, match="writes patches"):
+        distill(tmp_path / "direct", corpus, tmp_path / "s2", DistillConfig(steps=1))
+    with pytest.raises(ValueError, match="writes patches"):
+        tune_run(tmp_path / "direct", corpus, tmp_path / "t2", TuneConfig(steps=1), log=lambda line: None)
+    assert not (tmp_path / "s2").exists() and not (tmp_path / "t2").exists()
+    with pytest.raises(ValueError, match="unknown output"):
+        DistillConfig(output="weights")
+    from dataclasses import replace
+
+    from weightgen.dit import DiT
+
+    misfit = DiT(replace(student.dit.cfg, out_dim=student.encoder.config.patch_size + 1))
+    with pytest.raises(ValueError, match="gives 9 numbers per token; output 'patches' needs 8"):
+        Generator(misfit, student.encoder, steps=1, noise="coords", output="patches")
 
 
 def test_the_function_term_brings_the_students_predictions_to_the_teachers(setup, teacher, tmp_path):

@@ -8,7 +8,11 @@ random init over all seeds:
 - target = ``target_fraction`` × mean over seeds of random's validation accuracy at step B;
 - steps_to_target = the first evaluated step at or above the target (not reached → NaN);
 - compute_saved = 1 − (FLOPs to target + FLOPs of the init) / random's mean FLOPs to target
-  (a random seed that never reaches it counts as B steps: the reference can only be cheaper).
+  (a random seed that never reaches it counts as B steps: the reference can only be cheaper);
+- grid_ceiling = 1 − k / random's mean steps to target, for evaluation every k steps: the most an init
+  that needs any training at all can be measured to save (it is charged at least k steps). Where it
+  is under the claim's 90 % (``GOAL_SAVED``), :func:`grid_limits` names the case: there the grid, not
+  the init, bounds the figure.
 
 Training FLOPs are counted per step by the training loop (forward + backward); evaluation passes are
 the same for every method and left out. Jobs are independent, so any ``map`` runs them: the Prefect
@@ -42,6 +46,7 @@ RESULT_COLUMNS = [
     "init_flops", "init_wall_time", "flops_per_step", "train_wall_time", "val_acc_0", "test_acc_0",
     "final_val_acc", "final_test_acc", "novelty", "novelty_kappa", "nearest_member", "source", "note", "reused",
 ]  # fmt: skip
+GOAL_SAVED = 0.9  # BENCHMARK.md's claim: the target with <= 10 % of random init's compute
 BASELINE_METHODS = tuple(m for m in METHODS if m not in GENERATED_METHODS)  # their results never read the generator
 
 
@@ -198,9 +203,11 @@ def score(suite: Suite, results: Iterable[dict[str, Any]]) -> tuple[pd.DataFrame
     table["random_flops_to_target"] = math.nan
     table["random_agreement"] = math.nan  # agreement between two independently trained random inits
     table["random_kappa"] = math.nan
+    table["grid_ceiling"] = math.nan
     for i, case in enumerate(suite.cases):
         here = table["case_index"] == i
-        budget = suite.recipe_for(parse_arch(case.arch).family).steps
+        recipe = suite.recipe_for(parse_arch(case.arch).family)
+        budget = recipe.steps
         random_curves = curves[(curves["case_index"] == i) & (curves["method"] == "random")]
         final = random_curves[random_curves["step"] == budget]["val_acc"]
         target = suite.target_fraction * float(final.mean())
@@ -216,6 +223,8 @@ def score(suite: Suite, results: Iterable[dict[str, Any]]) -> tuple[pd.DataFrame
         # A random seed that never reached the target is charged the whole budget: a lower bound.
         reference = (random_rows["steps_to_target"].fillna(budget) * random_rows["flops_per_step"]).mean()
         table.loc[here, "random_flops_to_target"] = reference
+        # every method trains the same network, so one step costs the same whatever the init
+        table.loc[here, "grid_ceiling"] = 1.0 - recipe.eval_every * random_rows["flops_per_step"].mean() / reference
         predictions = [torch.as_tensor(p) for res in results if res["case_index"] == i
                        for p in res["random_predictions"].values()]
         if len(predictions) >= 2:
@@ -247,6 +256,20 @@ def summarize(table: pd.DataFrame) -> pd.DataFrame:
     summary["not_applicable"] = na.reindex(summary.index).fillna(0).astype(int)
     order = {s: i for i, s in enumerate(("seen", "unseen-arch", "unseen-task", "unseen-both"))}
     return summary.sort_index(key=lambda ix: ix.map(order) if ix.name == "split" else ix.map(_method_order))
+
+
+def grid_limits(table: pd.DataFrame, goal: float = GOAL_SAVED) -> pd.DataFrame:
+    """The cases whose evaluation grid cannot show ``goal`` for an init that needs any training.
+
+    One row per such case: split, case, random's mean steps to target and the grid's ceiling. Only an
+    init already at the target at step 0 can pass the ceiling there; a finer ``eval_every`` lifts it.
+    """
+    random_rows = table[(table["method"] == "random") & (table["status"] == "ok")]
+    per_case = random_rows.groupby("case_index").agg(
+        split=("split", "first"), case=("case", "first"), grid_ceiling=("grid_ceiling", "first"),
+        random_steps_to_target=("random_flops_to_target", "first"), flops_per_step=("flops_per_step", "mean"))
+    per_case["random_steps_to_target"] /= per_case.pop("flops_per_step")
+    return per_case[per_case["grid_ceiling"] < goal].reset_index()
 
 
 def _method_order(method: str) -> int:
@@ -299,12 +322,14 @@ def write_outputs(out: str | os.PathLike, suite: Suite, table: pd.DataFrame, cur
     out.mkdir(parents=True, exist_ok=True)
     paths = {"results": out / "results.parquet", "results_csv": out / "results.csv", "curves": out / "curves.parquet",
              "summary": out / "summary.csv", "summary_md": out / "summary.md", "beats": out / "generated_beats.csv",
-             "amortisation": out / "amortisation.json"}
+             "amortisation": out / "amortisation.json", "grid_limits": out / "grid_limits.csv"}
+    limits = grid_limits(table)
     atomic_write_bytes(paths["results"], table.to_parquet(index=False))
     atomic_write_text(paths["results_csv"], table.to_csv(index=False))
     atomic_write_bytes(paths["curves"], curves.to_parquet(index=False))
     atomic_write_text(paths["summary"], summary.reset_index().to_csv(index=False))
-    atomic_write_text(paths["summary_md"], summary_markdown(suite, summary, beats, amort))
+    atomic_write_text(paths["summary_md"], summary_markdown(suite, summary, beats, amort, limits))
+    atomic_write_text(paths["grid_limits"], limits.to_csv(index=False))
     atomic_write_text(paths["beats"], beats.to_csv(index=False))
     atomic_write_json(paths["amortisation"], amort)
     paths["curves_png"] = learning_curves_plot(suite, table, curves, out / "learning_curves.png")
@@ -312,13 +337,18 @@ def write_outputs(out: str | os.PathLike, suite: Suite, table: pd.DataFrame, cur
     return paths
 
 
-def summary_markdown(suite: Suite, summary: pd.DataFrame, beats: pd.DataFrame, amort: dict[str, float]) -> str:
+def summary_markdown(suite: Suite, summary: pd.DataFrame, beats: pd.DataFrame, amort: dict[str, float],
+                     limits: pd.DataFrame | None = None) -> str:
     shown = summary[["cases", "runs", "compute_saved_median", "reach_rate", "final_test_acc", "final_vs_random",
                      "test_acc_at_init", "novelty_median", "novelty_kappa_median", "random_kappa", "not_applicable"]]
     text = [f"# Suite `{suite.name}`", "", shown.reset_index().to_markdown(index=False, floatfmt=".3f"), ""]
     if len(beats):
         text += ["## Share of cases where `generated` beats each baseline", "",
                  beats.to_markdown(index=False, floatfmt=".2f"), ""]
+    if limits is not None and len(limits):
+        text += [f"## Cases whose evaluation grid cannot show a {GOAL_SAVED:.0%} saving", "",
+                 "Short of reaching the target at step 0, an init is charged at least one evaluation interval.", "",
+                 limits.to_markdown(index=False, floatfmt=".3f"), ""]
     shown_amort = {k: "never" if v is None else v for k, v in amort.items()}
     text += ["## Amortisation (FLOPs)", "", pd.Series(shown_amort, name="value").to_frame().to_markdown(floatfmt=".3g"), ""]
     return "\n".join(text)
@@ -339,7 +369,8 @@ def finish(suite: Suite, results: list[dict[str, Any]], manifest: pd.DataFrame, 
     summary, beats = summarize(table), generated_beats(table)
     amort = amortisation(suite, table, manifest)
     paths = write_outputs(out, suite, table, curves, summary, beats, amort)
-    metrics = {**flat_metrics(summary, amort, wall_time), "reused_rows": float(table["reused"].fillna(False).sum())}
+    metrics = {**flat_metrics(summary, amort, wall_time), "reused_rows": float(table["reused"].fillna(False).sum()),
+               "grid_limited_cases": float(len(grid_limits(table)))}
     run_id = log_bench(suite, table, curves, summary, paths, metrics, tags) if log else None
     return {"table": table, "curves": curves, "summary": summary, "beats": beats, "amortisation": amort,
             "paths": paths, "metrics": metrics, "mlflow_run_id": run_id}

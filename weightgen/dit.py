@@ -33,6 +33,9 @@ class DiTConfig:
     task_features: int = 233
     num_families: int = 4
     cond_dropout: float = 0.1
+    # per-token output: None = latent_dim (a denoiser); a student that writes weights directly gives
+    # normalised patches instead (weightgen.dit_distill, output "patches"), so no decoder runs
+    out_dim: int | None = None
 
 
 DIT_PRESETS: dict[str, dict] = {
@@ -161,7 +164,7 @@ class DiT(nn.Module):
         self.task_embedder = mlp(cfg.task_features, cfg.dim)
         self.null_task = nn.Parameter(torch.zeros(cfg.dim))
         self.blocks = nn.ModuleList([DiTBlock(cfg.dim, cfg.heads, cfg.mlp_ratio) for _ in range(cfg.depth)])
-        self.final_layer = FinalLayer(cfg.dim, cfg.latent_dim)
+        self.final_layer = FinalLayer(cfg.dim, cfg.out_dim or cfg.latent_dim)
         self.initialize_weights()
 
     def initialize_weights(self):
@@ -210,4 +213,4 @@ class DiT(nn.Module):
         c = self.condition(t, family, task, drop_task)  # [B, dim]
         for block in self.blocks:
             h = block(h, c, mask)  # [B, L, dim]
-        return self.final_layer(h, c) * mask[..., None]  # [B, L, latent_dim]
+        return self.final_layer(h, c) * mask[..., None]  # [B, L, out_dim or latent_dim]

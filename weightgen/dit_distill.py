@@ -9,6 +9,10 @@ same start (coordinate noise), on the corpus's seen (architecture, task) pairs:
     loss = mean square of (student's x0 − teacher's x0)          # in latent space, every token
          + ``function_weight`` × KL(teacher's network ‖ student's network) on a training batch
 
+With ``output="patches"`` the student writes the weights themselves: its output per token is the
+teacher's *decoded* patch (normalised), the mean square is taken there, and sampling it runs no
+decoder — the decoder is 40–70 % of an XS or tiny student's sample (docs/results.md, item 34).
+
 No corpus weights and no unseen data are read: the teacher's samples are the targets. The corpus has
 a dozen architectures; ``neighbours`` adds that many more per corpus pair, its widths scaled by one
 random factor (:func:`neighbour_arch`), labelled by the teacher alone, so the student learns the
@@ -53,10 +57,15 @@ class DistillConfig:
     holdout_archs: list[str] = field(default_factory=list)  # corpus architectures never distilled on, scored apart
     neighbours: int = 4  # + this many width-scaled architectures per corpus pair, labelled by the teacher
     exclude_archs: list[str] = field(default_factory=list)  # never among the neighbours (a suite's unseen architectures)
+    output: str = "latents"  # "patches": the student writes normalised patches, and sampling it skips the decoder
     seed: int = 0
 
     def __post_init__(self):
         from weightgen.dit import DIT_PRESETS
+        from weightgen.sampling import OUTPUT_KINDS
+
+        if self.output not in OUTPUT_KINDS:
+            raise ValueError(f"unknown output {self.output!r}; valid: {', '.join(OUTPUT_KINDS)}")
 
         if self.preset not in DIT_PRESETS:
             raise ValueError(f"unknown preset {self.preset!r}; valid: {', '.join(DIT_PRESETS)}")
@@ -113,6 +122,8 @@ def teacher_sampler(run_dir: Path) -> dict:
     if not config_file.is_file():
         raise DistillError(f"{run_dir}: no dit/config.json; the teacher must be a tuned run (`weightgen dit tune`)")
     sampler = json.loads(config_file.read_text()).get("sampler", {})
+    if sampler.get("output", "latents") != "latents":
+        raise DistillError(f"{run_dir}: its DiT writes patches itself (a distilled student); distil its teacher instead")
     if sampler.get("steps") != 1 or sampler.get("noise") != "coords":
         raise DistillError(f"{run_dir}: the teacher samples with {sampler or 'DDIM from Gaussian noise'}; only a "
                            "one-step DiT from coordinate noise (a `weightgen dit tune` run) can be distilled")
@@ -144,7 +155,9 @@ def distill(teacher_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_d
     encoder.requires_grad_(False)
     teacher = load_dit(teacher_dir / "dit").eval().to(device)
     teacher.requires_grad_(False)
-    student = DiT(DiTConfig(**{**asdict(teacher.cfg), **DIT_PRESETS[cfg.preset]})).train().to(device)
+    direct = cfg.output == "patches"
+    out_dim = encoder.config.patch_size if direct else None
+    student = DiT(DiTConfig(**{**asdict(teacher.cfg), **DIT_PRESETS[cfg.preset], "out_dim": out_dim})).train().to(device)
 
     frame = Corpus(corpus_dir).require_nonempty()
     frame = frame[frame["family"] != "external"]
@@ -159,15 +172,23 @@ def distill(teacher_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_d
              for a, t in neighbour_pairs([(p.arch, p.task) for p in pairs], cfg.neighbours, exclude, cfg.seed)]
     keep, mode = sampler["keep_noise"], sampler.get("rebalance", "none")
 
+    def teacher_output(p) -> torch.Tensor:  # what the student learns to give: the teacher's x0, or its decoded patches
+        x0 = p.one_step_x0(teacher, p.start)
+        return encoder.decode(encoder.unstandardize((x0 + kept_start(p.start, p.coords, keep))[0]), p.coords[0]) if direct else x0
+
+    def student_output(p) -> torch.Tensor:
+        return p.one_step_patches(student, p.start) if direct else p.one_step_x0(student, p.start)
+
+    def state(p, out: torch.Tensor) -> dict[str, torch.Tensor]:  # the network an output (teacher's or student's) gives
+        return p.state_from_patches(out, mode) if direct else p.state_from_latents(encoder, out + kept_start(p.start, p.coords, keep), mode)
+
     log(f"{len(pairs)} training (architecture, task) pairs and {len(extra)} neighbours, {len(every) - len(pairs)} "
         f"held out; student {cfg.preset} ({sum(q.numel() for q in student.parameters()):,} parameters) on {device}")
     # Counted: the teacher's passes, the distillation and its evaluations (an upper bound on what it costs).
     with FlopCounterMode(display=False) as counter:
-        with torch.no_grad():  # the targets: the teacher's x0 on every pair, and the network it gives
-            targets = {id(p): p.one_step_x0(teacher, p.start)
-                       for p in tqdm(every + extra, desc="teacher samples", leave=False)}
-            teacher_states = {id(p): p.state_from_latents(encoder, targets[id(p)] + kept_start(p.start, p.coords, keep), mode)
-                              for p in every + (extra if cfg.function_weight else [])}
+        with torch.no_grad():  # the targets: the teacher's output on every pair, and the network it gives
+            targets = {id(p): teacher_output(p) for p in tqdm(every + extra, desc="teacher samples", leave=False)}
+            teacher_states = {id(p): state(p, targets[id(p)]) for p in every + (extra if cfg.function_weight else [])}
         teacher_acc = {id(p): p.val_acc(teacher_states[id(p)]) for p in every}
         pairs = pairs + extra  # neighbours are trained on, never scored: the teacher's answer is all there is for them
 
@@ -176,11 +197,9 @@ def distill(teacher_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_d
             rows = []
             with torch.no_grad():
                 for p in every:
-                    x0 = p.one_step_x0(student, p.start)
-                    target = targets[id(p)]
-                    state = p.state_from_latents(encoder, x0 + kept_start(p.start, p.coords, keep), mode)
-                    rows.append({"held": p.arch in holdout, "acc": p.val_acc(state), "teacher_acc": teacher_acc[id(p)],
-                                 "error": float((x0 - target).norm() / target.norm().clamp(min=1e-12))})
+                    out, target = student_output(p), targets[id(p)]
+                    rows.append({"held": p.arch in holdout, "acc": p.val_acc(state(p, out)), "teacher_acc": teacher_acc[id(p)],
+                                 "error": float((out - target).norm() / target.norm().clamp(min=1e-12))})
             student.train()
             scores = pd.DataFrame(rows)
             row = {"step": step}
@@ -189,9 +208,9 @@ def distill(teacher_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_d
                     row.update({f"{name}val_acc_median": float(part["acc"].median()),
                                 f"{name}teacher_val_acc_median": float(part["teacher_acc"].median()),
                                 f"{name}acc_gap_median": float((part["teacher_acc"] - part["acc"]).median()),
-                                f"{name}latent_error_median": float(part["error"].median())})
+                                f"{name}target_error_median": float(part["error"].median())})
             log(f"step {step:5d}  student val acc median {row['val_acc_median']:.3f} (teacher "
-                f"{row['teacher_val_acc_median']:.3f}), latent error {row['latent_error_median']:.3f}"
+                f"{row['teacher_val_acc_median']:.3f}), {'patch' if direct else 'latent'} error {row['target_error_median']:.3f}"
                 + (f"; held out {row['heldout_val_acc_median']:.3f} (teacher {row['heldout_teacher_val_acc_median']:.3f})"
                    if holdout else ""))
             return row
@@ -205,11 +224,10 @@ def distill(teacher_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_d
             optimizer.zero_grad(set_to_none=True)
             for i in chosen:
                 p = pairs[i]
-                x0 = p.one_step_x0(student, p.start)
-                loss = (x0 - targets[id(p)]).pow(2).mean()
+                out = student_output(p)
+                loss = (out - targets[id(p)]).pow(2).mean()
                 if cfg.function_weight:
-                    state = p.state_from_latents(encoder, x0 + kept_start(p.start, p.coords, keep), mode)
-                    loss = loss + cfg.function_weight * p.distill_loss(state, teacher_states[id(p)], p.batch(cfg.batch_size, g))
+                    loss = loss + cfg.function_weight * p.distill_loss(state(p, out), teacher_states[id(p)], p.batch(cfg.batch_size, g))
                 (loss / len(chosen)).backward()
                 running += loss.item() / len(chosen)
             torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
@@ -224,7 +242,7 @@ def distill(teacher_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_d
     summary = {"teacher_run": str(teacher_dir), "teacher_dit_sha256": file_digest(teacher_dir / "dit" / "model.safetensors"),
                "corpus": str(corpus_dir), **asdict(cfg), "flops": own + teacher_flops, "own_flops": own,
                "teacher_generator_flops": teacher_flops, "wall_time_s": time.perf_counter() - started,
-               "sampler": sampler, "log": history}
+               "sampler": {**sampler, "output": cfg.output}, "log": history}
     _write_run(student.eval().cpu(), teacher_dir, out_dir, summary)
     log(f"wrote {out_dir} ({own:.3e} FLOPs, {teacher_flops:.3e} more for the teacher; {summary['wall_time_s']:.0f} s)")
     return summary

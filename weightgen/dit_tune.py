@@ -121,6 +121,9 @@ def tune(run_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_dir: str
     encoder = PatchAutoencoder.load(run_dir / "encoder").eval().to(device)
     encoder.requires_grad_(False)
     dit = load_dit(run_dir / "dit").train().to(device)
+    if dit.cfg.out_dim is not None:  # only a patch-writing student sets it; the tune reads the output as latents
+        raise ValueError(f"{run_dir}: its DiT writes patches (a `weightgen dit distill --output patches` student); "
+                         "tune its teacher, or a DiT that gives latents")
     corpus = Corpus(corpus_dir)
     frame = corpus.require_nonempty()
     frame = frame[frame["family"] != "external"]

@@ -44,23 +44,33 @@ class Generator:
     ``noise`` and ``keep_noise`` choose the start of sampling (see :func:`weightgen.sampling.sample_state_dicts`);
     ``rebalance`` (:data:`weightgen.rebalance.MODES`) sets each sampled layer to the scale of the target's
     own random init without changing the function (ReLU chains only; :mod:`weightgen.rebalance`).
+    ``output`` ``patches``: the DiT writes the weights' patches itself in one step (a distilled student
+    of :mod:`weightgen.dit_distill`), and the encoder's decoder is never run.
     """
 
     def __init__(self, dit, encoder, steps: int = 50, guidance: float = 1.0, source: str = "",
-                 noise: str = "gaussian", keep_noise: str | bool = "none", rebalance: str = "none"):
+                 noise: str = "gaussian", keep_noise: str | bool = "none", rebalance: str = "none",
+                 output: str = "latents"):
         from weightgen.rebalance import check_mode
-        from weightgen.sampling import keep_kind
+        from weightgen.sampling import OUTPUT_KINDS, keep_kind
 
         # a bad value fails before anything loads
         self.noise, self.keep_noise, self.rebalance = noise, keep_kind(keep_noise), check_mode(rebalance)
+        if output not in OUTPUT_KINDS:
+            raise ValueError(f"unknown output {output!r}; valid: {', '.join(OUTPUT_KINDS)}")
+        written = dit.cfg.out_dim or dit.cfg.latent_dim
+        wanted = encoder.config.patch_size if output == "patches" else dit.cfg.latent_dim
+        if written != wanted:
+            raise ValueError(f"the DiT gives {written} numbers per token; output {output!r} needs {wanted}")
+        self.output = output
         self.dit, self.encoder = dit.eval(), encoder.eval()
         self.steps, self.guidance, self.source = steps, guidance, source
 
     @property
     def sampler(self) -> dict:
-        """How samples are drawn, for logs: steps, guidance, noise, keep_noise, rebalance."""
+        """How samples are drawn, for logs: steps, guidance, noise, keep_noise, rebalance, output."""
         return {"steps": self.steps, "guidance": self.guidance, "noise": self.noise, "keep_noise": self.keep_noise,
-                "rebalance": self.rebalance}
+                "rebalance": self.rebalance, "output": self.output}
 
     @classmethod
     def from_run(cls, run_dir: str | os.PathLike, steps: int = 50, guidance: float = 1.0) -> "Generator":
@@ -89,7 +99,7 @@ class Generator:
                 raise ValueError(f"dit/config.json: bad sampler {sampler} (noise: {', '.join(NOISE_KINDS)}; steps >= 1)")
             return cls(load_dit(run_dir / "dit"), PatchAutoencoder.load(run_dir / "encoder"), steps, guidance,
                        source=str(run_dir), noise=noise, keep_noise=keep_noise,
-                       rebalance=sampler.get("rebalance", "none"))
+                       rebalance=sampler.get("rebalance", "none"), output=sampler.get("output", "latents"))
         except (CheckpointError, KeyError, TypeError, ValueError, OSError) as exc:
             raise GeneratorError(f"{run_dir}: cannot load the generator: {exc}") from None
 
@@ -104,7 +114,7 @@ class Generator:
         started = time.perf_counter()
         with FlopCounterMode(display=False) as counter:
             states = sample_state_dicts(self.dit, self.encoder, arch, task, samples, self.steps, self.guidance, seed,
-                                        self.noise, self.keep_noise)
+                                        self.noise, self.keep_noise, self.output)
             if self.rebalance != "none":  # to the scale of the target's own init at this seed
                 reference = build_model(arch, input_shape(task), seed=seed).state_dict()
                 states = [rebalance(s, arch, reference, self.rebalance) for s in states]

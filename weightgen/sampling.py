@@ -21,6 +21,7 @@ from weightgen.tokens import Tokens, tokenize
 
 NOISE_KINDS = ("gaussian", "coords")
 KEEP_KINDS = ("none", "all", "matrices")  # which tokens get the start added back to the sample
+OUTPUT_KINDS = ("latents", "patches")  # what the DiT gives: latents for the decoder, or the patches themselves
 
 
 def keep_kind(value) -> str:
@@ -66,17 +67,25 @@ def template(arch, task, patch_size: int) -> Tokens:
 
 @torch.no_grad()
 def sample_state_dicts(dit, encoder, arch, task, samples: int = 1, steps: int = 50, guidance: float = 1.0,
-                       seed: int = 0, noise: str = "gaussian", keep_noise: str | bool = "none") -> list[dict[str, torch.Tensor]]:
+                       seed: int = 0, noise: str = "gaussian", keep_noise: str | bool = "none",
+                       output: str = "latents") -> list[dict[str, torch.Tensor]]:
     """``samples`` state_dicts for ``arch`` on ``task``, from DDIM with classifier-free guidance ``guidance``.
 
     ``noise``: ``gaussian`` starts from a ``seed``-ed draw; ``coords`` from :func:`coordinate_noise`
     (sample i with salt i, whatever ``seed``: one architecture and task always gives the same first
     sample). ``keep_noise`` (:data:`KEEP_KINDS`) adds the start back to the result, on all tokens or on
     matrix/kernel tokens only: the generator's output is then a correction to a random point of latent
-    space (how tuned generators are trained, :mod:`weightgen.dit_tune`).
+    space (how tuned generators are trained, :mod:`weightgen.dit_tune`). ``output`` ``patches``: the DiT
+    writes normalised patches in one pass (a student of :mod:`weightgen.dit_distill`); no DDIM, no
+    decoder, and ``keep_noise`` does not apply (the start lives in latent space). The encoder then only
+    gives the patch size.
     """
     if noise not in NOISE_KINDS:
         raise ValueError(f"unknown noise {noise!r}; valid: {', '.join(NOISE_KINDS)}")
+    if output not in OUTPUT_KINDS:
+        raise ValueError(f"unknown output {output!r}; valid: {', '.join(OUTPUT_KINDS)}")
+    if output == "patches" and steps != 1:
+        raise ValueError(f"a DiT that writes patches samples in one step, not {steps}")
     arch, task = parse_arch(arch), parse_task(task)
     tokens = template(arch, task, encoder.config.patch_size)
     n = len(tokens)
@@ -95,10 +104,33 @@ def sample_state_dicts(dit, encoder, arch, task, samples: int = 1, steps: int = 
     def model_fn(x, t, mask, drop_task=None, **_):
         return dit(x, t, coords, depth, mask, family, features, drop_task=drop_task)
 
-    z = diffusion.sample(model_fn, shape, steps=steps, guidance_scale=guidance, noise=start)  # [S, N, latent]
-    z = z + kept_start(start, coords, keep_kind(keep_noise))
-    values = encoder.decode(encoder.unstandardize(z.reshape(samples * n, -1)), coords.reshape(samples * n, -1))
+    if output == "patches":
+        values = direct_patches(model_fn, start, coords.reshape(samples * n, -1), encoder.config.patch_size, guidance)
+    else:
+        z = diffusion.sample(model_fn, shape, steps=steps, guidance_scale=guidance, noise=start)  # [S, N, latent]
+        z = z + kept_start(start, coords, keep_kind(keep_noise))
+        values = encoder.decode(encoder.unstandardize(z.reshape(samples * n, -1)), coords.reshape(samples * n, -1))
     return [denormalize(tokens, v) for v in values.reshape(samples, n, -1)]
+
+
+def direct_patches(model_fn, start: torch.Tensor, flat_coords: torch.Tensor, patch_size: int,
+                   guidance: float = 1.0) -> torch.Tensor:
+    """[S·N, P] normalised patches from a patch-writing DiT's one pass at t = T (guided like a DDIM step).
+
+    Padding positions come out exactly 0, as the decoder gives them.
+    """
+    from weightgen.encoder import valid_lengths
+
+    (S, N, _), device = start.shape, start.device
+    t = torch.full((S,), diffusion.NUM_TRAIN_STEPS - 1, dtype=torch.long, device=device)
+    mask = torch.ones(S, N, dtype=torch.bool, device=device)
+    out = model_fn(start, t, mask, drop_task=torch.zeros(S, dtype=torch.bool, device=device))
+    if guidance != 1.0:
+        uncond = model_fn(start, t, mask, drop_task=torch.ones(S, dtype=torch.bool, device=device))
+        out = uncond + guidance * (out - uncond)
+    out = out.reshape(S * N, -1)
+    real = torch.arange(patch_size, device=device)[None, :] < valid_lengths(flat_coords, patch_size)[:, None]
+    return torch.where(real, out, 0.0)
 
 
 def evaluate_state_dict(state_dict: dict[str, torch.Tensor], arch, task, split: str = "test") -> float:

@@ -90,9 +90,22 @@ class TuneTarget:
         a = diffusion.ALPHAS_CUMPROD[_T_LAST]
         return a.sqrt() * start - (1 - a).sqrt() * v
 
+    def one_step_patches(self, dit, start: torch.Tensor) -> torch.Tensor:
+        """A patch-writing DiT's output [N, P] from ``start``: the pair's normalised patches, padding 0 (as sampled)."""
+        from weightgen.sampling import direct_patches
+
+        def model_fn(x, t, mask, drop_task=None):  # drop_task None: CFG dropout in training, as one_step_x0 has it
+            return dit(x, t, self.coords, self.depth, mask, self.family, self.features, None)
+
+        return direct_patches(model_fn, start, self.coords[0], self.tokens.patch_size)
+
     def state_from_latents(self, encoder, z: torch.Tensor, mode: str = "none") -> dict[str, torch.Tensor]:
         """Latents [1, N, latent] decoded into this pair's state_dict (differentiable), rebalanced by ``mode``."""
-        state = differentiable_state_dict(self.tokens, encoder.decode(encoder.unstandardize(z[0]), self.coords[0]))
+        return self.state_from_patches(encoder.decode(encoder.unstandardize(z[0]), self.coords[0]), mode)
+
+    def state_from_patches(self, values: torch.Tensor, mode: str = "none") -> dict[str, torch.Tensor]:
+        """Normalised patches [N, P] as this pair's state_dict (differentiable), rebalanced by ``mode``."""
+        state = differentiable_state_dict(self.tokens, values)
         return state if mode == "none" else rebalance(state, self.arch, self.model.state_dict(), mode)
 
     def loss(self, state, batch: torch.Tensor) -> torch.Tensor:
