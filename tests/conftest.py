@@ -19,6 +19,8 @@ logging.raiseExceptions = False
 # or tests would read and write ~/.prefect, and one run's cached results would leak into the next.
 os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="weightgen-tests-prefect-")
 atexit.register(shutil.rmtree, os.environ["PREFECT_HOME"], ignore_errors=True)  # registered first, so it runs last
+# Its temporary API server gets 20 s to start by default; on a busy 2-core machine that is sometimes too few.
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -1,35 +1,33 @@
-"""The ``weightgen`` command line (typer + rich)."""
+"""The ``weightgen`` command line (typer + rich): the main job, generate, bench, report, corpus and encoder.
+
+The DiT's commands (train, tune, distill, sample) are in :mod:`weightgen.cli_dit`.
+"""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from weightgen.cli_dit import _tune, dit_app, dit_train
+from weightgen.terminal import DEFAULT_CORPUS, DEFAULT_RUN
 from weightgen.terminal import cell as _cell
 from weightgen.terminal import console
 from weightgen.terminal import fail as _fail
 from weightgen.terminal import fmt as _fmt
 from weightgen.terminal import print_summary as _print_summary
+from weightgen.terminal import prepare_prefect as _prepare_prefect
 
 app = typer.Typer(help="Generate neural-network weights; start new models from a good place.", no_args_is_help=True)
 corpus_app = typer.Typer(help="Build, import and inspect checkpoint corpora.", no_args_is_help=True)
 app.add_typer(corpus_app, name="corpus")
 encoder_app = typer.Typer(help="Train and judge the latent patch encoder.", no_args_is_help=True)
-dit_app = typer.Typer(help="Train the diffusion transformer and sample from it.", no_args_is_help=True)
 app.add_typer(encoder_app, name="encoder")
 app.add_typer(dit_app, name="dit")
-DEFAULT_RUN = "runs/default"
 
 DEFAULT_GRID = "configs/grids/default.yaml"
-DEFAULT_CORPUS = "corpus/default"
-
-
-def _quiet_prefect() -> None:
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 
 @corpus_app.command("build")
@@ -46,7 +44,7 @@ def corpus_build(
         expand(load_grid(grid))  # refuse a bad grid before Prefect starts
     except SpecError as exc:
         _fail(str(exc))
-    _quiet_prefect()
+    _prepare_prefect()
     from flows.corpus import corpus_flow
 
     summary = corpus_flow(grid=str(grid), corpus_dir=str(out), workers=workers)
@@ -110,130 +108,11 @@ def encoder_train(
     minilm: bool = typer.Option(False, help="also report MiniLM sentence-embedding cosine after reconstruction"),
 ) -> None:
     """Train the patch autoencoder (a Prefect flow), report held-out fidelity, cache the corpus latents."""
-    _quiet_prefect()
+    _prepare_prefect()
     from flows.encoder import encoder_flow
 
     _print_summary(f"encoder {out}", encoder_flow(corpus_dir=str(corpus), out_dir=str(out), patch_size=patch_size,
                                                   latent_dim=latent_dim, steps=steps, min_step=min_step, minilm=minilm))
-
-
-@dit_app.command("train")
-def dit_train(
-    run: Path = typer.Option(DEFAULT_RUN, help="run folder holding encoder/ and latents.safetensors"),
-    corpus: Path = typer.Option(DEFAULT_CORPUS, help="corpus the latents came from"),
-    processes: int = typer.Option(1, min=1, help="training processes (accelerate launch when > 1)"),
-    steps: int = typer.Option(2000, min=1),
-    batch_size: int = typer.Option(16, min=1),
-    preset: str = typer.Option("S", help="tiny | XS | S | M"),
-) -> None:
-    """Train the DiT on the cached latents (resumes from the latest checkpoint), then score seen samples."""
-    _quiet_prefect()
-    from flows.dit import dit_flow
-
-    _print_summary(f"DiT {run}", dit_flow(run_dir=str(run), corpus_dir=str(corpus), processes=processes, steps=steps,
-                                          batch_size=batch_size, preset=preset))
-
-
-@dit_app.command("tune")
-def dit_tune(
-    run: Path = typer.Option(DEFAULT_RUN, help="run folder holding encoder/ and a trained dit/"),
-    corpus: Path = typer.Option(DEFAULT_CORPUS, help="corpus whose seen (architecture, task) pairs it is tuned on"),
-    out: Path = typer.Option(..., help="new run folder for the tuned generator (the base run is left as it is)"),
-    steps: int = typer.Option(2000, min=1),
-    lr: float = typer.Option(1e-3, min=0.0),
-    noise: str = typer.Option("coords", help="start of each sample: coords | fixed | fresh"),
-    bias_penalty: float = typer.Option(0.0, min=0.0, help="x mean square of the samples' biases, added to the loss"),
-    holdout_archs: str = typer.Option("", help="';'-separated corpus architectures kept out and scored as unseen"),
-    inner_steps: int = typer.Option(0, min=0, help="also score each sample after this many AdamW fine-tune steps"),
-    rebalance: str = typer.Option("none", help="rescale samples to the target's init scale: none | logits | predictions"),
-    distill: float = typer.Option(0.0, min=0.0, help="x KL from each pair's trained corpus member to the sample, added to the loss"),
-    processes: int = typer.Option(1, min=1, help="tune processes (accelerate launch when > 1): each takes a share of every step's pairs"),
-) -> None:
-    """Tune the DiT by the task: its one-step samples are built and scored by cross-entropy (weightgen/dit_tune.py)."""
-    from weightgen.dit_tune import TuneConfig
-
-    try:
-        cfg = TuneConfig(steps=steps, lr=lr, noise=noise, bias_penalty=bias_penalty, inner_steps=inner_steps,
-                         rebalance=rebalance, distill=distill, holdout_archs=[a for a in holdout_archs.split(";") if a])
-    except ValueError as exc:
-        _fail(str(exc))
-    _tune(run, corpus, out, cfg, processes)
-
-
-def _tune(run: Path, corpus: Path, out: Path, cfg, processes: int = 1) -> None:
-    """One tune through the Prefect flow (flows/tune.py, logged to MLflow), its summary printed; errors end the command."""
-    _quiet_prefect()
-    from flows.tune import flow_parameters, tune_flow
-    from weightgen.corpus import CorpusError
-
-    try:
-        summary = tune_flow(run_dir=str(run), corpus_dir=str(corpus), out_dir=str(out), **flow_parameters(cfg),
-                            processes=processes)
-    except (CorpusError, ValueError, OSError, RuntimeError) as exc:
-        _fail(str(exc))
-    _print_summary(f"tuned DiT {out}", summary)
-
-
-@dit_app.command("distill")
-def dit_distill(
-    teacher: Path = typer.Option(..., help="a tuned run folder (`weightgen dit tune`): the teacher"),
-    corpus: Path = typer.Option(DEFAULT_CORPUS, help="corpus whose seen (architecture, task) pairs the student learns on"),
-    out: Path = typer.Option(..., help="new run folder for the student (the teacher is left as it is)"),
-    preset: str = typer.Option("XS", help="the student DiT's size: tiny | XS | S | M"),
-    steps: int = typer.Option(3000, min=1),
-    lr: float = typer.Option(1e-3, min=0.0),
-    function_weight: float = typer.Option(0.0, min=0.0, help="x KL from the teacher's network to the student's, added to the output error"),
-    holdout_archs: str = typer.Option("", help="';'-separated corpus architectures kept out and scored as unseen"),
-    neighbours: int = typer.Option(4, min=0, help="width-scaled architectures per corpus pair, labelled by the teacher"),
-    exclude_archs: str = typer.Option("", help="';'-separated architectures never drawn as neighbours"),
-    exclude_suite: list[Path] = typer.Option([], help="a suite whose unseen architectures are never drawn as neighbours (repeatable)"),
-    output: str = typer.Option("latents", help="latents | patches: the student writes the weights itself, and its samples skip the decoder"),
-) -> None:
-    """Teach a smaller DiT the tuned DiT's one-step samples: the same inits for fewer FLOPs (weightgen/dit_distill.py)."""
-    from weightgen.dit_distill import DistillConfig
-    from weightgen.suite import SuiteError, load_suite
-
-    excluded = [a for a in exclude_archs.split(";") if a]
-    try:
-        for path in exclude_suite:
-            excluded += [case.arch for case in load_suite(path).cases if case.split in ("unseen-arch", "unseen-both")]
-        DistillConfig(preset=preset, steps=steps, lr=lr, function_weight=function_weight, neighbours=neighbours,
-                      exclude_archs=excluded, output=output)
-    except (SuiteError, ValueError, OSError) as exc:
-        _fail(str(exc))
-    _quiet_prefect()
-    from flows.distill import distill_flow
-    from weightgen.corpus import CorpusError
-
-    try:
-        summary = distill_flow(teacher_dir=str(teacher), corpus_dir=str(corpus), out_dir=str(out), preset=preset,
-                               steps=steps, lr=lr, function_weight=function_weight, holdout_archs=holdout_archs,
-                               neighbours=neighbours, exclude_archs=";".join(sorted(set(excluded))), output=output)
-    except (CorpusError, ValueError, OSError, RuntimeError) as exc:
-        _fail(str(exc))
-    _print_summary(f"distilled DiT {out}", summary)
-
-
-@dit_app.command("sample")
-def dit_sample(
-    arch: str = typer.Option(..., help="architecture spec, e.g. mlp:hidden=64x64"),
-    task: str = typer.Option(..., help="task spec, e.g. mnist1d"),
-    run: Path = typer.Option(DEFAULT_RUN, help="run folder holding encoder/ and dit/"),
-    samples: int = typer.Option(3, min=1),
-    guidance: float = typer.Option(1.0, min=0.0),
-    seed: int = typer.Option(0),
-) -> None:
-    """Sample weights for an architecture and task and print each sample's test accuracy (no fine-tuning)."""
-    from weightgen.generate import Generator
-    from weightgen.sampling import evaluate_state_dict
-    from weightgen.specs import SpecError
-
-    try:  # a tuned run names its own sampler (one step from coordinate noise), which from_run applies
-        states = Generator.from_run(run, steps=50, guidance=guidance).sample(arch, task, samples, seed).state_dicts
-    except (SpecError, ValueError, OSError) as exc:
-        _fail(str(exc))
-    for i, state in enumerate(states):
-        console.print(f"sample {i}: test accuracy {evaluate_state_dict(state, arch, task):.3f}")
 
 
 @app.command("run")
@@ -341,7 +220,7 @@ def bench(
     except (SuiteError, CorpusError, GeneratorError) as exc:
         _fail(str(exc))
     out = out or Path("runs/bench") / spec.name
-    _quiet_prefect()
+    _prepare_prefect()
     from flows.evaluate import evaluate_flow
 
     metrics = evaluate_flow(suite=str(suite), out_dir=str(out), workers=workers,

@@ -27,7 +27,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -36,7 +35,7 @@ import pandas as pd
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from weightgen.io import atomic_write_json, file_digest
+from weightgen.io import file_digest
 
 DISTILL_FILE = "distill.json"
 
@@ -66,7 +65,6 @@ class DistillConfig:
 
         if self.output not in OUTPUT_KINDS:
             raise ValueError(f"unknown output {self.output!r}; valid: {', '.join(OUTPUT_KINDS)}")
-
         if self.preset not in DIT_PRESETS:
             raise ValueError(f"unknown preset {self.preset!r}; valid: {', '.join(DIT_PRESETS)}")
         if min(self.steps, self.pairs_per_step, self.eval_every, self.batch_size) < 1 or self.lr <= 0:
@@ -137,7 +135,7 @@ def distill(teacher_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_d
 
     from weightgen.corpus import Corpus
     from weightgen.dit import DIT_PRESETS, DiT, DiTConfig
-    from weightgen.dit_train import load_dit
+    from weightgen.dit_train import load_dit, save_one_step_run
     from weightgen.encoder import PatchAutoencoder
     from weightgen.flops import generator_training_flops
     from weightgen.sampling import kept_start
@@ -174,13 +172,17 @@ def distill(teacher_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_d
 
     def teacher_output(p) -> torch.Tensor:  # what the student learns to give: the teacher's x0, or its decoded patches
         x0 = p.one_step_x0(teacher, p.start)
-        return encoder.decode(encoder.unstandardize((x0 + kept_start(p.start, p.coords, keep))[0]), p.coords[0]) if direct else x0
+        if not direct:
+            return x0
+        return encoder.decode(encoder.unstandardize((x0 + kept_start(p.start, p.coords, keep))[0]), p.coords[0])
 
     def student_output(p) -> torch.Tensor:
         return p.one_step_patches(student, p.start) if direct else p.one_step_x0(student, p.start)
 
     def state(p, out: torch.Tensor) -> dict[str, torch.Tensor]:  # the network an output (teacher's or student's) gives
-        return p.state_from_patches(out, mode) if direct else p.state_from_latents(encoder, out + kept_start(p.start, p.coords, keep), mode)
+        if direct:
+            return p.state_from_patches(out, mode)
+        return p.state_from_latents(encoder, out + kept_start(p.start, p.coords, keep), mode)
 
     log(f"{len(pairs)} training (architecture, task) pairs and {len(extra)} neighbours, {len(every) - len(pairs)} "
         f"held out; student {cfg.preset} ({sum(q.numel() for q in student.parameters()):,} parameters) on {device}")
@@ -227,7 +229,8 @@ def distill(teacher_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_d
                 out = student_output(p)
                 loss = (out - targets[id(p)]).pow(2).mean()
                 if cfg.function_weight:
-                    loss = loss + cfg.function_weight * p.distill_loss(state(p, out), teacher_states[id(p)], p.batch(cfg.batch_size, g))
+                    kl = p.distill_loss(state(p, out), teacher_states[id(p)], p.batch(cfg.batch_size, g))
+                    loss = loss + cfg.function_weight * kl
                 (loss / len(chosen)).backward()
                 running += loss.item() / len(chosen)
             torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
@@ -243,21 +246,11 @@ def distill(teacher_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_d
                "corpus": str(corpus_dir), **asdict(cfg), "flops": own + teacher_flops, "own_flops": own,
                "teacher_generator_flops": teacher_flops, "wall_time_s": time.perf_counter() - started,
                "sampler": {**sampler, "output": cfg.output}, "log": history}
-    _write_run(student.eval().cpu(), teacher_dir, out_dir, summary)
+    # the student samples like the teacher (with its own output kind): the teacher's encoder, the student DiT
+    save_one_step_run(student.eval().cpu(), teacher_dir, out_dir, "distilled", summary["sampler"], DISTILL_FILE, summary,
+                      "distill.csv")
     log(f"wrote {out_dir} ({own:.3e} FLOPs, {teacher_flops:.3e} more for the teacher; {summary['wall_time_s']:.0f} s)")
     return summary
-
-
-def _write_run(student, teacher_dir: Path, out_dir: Path, summary: dict) -> None:
-    """The student's run folder: the teacher's encoder, the student DiT with the teacher's sampler, the summary."""
-    from weightgen.dit_train import save_pretrained
-
-    shutil.copytree(teacher_dir / "encoder", out_dir / "encoder", dirs_exist_ok=True)
-    save_pretrained(student, out_dir / "dit", weights="distilled")
-    config = json.loads((out_dir / "dit" / "config.json").read_text())
-    atomic_write_json(out_dir / "dit" / "config.json", {**config, "sampler": summary["sampler"]})
-    atomic_write_json(out_dir / "dit" / DISTILL_FILE, summary)
-    pd.DataFrame(summary["log"]).to_csv(out_dir / "distill.csv", index=False)
 
 
 def log_distill(summary: dict, tags: dict[str, str] | None = None) -> str:

@@ -161,6 +161,20 @@ def save_pretrained(model: DiT, out: Path, train_cfg: TrainConfig | None = None,
     atomic_write_json(out / "config.json", config)
 
 
+def save_one_step_run(dit: DiT, base_dir: Path, out_dir: Path, weights: str, sampler: dict, summary_file: str,
+                      summary: dict, log_csv: str, config: dict | None = None) -> None:
+    """A run folder for a DiT sampled in one step (a tune's or a distillation's): the base's encoder, the DiT
+    with ``sampler`` in its ``dit/config.json`` (Generator.from_run samples it that way), the summary and its log."""
+    import pandas as pd
+
+    shutil.copytree(base_dir / "encoder", out_dir / "encoder", dirs_exist_ok=True)
+    save_pretrained(dit, out_dir / "dit", weights=weights)
+    written = json.loads((out_dir / "dit" / "config.json").read_text())
+    atomic_write_json(out_dir / "dit" / "config.json", {**written, **(config or {}), "sampler": sampler})
+    atomic_write_json(out_dir / "dit" / summary_file, summary)
+    pd.DataFrame(summary["log"]).to_csv(out_dir / log_csv, index=False)
+
+
 def load_dit(folder: str | os.PathLike) -> DiT:
     folder = Path(folder)
     config = json.loads((folder / "config.json").read_text())

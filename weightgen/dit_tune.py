@@ -47,7 +47,7 @@ import pandas as pd
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from weightgen.io import atomic_write_json, file_digest
+from weightgen.io import file_digest
 from weightgen.rebalance import check_mode
 from weightgen.tune_target import TuneTarget
 
@@ -253,21 +253,17 @@ def _sum_gradients(accelerator, params: list[torch.nn.Parameter]) -> None:
 
 def _write_run(dit, run_dir: Path, out_dir: Path, cfg: TuneConfig, summary: dict) -> dict:
     """The tuned run folder: the base's encoder and latents, the DiT with the sampler it was tuned for, the summary."""
-    from weightgen.dit_train import save_pretrained
+    from weightgen.dit_train import save_one_step_run
 
-    shutil.copytree(run_dir / "encoder", out_dir / "encoder", dirs_exist_ok=True)
-    if (run_dir / "latents.safetensors").is_file():  # what the base DiT trained on: its FLOPs are counted from it
-        shutil.copy2(run_dir / "latents.safetensors", out_dir / "latents.safetensors")
-    save_pretrained(dit, out_dir / "dit", weights="functional-finetune")
-    base = json.loads((run_dir / "dit" / "config.json").read_text())
-    config = json.loads((out_dir / "dit" / "config.json").read_text())
     # How Generator.from_run must sample this DiT: one step from the start it was tuned on.
     sampler = {"steps": 1, "noise": "coords" if cfg.noise == "coords" else "gaussian", "keep_noise": cfg.keep_noise,
                "rebalance": cfg.rebalance}
-    atomic_write_json(out_dir / "dit" / "config.json", {**config, "train": base.get("train"), "sampler": sampler})
     summary = {**summary, "sampler": sampler}
-    atomic_write_json(out_dir / "dit" / TUNE_FILE, summary)
-    pd.DataFrame(summary["log"]).to_csv(out_dir / "functional_finetune.csv", index=False)
+    base = json.loads((run_dir / "dit" / "config.json").read_text())
+    save_one_step_run(dit, run_dir, out_dir, "functional-finetune", sampler, TUNE_FILE, summary, "functional_finetune.csv",
+                      config={"train": base.get("train")})
+    if (run_dir / "latents.safetensors").is_file():  # what the base DiT trained on: its FLOPs are counted from it
+        shutil.copy2(run_dir / "latents.safetensors", out_dir / "latents.safetensors")
     return summary
 
 

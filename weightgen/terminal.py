@@ -1,13 +1,25 @@
-"""What the command line prints: the rich consoles, the error exit, number formats and summary tables."""
+"""What the command line shares: the rich consoles, the error exit, number formats, summary tables, defaults."""
 
 from __future__ import annotations
+
+import os
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+DEFAULT_RUN = "runs/default"
+DEFAULT_CORPUS = "corpus/default"
+
 console = Console()
 errors = Console(stderr=True, soft_wrap=True)  # unwrapped, so a long path stays one line
+
+
+def prepare_prefect() -> None:
+    """Settings for the ephemeral Prefect server a command starts: no analytics, and 90 s to come up
+    (Prefect's 20 s default is not enough on a 2-core machine that is training beside it)."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
 
 
 def fail(message: str) -> None:
@@ -40,4 +52,4 @@ def print_summary(title: str, summary: dict) -> None:
     console.print(table)
 
 
-__all__ = ["cell", "console", "errors", "fail", "fmt", "print_summary"]
+__all__ = ["DEFAULT_CORPUS", "DEFAULT_RUN", "cell", "console", "errors", "fail", "fmt", "prepare_prefect", "print_summary"]
