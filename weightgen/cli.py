@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from weightgen.cli_dit import _tune, dit_app, dit_train
+from weightgen.cli_dit import dit_app, dit_train, tune_through_flow
 from weightgen.terminal import DEFAULT_CORPUS, DEFAULT_RUN
 from weightgen.terminal import cell as _cell
 from weightgen.terminal import console
@@ -145,7 +145,7 @@ def run_all(
         if tuned_already(generator, corpus, out, cfg):
             console.print(f"{out}: this tune is complete (same base DiT, corpus and settings): reused")
         else:
-            _tune(generator, corpus, out, cfg)
+            tune_through_flow(generator, corpus, out, cfg)
         generator = out
     bench(suite=suite, out=run / "bench", workers=workers, corpus=corpus, run=generator, ddim_steps=None,
           refresh_baselines=False)  # called as a function: every option needs its value, not typer's default object

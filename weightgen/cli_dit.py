@@ -54,10 +54,10 @@ def dit_tune(
                          rebalance=rebalance, distill=distill, holdout_archs=[a for a in holdout_archs.split(";") if a])
     except ValueError as exc:
         _fail(str(exc))
-    _tune(run, corpus, out, cfg, processes)
+    tune_through_flow(run, corpus, out, cfg, processes)
 
 
-def _tune(run: Path, corpus: Path, out: Path, cfg, processes: int = 1) -> None:
+def tune_through_flow(run: Path, corpus: Path, out: Path, cfg, processes: int = 1) -> None:
     """One tune through the Prefect flow (flows/tune.py, logged to MLflow), its summary printed; errors end the command."""
     _prepare_prefect()
     from flows.tune import flow_parameters, tune_flow
