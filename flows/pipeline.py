@@ -47,6 +47,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from weightgen.dit import DIT_PRESETS
 from weightgen.io import file_digest
+from weightgen.suite import load_suite
 
 STAGES = ("corpus", "encoder", "dit", "tune", "evaluate")
 PIPELINE_TAG = "weightgen.pipeline"
@@ -227,13 +228,6 @@ def distill_stage(key: str, corpus_dir: str, teacher_dir: str, out_dir: str, exc
                                        "exclude_archs": exclude_archs, **settings})
 
 
-def unseen_archs(suite_file: str) -> list[str]:
-    """The architectures of a suite's unseen-arch and unseen-both cases: never a distillation's neighbours."""
-    from weightgen.suite import load_suite
-
-    return sorted({c.arch for c in load_suite(suite_file).cases if c.split in ("unseen-arch", "unseen-both")})
-
-
 @task(name="evaluate-stage", cache_key_fn=_given_key, persist_result=True, result_serializer="json")
 def evaluate_stage(key: str, corpus_dir: str, run_dir: str, bench_dir: str, settings: dict) -> dict:
     from flows.evaluate import evaluate_flow
@@ -373,7 +367,7 @@ def pipeline_flow(
                      "suite": file_digest(evaluate.suite)}  # the suite names the architectures kept out
             student = str(Path(run_dir) / "distilled")
             run_stage("distill", distill_stage, reads, distill.model_dump(exclude={"enabled"}), corpus_dir, generator,
-                      student, ";".join(unseen_archs(evaluate.suite)))
+                      student, ";".join(load_suite(evaluate.suite).unseen_archs()))
             generator = student
         if evaluate.enabled:
             reads = {"manifest": manifest, "dit": file_digest(Path(generator) / "dit" / "model.safetensors"),

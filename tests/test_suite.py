@@ -38,6 +38,9 @@ def test_the_committed_suites_load_and_cover_what_the_issue_asks():
     assert {c.split for c in default.cases} == set(SPLITS) == {c.split for c in smoke.cases}
     assert len({c.arch.split(":")[0] for c in default.cases}) >= 3
     assert set(default.methods) == set(METHODS)
+    # the architectures a distillation keeps out of its neighbours: unseen-arch and unseen-both, once each
+    assert default.unseen_archs() == ["cnn1d:channels=24x24x24", "cnn2d:channels=12x24", "mlp:hidden=48x48x48",
+                                      "mlp:hidden=96x96"]
 
 
 def test_the_default_grid_excludes_every_unseen_case_of_the_committed_suites():

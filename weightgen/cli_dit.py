@@ -93,7 +93,7 @@ def dit_distill(
     excluded = [a for a in exclude_archs.split(";") if a]
     try:
         for path in exclude_suite:
-            excluded += [case.arch for case in load_suite(path).cases if case.split in ("unseen-arch", "unseen-both")]
+            excluded += load_suite(path).unseen_archs()
         DistillConfig(preset=preset, steps=steps, lr=lr, function_weight=function_weight, neighbours=neighbours,
                       exclude_archs=excluded, output=output)
     except (SuiteError, ValueError, OSError) as exc:

@@ -88,6 +88,11 @@ class Suite(FamilyRecipes):
     def seeds_for(self, case: Case) -> list[int]:
         return case.seeds or self.seeds
 
+    def unseen_archs(self) -> list[str]:
+        """The architectures of the unseen-arch and unseen-both cases (sorted, once each): a distillation
+        keeps them out of its neighbours, so the suite still judges architectures the generator never saw."""
+        return sorted({c.arch for c in self.cases if c.split in ("unseen-arch", "unseen-both")})
+
     def with_sources(self, corpus=None, generator=None, ddim_steps: int | None = None) -> "Suite":
         """The same suite judged against another corpus, generator run folder and/or DDIM step count (None keeps the suite's)."""
         update = {k: str(v) for k, v in (("corpus", corpus), ("generator", generator)) if v}
