@@ -56,6 +56,12 @@ def valid_lengths(coords: torch.Tensor, patch_size: int) -> torch.Tensor:
     return (coords[:, 6] - coords[:, 4] * patch_size).clamp(0, patch_size)
 
 
+def valid_mask(coords: torch.Tensor, patch_size: int) -> torch.Tensor:
+    """[T, P] True where a patch holds a real value, False on its zero padding."""
+    valid = valid_lengths(coords, patch_size)
+    return torch.arange(patch_size, device=coords.device)[None, :] < valid[:, None]
+
+
 def _mlp(n_in: int, hidden: int, depth: int, n_out: int) -> nn.Sequential:
     layers: list[nn.Module] = []
     for i in range(depth):
@@ -81,9 +87,8 @@ class PatchAutoencoder(nn.Module):
 
     def _cond(self, coords: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         p = self.config.patch_size
-        valid = valid_lengths(coords, p)
-        mask = torch.arange(p, device=coords.device)[None, :] < valid[:, None]
-        parts = [valid[:, None].float() / p]
+        mask = valid_mask(coords, p)
+        parts = [mask.sum(dim=1, keepdim=True).float() / p]  # the valid fraction
         if self.kind_emb is not None:
             parts.insert(0, self.kind_emb(coords[:, 2]))
         return torch.cat(parts, dim=1), mask

@@ -119,7 +119,7 @@ def direct_patches(model_fn, start: torch.Tensor, flat_coords: torch.Tensor, pat
 
     Padding positions come out exactly 0, as the decoder gives them.
     """
-    from weightgen.encoder import valid_lengths
+    from weightgen.encoder import valid_mask
 
     (S, N, _), device = start.shape, start.device
     t = torch.full((S,), diffusion.NUM_TRAIN_STEPS - 1, dtype=torch.long, device=device)
@@ -129,8 +129,7 @@ def direct_patches(model_fn, start: torch.Tensor, flat_coords: torch.Tensor, pat
         uncond = model_fn(start, t, mask, drop_task=torch.ones(S, dtype=torch.bool, device=device))
         out = uncond + guidance * (out - uncond)
     out = out.reshape(S * N, -1)
-    real = torch.arange(patch_size, device=device)[None, :] < valid_lengths(flat_coords, patch_size)[:, None]
-    return torch.where(real, out, 0.0)
+    return torch.where(valid_mask(flat_coords, patch_size), out, 0.0)
 
 
 def evaluate_state_dict(state_dict: dict[str, torch.Tensor], arch, task, split: str = "test") -> float:
