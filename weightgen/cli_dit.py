@@ -57,18 +57,25 @@ def dit_tune(
     tune_through_flow(run, corpus, out, cfg, processes)
 
 
+def _run_flow(title: str, flow_fn, **parameters) -> None:
+    """``flow_fn(**parameters)``, a Prefect flow logged to MLflow, its summary printed under ``title``; a bad
+    corpus, setting or file ends the command with the flow's error."""
+    from weightgen.corpus import CorpusError
+
+    try:
+        summary = flow_fn(**parameters)
+    except (CorpusError, ValueError, OSError, RuntimeError) as exc:
+        _fail(str(exc))
+    _print_summary(title, summary)
+
+
 def tune_through_flow(run: Path, corpus: Path, out: Path, cfg, processes: int = 1) -> None:
     """One tune through the Prefect flow (flows/tune.py, logged to MLflow), its summary printed; errors end the command."""
     _prepare_prefect()
     from flows.tune import flow_parameters, tune_flow
-    from weightgen.corpus import CorpusError
 
-    try:
-        summary = tune_flow(run_dir=str(run), corpus_dir=str(corpus), out_dir=str(out), **flow_parameters(cfg),
-                            processes=processes)
-    except (CorpusError, ValueError, OSError, RuntimeError) as exc:
-        _fail(str(exc))
-    _print_summary(f"tuned DiT {out}", summary)
+    _run_flow(f"tuned DiT {out}", tune_flow, run_dir=str(run), corpus_dir=str(corpus), out_dir=str(out),
+              **flow_parameters(cfg), processes=processes)
 
 
 @dit_app.command("distill")
@@ -100,15 +107,10 @@ def dit_distill(
         _fail(str(exc))
     _prepare_prefect()
     from flows.distill import distill_flow
-    from weightgen.corpus import CorpusError
 
-    try:
-        summary = distill_flow(teacher_dir=str(teacher), corpus_dir=str(corpus), out_dir=str(out), preset=preset,
-                               steps=steps, lr=lr, function_weight=function_weight, holdout_archs=holdout_archs,
-                               neighbours=neighbours, exclude_archs=";".join(sorted(set(excluded))), output=output)
-    except (CorpusError, ValueError, OSError, RuntimeError) as exc:
-        _fail(str(exc))
-    _print_summary(f"distilled DiT {out}", summary)
+    _run_flow(f"distilled DiT {out}", distill_flow, teacher_dir=str(teacher), corpus_dir=str(corpus), out_dir=str(out),
+              preset=preset, steps=steps, lr=lr, function_weight=function_weight, holdout_archs=holdout_archs,
+              neighbours=neighbours, exclude_archs=";".join(sorted(set(excluded))), output=output)
 
 
 @dit_app.command("sample")
