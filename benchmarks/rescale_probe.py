@@ -23,7 +23,7 @@ from concurrent.futures import ProcessPoolExecutor
 import pandas as pd
 import torch
 
-from weightgen import bench
+from weightgen import bench, bench_score
 from weightgen.rebalance import chain_layers, rebalance
 from weightgen.suite import load_suite
 
@@ -89,8 +89,8 @@ def main() -> None:
     jobs = [j for j in bench.plan(suite) if not keep or j.case.split in keep]
     with ProcessPoolExecutor(args.workers) as pool:
         results = list(pool.map(run_job, [suite] * len(jobs), jobs))
-    table, _ = bench.score(suite, results)
-    summary = bench.summarize(table)
+    table, _ = bench_score.score(suite, results)
+    summary = bench_score.summarize(table)
     pd.set_option("display.width", 200)
     cols = ["cases", "runs", "compute_saved_median", "reach_rate", "final_vs_random", "test_acc_at_init"]
     print(summary[cols].to_string(float_format="%.3f"))

@@ -13,7 +13,8 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from weightgen.bench import check_suite, generated_beats, grid_limits, run_suite, score, summarize
+from weightgen.bench import check_suite, run_suite
+from weightgen.bench_score import generated_beats, grid_limits, score, summarize
 from weightgen.checkpoint import load_model
 from weightgen.cli import app
 from weightgen.corpus import Corpus
@@ -253,7 +254,7 @@ def test_a_leaking_suite_is_refused_before_any_work(setup, tmp_path):
 
 
 def test_kappa_tells_a_copy_from_two_degenerate_predictors():
-    from weightgen.bench import agreement, kappa
+    from weightgen.bench_score import agreement, kappa
 
     varied = torch.arange(100) % 10
     mostly_three = torch.where(torch.arange(100) < 95, 3, varied)

@@ -209,7 +209,8 @@ def bench(
 
     import pandas as pd
 
-    from weightgen.bench import GOAL_SAVED, check_suite
+    from weightgen.bench import check_suite
+    from weightgen.bench_score import GOAL_SAVED
     from weightgen.corpus import CorpusError
     from weightgen.generate import GeneratorError
     from weightgen.suite import SuiteError, load_suite
