@@ -165,8 +165,9 @@ def run_job(suite: Suite, job: Job, methods: Sequence[str] | None = None) -> dic
 
 # --------------------------------------------------------------------------- the whole suite
 def write_outputs(out: str | os.PathLike, suite: Suite, table: pd.DataFrame, curves: pd.DataFrame,
-                  summary: pd.DataFrame, beats: pd.DataFrame, amort: dict[str, float]) -> dict[str, Path]:
-    """Results (parquet + CSV), curves, summary (CSV + markdown) and plots, each written atomically."""
+                  summary: pd.DataFrame, beats: pd.DataFrame, amort: dict[str, float],
+                  limits: pd.DataFrame) -> dict[str, Path]:
+    """Results (parquet + CSV), curves, summary (CSV + markdown), grid limits and plots, each written atomically."""
     from weightgen.io import atomic_write_bytes, atomic_write_json, atomic_write_text
     from weightgen.plots import compute_saved_plot, learning_curves_plot
 
@@ -175,7 +176,6 @@ def write_outputs(out: str | os.PathLike, suite: Suite, table: pd.DataFrame, cur
     paths = {"results": out / "results.parquet", "results_csv": out / "results.csv", "curves": out / "curves.parquet",
              "summary": out / "summary.csv", "summary_md": out / "summary.md", "beats": out / "generated_beats.csv",
              "amortisation": out / "amortisation.json", "grid_limits": out / "grid_limits.csv"}
-    limits = grid_limits(table)
     atomic_write_bytes(paths["results"], table.to_parquet(index=False))
     atomic_write_text(paths["results_csv"], table.to_csv(index=False))
     atomic_write_bytes(paths["curves"], curves.to_parquet(index=False))
@@ -190,14 +190,14 @@ def write_outputs(out: str | os.PathLike, suite: Suite, table: pd.DataFrame, cur
 
 
 def summary_markdown(suite: Suite, summary: pd.DataFrame, beats: pd.DataFrame, amort: dict[str, float],
-                     limits: pd.DataFrame | None = None) -> str:
+                     limits: pd.DataFrame) -> str:
     shown = summary[["cases", "runs", "compute_saved_median", "reach_rate", "final_test_acc", "final_vs_random",
                      "test_acc_at_init", "novelty_median", "novelty_kappa_median", "random_kappa", "not_applicable"]]
     text = [f"# Suite `{suite.name}`", "", shown.reset_index().to_markdown(index=False, floatfmt=".3f"), ""]
     if len(beats):
         text += ["## Share of cases where `generated` beats each baseline", "",
                  beats.to_markdown(index=False, floatfmt=".2f"), ""]
-    if limits is not None and len(limits):
+    if len(limits):
         text += [f"## Cases whose evaluation grid cannot show a {GOAL_SAVED:.0%} saving", "",
                  "Short of reaching the target at step 0, an init is charged at least one evaluation interval.", "",
                  limits.to_markdown(index=False, floatfmt=".3f"), ""]
@@ -219,10 +219,10 @@ def finish(suite: Suite, results: list[dict[str, Any]], manifest: pd.DataFrame, 
            wall_time: float, log: bool = True, tags: dict[str, str] | None = None) -> dict[str, Any]:
     table, curves = score(suite, results)
     summary, beats = summarize(table), generated_beats(table)
-    amort = amortisation(suite, table, manifest)
-    paths = write_outputs(out, suite, table, curves, summary, beats, amort)
+    amort, limits = amortisation(suite, table, manifest), grid_limits(table)
+    paths = write_outputs(out, suite, table, curves, summary, beats, amort, limits)
     metrics = {**flat_metrics(summary, amort, wall_time), "reused_rows": float(table["reused"].fillna(False).sum()),
-               "grid_limited_cases": float(len(grid_limits(table)))}
+               "grid_limited_cases": float(len(limits))}
     run_id = log_bench(suite, table, curves, summary, paths, metrics, tags) if log else None
     return {"table": table, "curves": curves, "summary": summary, "beats": beats, "amortisation": amort,
             "paths": paths, "metrics": metrics, "mlflow_run_id": run_id}
