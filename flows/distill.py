@@ -26,8 +26,10 @@ def distill_flow(
     neighbours: Annotated[int, Field(ge=0, le=100, description="width-scaled architectures per corpus pair, labelled by the teacher")] = 4,
     exclude_archs: Annotated[str, Field(description="';'-separated architectures never drawn as neighbours (a suite's unseen ones)")] = "",
     output: Annotated[Literal["latents", "patches"], Field(description="patches: the student writes the weights itself, and sampling skips the decoder")] = "latents",
+    target_steps: Annotated[int, Field(ge=0, le=100_000, description="> 0: learn the teacher's network after this many fine-tune steps on the pair's task")] = 0,
 ) -> dict:
     cfg = DistillConfig(preset=preset, steps=steps, lr=lr, function_weight=function_weight, neighbours=neighbours, output=output,
+                        target_steps=target_steps,
                         holdout_archs=[a for a in holdout_archs.split(";") if a],
                         exclude_archs=[a for a in exclude_archs.split(";") if a])
     summary = distill_task(teacher_dir, corpus_dir, out_dir, cfg)

@@ -334,3 +334,55 @@ def test_a_student_distilled_with_neighbours_trains_on_them_and_scores_the_corpu
     result = CliRunner().invoke(app, ["dit", "distill", "--teacher", str(teacher), "--corpus", str(corpus), "--out",
                                       str(tmp_path / "cli"), "--exclude-suite", str(tmp_path / "missing.yaml")])
     assert result.exit_code != 0 and "missing.yaml" in result.output and not (tmp_path / "cli").exists()
+
+
+def test_patches_from_state_is_the_exact_inverse_of_the_patch_layout():
+    from weightgen.data import input_shape
+    from weightgen.models import build_model
+    from weightgen.sampling import template
+    from weightgen.tune_target import differentiable_state_dict, patches_from_state
+
+    for arch, task in [("mlp:hidden=16x12", "digits"), ("cnn1d:channels=8x8", "mnist1d"), ("cnn2d:channels=4x8", "digits"),
+                       ("transformer:dim=16,depth=1,heads=2,patch=8", "digits")]:
+        tokens = template(arch, task, 8)
+        state = build_model(arch, input_shape(task), seed=3).state_dict()  # not the template's own seed-0 values
+        values = patches_from_state(tokens, state)
+        assert values.shape == tokens.patches.shape
+        back = differentiable_state_dict(tokens, values)
+        assert back.keys() == state.keys()
+        assert all(torch.allclose(back[k].float(), state[k].float(), atol=1e-6) for k in state), arch
+        padding = torch.ones_like(values, dtype=torch.bool)  # every slot a row's columns never reach stays 0
+        for lay in tokens.layout:
+            if lay.num_patches:
+                padding[lay.first_patch : lay.first_patch + lay.num_patches].view(lay.rows, -1)[:, : lay.cols] = False
+        assert torch.all(values[padding] == 0), arch
+
+
+def test_a_student_can_learn_where_fine_tuning_takes_the_teachers_sample(setup, teacher, tmp_path):
+    from weightgen.dit_distill import family_recipes
+    from weightgen.corpus import Corpus
+
+    _, corpus, _ = setup
+    assert family_recipes(Corpus(corpus))["mlp"]["lr"] > 0  # each family's recipe, as the corpus trained it
+    base = DistillConfig(preset="tiny", steps=20, pairs_per_step=2, eval_every=20, lr=3e-3, neighbours=0, output="patches")
+    plain = distill(teacher, corpus, tmp_path / "plain", base, log=lambda line: None)
+    moved = distill(teacher, corpus, tmp_path / "moved", DistillConfig(**{**base.__dict__, "target_steps": 30}),
+                    log=lambda line: None)
+    # The targets are the teacher's networks after 30 fine-tune steps: they classify better than the samples.
+    assert moved["log"][0]["teacher_val_acc_median"] > plain["log"][0]["teacher_val_acc_median"] + 0.1
+    assert moved["own_flops"] > plain["own_flops"]  # the fine-tunes that made the targets are counted
+    assert moved["log"][-1]["target_error_median"] < 0.8 * moved["log"][0]["target_error_median"]
+    assert json.loads((tmp_path / "moved" / "dit" / "distill.json").read_text())["target_steps"] == 30
+    # Latent students learn the fine-tuned networks too, through the encoder.
+    latent = distill(teacher, corpus, tmp_path / "latent", DistillConfig(**{**base.__dict__, "output": "latents",
+                                                                             "target_steps": 30}), log=lambda line: None)
+    assert latent["log"][0]["teacher_val_acc_median"] > plain["log"][0]["teacher_val_acc_median"]
+    with pytest.raises(ValueError, match="target_steps must be >= 0"):
+        DistillConfig(target_steps=-1)
+    # A rebalancing teacher has no exact patches for a moved network: refused by name, nothing written.
+    _, _, run = setup
+    tune(run, corpus, tmp_path / "rebalanced", TuneConfig(steps=1, pairs_per_step=2, batch_size=16, eval_every=1,
+                                                          rebalance="logits"), log=lambda line: None)
+    with pytest.raises(DistillError, match="without rebalancing"):
+        distill(tmp_path / "rebalanced", corpus, tmp_path / "refused", DistillConfig(target_steps=5), log=lambda line: None)
+    assert not (tmp_path / "refused").exists()

@@ -13,6 +13,12 @@ With ``output="patches"`` the student writes the weights themselves: its output 
 teacher's *decoded* patch (normalised), the mean square is taken there, and sampling it runs no
 decoder — the decoder is 40–70 % of an XS or tiny student's sample (docs/results.md, item 34).
 
+With ``target_steps`` K > 0 the target is not the teacher's sample but where fine-tuning takes it:
+the teacher's network moved by K AdamW steps at the corpus recipe's learning rate and batch size on
+the pair's training data (the same first-order move as the tune's lookahead), written back as the
+student's output. The bench charges a sample for the steps it still needs, and a student trained
+this way gives in one pass what the teacher's sample reaches only after K of them.
+
 No corpus weights and no unseen data are read: the teacher's samples are the targets. The corpus has
 a dozen architectures; ``neighbours`` adds that many more per corpus pair, its widths scaled by one
 random factor (:func:`neighbour_arch`), labelled by the teacher alone, so the student learns the
@@ -57,6 +63,7 @@ class DistillConfig:
     neighbours: int = 4  # + this many width-scaled architectures per corpus pair, labelled by the teacher
     exclude_archs: list[str] = field(default_factory=list)  # never among the neighbours (a suite's unseen architectures)
     output: str = "latents"  # "patches": the student writes normalised patches, and sampling it skips the decoder
+    target_steps: int = 0  # > 0: the target is the teacher's network after this many fine-tune steps on the pair's task
     seed: int = 0
 
     def __post_init__(self):
@@ -73,6 +80,8 @@ class DistillConfig:
             raise ValueError(f"function_weight must be >= 0, got {self.function_weight}")
         if self.neighbours < 0:
             raise ValueError(f"neighbours must be >= 0, got {self.neighbours}")
+        if self.target_steps < 0:
+            raise ValueError(f"target_steps must be >= 0, got {self.target_steps}")
 
 
 WIDTH_FIELDS = {"mlp": "hidden", "cnn1d": "channels", "cnn2d": "channels"}  # the transformer's dim: a multiple of heads
@@ -128,6 +137,11 @@ def teacher_sampler(run_dir: Path) -> dict:
     return sampler
 
 
+def family_recipes(corpus) -> dict[str, dict]:
+    """Each family's fine-tune recipe (lr, batch_size) as the corpus trained it; a neighbour takes its family's."""
+    return {m["arch"]["family"]: m["recipe"] for m in corpus.members() if "recipe" in m}
+
+
 def distill(teacher_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_dir: str | os.PathLike,
             cfg: DistillConfig | None = None, log=print) -> dict:
     """Train a ``cfg.preset`` student on the teacher's one-step samples of the corpus's pairs; write a run folder."""
@@ -140,7 +154,7 @@ def distill(teacher_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_d
     from weightgen.flops import generator_training_flops
     from weightgen.sampling import kept_start
     from weightgen.specs import parse_arch
-    from weightgen.tune_target import TuneTarget
+    from weightgen.tune_target import TuneTarget, patches_from_state
 
     cfg = cfg or DistillConfig()
     teacher_dir, out_dir = Path(teacher_dir), Path(out_dir)
@@ -157,20 +171,39 @@ def distill(teacher_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_d
     out_dim = encoder.config.patch_size if direct else None
     student = DiT(DiTConfig(**{**asdict(teacher.cfg), **DIT_PRESETS[cfg.preset], "out_dim": out_dim})).train().to(device)
 
-    frame = Corpus(corpus_dir).require_nonempty()
+    corpus = Corpus(corpus_dir)
+    frame = corpus.require_nonempty()
     frame = frame[frame["family"] != "external"]
     holdout = {parse_arch(a).to_string() for a in cfg.holdout_archs}
     corpus_pairs = sorted(set(zip(frame["arch"], frame["task"])))
-    every = [TuneTarget(a, t, encoder.config.patch_size, teacher.cfg.latent_dim, "coords").to(device) for a, t in corpus_pairs]
+    recipes = family_recipes(corpus)
+
+    def target(arch: str, task: str) -> TuneTarget:
+        lr = float(recipes.get(parse_arch(arch).family, {}).get("lr", 3e-3))
+        return TuneTarget(arch, task, encoder.config.patch_size, teacher.cfg.latent_dim, "coords", lr).to(device)
+
+    every = [target(a, t) for a, t in corpus_pairs]
     pairs = [p for p in every if p.arch not in holdout]
     if not pairs:
         raise DistillError(f"no corpus pair left to distil on once {sorted(holdout)} are held out")
     exclude = {parse_arch(a).to_string() for a in cfg.exclude_archs} | holdout | {a for a, _ in corpus_pairs}
-    extra = [TuneTarget(a, t, encoder.config.patch_size, teacher.cfg.latent_dim, "coords").to(device)
-             for a, t in neighbour_pairs([(p.arch, p.task) for p in pairs], cfg.neighbours, exclude, cfg.seed)]
+    extra = [target(a, t) for a, t in neighbour_pairs([(p.arch, p.task) for p in pairs], cfg.neighbours, exclude, cfg.seed)]
     keep, mode = sampler["keep_noise"], sampler.get("rebalance", "none")
+    if cfg.target_steps and mode != "none":  # a rebalanced network has no exact patches to write back
+        raise DistillError(f"{teacher_dir}: target_steps needs a teacher sampled without rebalancing (it has {mode!r})")
 
-    def teacher_output(p) -> torch.Tensor:  # what the student learns to give: the teacher's x0, or its decoded patches
+    def fine_tuned(p, index: int) -> dict[str, torch.Tensor]:  # the teacher's network after cfg.target_steps steps
+        batch_size = int(recipes.get(parse_arch(p.arch).family, {}).get("batch_size", 100))
+        start = p.state_from_latents(encoder, p.one_step_x0(teacher, p.start) + kept_start(p.start, p.coords, keep))
+        with torch.enable_grad():
+            return p.lookahead(start, cfg.target_steps, batch_size, torch.Generator().manual_seed(cfg.seed * 1_000_003 + index))
+
+    def teacher_output(p, index: int) -> torch.Tensor:  # what the student learns to give (patches or x0)
+        if cfg.target_steps:
+            values = patches_from_state(p.tokens, fine_tuned(p, index))
+            if direct:
+                return values
+            return encoder.standardize(encoder.encode(values, p.coords[0]))[None] - kept_start(p.start, p.coords, keep)
         x0 = p.one_step_x0(teacher, p.start)
         if not direct:
             return x0
@@ -189,7 +222,7 @@ def distill(teacher_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_d
     # Counted: the teacher's passes, the distillation and its evaluations (an upper bound on what it costs).
     with FlopCounterMode(display=False) as counter:
         with torch.no_grad():  # the targets: the teacher's output on every pair, and the network it gives
-            targets = {id(p): teacher_output(p) for p in tqdm(every + extra, desc="teacher samples", leave=False)}
+            targets = {id(p): teacher_output(p, i) for i, p in enumerate(tqdm(every + extra, desc="teacher samples", leave=False))}
             teacher_states = {id(p): state(p, targets[id(p)]) for p in every + (extra if cfg.function_weight else [])}
         teacher_acc = {id(p): p.val_acc(teacher_states[id(p)]) for p in every}
         pairs = pairs + extra  # neighbours are trained on, never scored: the teacher's answer is all there is for them
@@ -262,5 +295,5 @@ def log_distill(summary: dict, tags: dict[str, str] | None = None) -> str:
     return log_summary_run("dit", f"dit-distill-{Path(summary['teacher_run']).name}", "distill", summary, counts, metrics, tags)
 
 
-__all__ = ["DISTILL_FILE", "DistillConfig", "DistillError", "distill", "log_distill", "neighbour_arch", "neighbour_pairs",
-           "teacher_sampler"]
+__all__ = ["DISTILL_FILE", "DistillConfig", "DistillError", "distill", "family_recipes", "log_distill", "neighbour_arch",
+           "neighbour_pairs", "teacher_sampler"]

@@ -35,6 +35,17 @@ def differentiable_state_dict(tokens: Tokens, values: torch.Tensor) -> dict[str,
     return out
 
 
+def patches_from_state(tokens: Tokens, state: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The inverse of :func:`differentiable_state_dict`: ``state`` as ``tokens``'s normalised patches, padding 0."""
+    device = next(iter(state.values())).device
+    values = torch.zeros(tokens.patches.shape, device=device)
+    for lay in tokens.layout:
+        if lay.num_patches:
+            rows = values[lay.first_patch : lay.first_patch + lay.num_patches].view(lay.rows, -1)
+            rows[:, : lay.cols] = state[lay.name].detach().reshape(lay.rows, lay.cols).float()
+    return values / fan_in_scales(tokens).to(device)[:, None]
+
+
 class TuneTarget:
     """One (architecture, task): its token template, conditioning, a network skeleton, its data and its start."""
 
@@ -144,4 +155,4 @@ class TuneTarget:
         return float((functional_call(self.model, state, (self.val.x,)).argmax(-1) == self.val.y).float().mean())
 
 
-__all__ = ["TuneTarget", "differentiable_state_dict"]
+__all__ = ["TuneTarget", "differentiable_state_dict", "patches_from_state"]
