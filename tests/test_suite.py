@@ -39,12 +39,13 @@ def test_the_committed_suites_load_and_cover_what_the_issue_asks():
     assert len({c.arch.split(":")[0] for c in default.cases}) >= 3
     assert set(default.methods) == set(METHODS)
     # the architectures a distillation keeps out of its neighbours: unseen-arch and unseen-both, once each
-    assert default.unseen_archs() == ["cnn1d:channels=24x24x24", "cnn2d:channels=12x24", "mlp:hidden=48x48x48",
-                                      "mlp:hidden=96x96"]
+    assert default.unseen_archs() == ["cnn1d:channels=24x24x24", "cnn1d:channels=48x48", "cnn2d:channels=12x24",
+                                      "mlp:hidden=48x48x48", "mlp:hidden=96x96", "transformer:dim=24,patch=8"]
 
 
-def test_the_default_grid_excludes_every_unseen_case_of_the_committed_suites():
-    grid = load_grid(ROOT / "configs" / "grids" / "default.yaml")
+@pytest.mark.parametrize("grid_name", ["default", "wide-tasks"])
+def test_the_committed_grids_exclude_every_unseen_case_of_the_committed_suites(grid_name):
+    grid = load_grid(ROOT / "configs" / "grids" / f"{grid_name}.yaml")
     for name in ("default", "smoke"):
         for case in load_suite(ROOT / "suites" / f"{name}.yaml").cases:
             if case.split in ("unseen-arch", "unseen-both"):
