@@ -121,6 +121,7 @@ class DistillSettings(Settings):
     steps: int = Field(3000, ge=1, le=1_000_000, description="distillation steps")
     neighbours: int = Field(4, ge=0, le=100, description="width-scaled architectures per corpus pair, labelled by the teacher")
     output: Literal["latents", "patches"] = Field("latents", description="patches: the student writes the weights itself (no decoder at sampling)")
+    target_steps: int = Field(0, ge=0, le=100_000, description="> 0: learn the teacher's network after this many fine-tune steps")
 
 
 class EvaluateSettings(Settings):
