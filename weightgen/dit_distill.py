@@ -17,7 +17,8 @@ With ``target_steps`` K > 0 the target is not the teacher's sample but where fin
 the teacher's network moved by K AdamW steps at the corpus recipe's learning rate and batch size on
 the pair's training data (the same first-order move as the tune's lookahead), written back as the
 student's output. The bench charges a sample for the steps it still needs, and a student trained
-this way gives in one pass what the teacher's sample reaches only after K of them.
+this way gives in one pass what the teacher's sample reaches only after K of them. The log's
+``teacher_*`` figures are then the moved networks' (the student's targets).
 
 No corpus weights and no unseen data are read: the teacher's samples are the targets. The corpus has
 a dozen architectures; ``neighbours`` adds that many more per corpus pair, its widths scaled by one
