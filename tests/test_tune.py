@@ -356,6 +356,22 @@ def test_patches_from_state_is_the_exact_inverse_of_the_patch_layout():
         assert padding.any() and torch.all(values[padding] == 0), arch
 
 
+def test_the_targets_fine_tune_flops_are_what_a_flop_counter_gives_those_steps():
+    # distill counts its targets' fine-tunes as steps × one training step, outside the (slow) counter: the same figure.
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from weightgen.training import count_step_flops
+    from weightgen.tune_target import TuneTarget
+
+    for arch, task in [("mlp:hidden=16x12", "digits"), ("cnn1d:channels=8x8", "mnist1d"),
+                       ("transformer:dim=16,depth=1,heads=2,patch=8", "digits")]:
+        target = TuneTarget(arch, task, 8, 4, "coords")
+        state = {k: v.detach().clone() for k, v in target.model.state_dict().items()}
+        with FlopCounterMode(display=False) as counter:
+            target.lookahead(state, 3, 16, torch.Generator().manual_seed(0))
+        assert counter.get_total_flops() == 3 * count_step_flops(target.model, target.train, 16) > 0, arch
+
+
 def test_a_student_can_learn_where_fine_tuning_takes_the_teachers_sample(setup, teacher, tmp_path):
     from weightgen.dit_distill import family_recipes
     from weightgen.corpus import Corpus

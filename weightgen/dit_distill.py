@@ -155,6 +155,7 @@ def distill(teacher_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_d
     from weightgen.flops import generator_training_flops
     from weightgen.sampling import kept_start
     from weightgen.specs import parse_arch
+    from weightgen.training import count_step_flops
     from weightgen.tune_target import TuneTarget, patches_from_state
 
     cfg = cfg or DistillConfig()
@@ -193,15 +194,22 @@ def distill(teacher_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_d
     if cfg.target_steps and mode != "none":  # a rebalanced network has no exact patches to write back
         raise DistillError(f"{teacher_dir}: target_steps needs a teacher sampled without rebalancing (it has {mode!r})")
 
-    def fine_tuned(p, index: int) -> dict[str, torch.Tensor]:  # the teacher's network after cfg.target_steps steps
-        batch_size = int(recipes.get(parse_arch(p.arch).family, {}).get("batch_size", 100))
-        start = p.state_from_latents(encoder, p.one_step_x0(teacher, p.start) + kept_start(p.start, p.coords, keep))
-        with torch.enable_grad():
-            return p.lookahead(start, cfg.target_steps, batch_size, torch.Generator().manual_seed(cfg.seed * 1_000_003 + index))
+    def fine_tuned(p, index: int) -> tuple[dict[str, torch.Tensor], int]:
+        """The teacher's network after cfg.target_steps fine-tune steps, and its FLOPs.
 
-    def teacher_output(p, index: int) -> torch.Tensor:  # what the student learns to give (patches or x0)
+        The steps run outside a FLOP counter, whose per-op hook tripled their wall time: they are counted as
+        the corpus counts training, steps × one step's forward and backward (what the counter gives them too).
+        """
+        batch_size = int(recipes.get(parse_arch(p.arch).family, {}).get("batch_size", 100))
+        with FlopCounterMode(display=False) as sample_counter, torch.no_grad():
+            start = p.state_from_latents(encoder, p.one_step_x0(teacher, p.start) + kept_start(p.start, p.coords, keep))
+        with torch.enable_grad():
+            moved = p.lookahead(start, cfg.target_steps, batch_size, torch.Generator().manual_seed(cfg.seed * 1_000_003 + index))
+        return moved, int(sample_counter.get_total_flops()) + cfg.target_steps * count_step_flops(p.model, p.train, batch_size)
+
+    def teacher_output(p) -> torch.Tensor:  # what the student learns to give (patches or x0)
         if cfg.target_steps:
-            values = patches_from_state(p.tokens, fine_tuned(p, index))
+            values = patches_from_state(p.tokens, moved[id(p)])
             if direct:
                 return values
             return encoder.standardize(encoder.encode(values, p.coords[0]))[None] - kept_start(p.start, p.coords, keep)
@@ -220,10 +228,15 @@ def distill(teacher_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_d
 
     log(f"{len(pairs)} training (architecture, task) pairs and {len(extra)} neighbours, {len(every) - len(pairs)} "
         f"held out; student {cfg.preset} ({sum(q.numel() for q in student.parameters()):,} parameters) on {device}")
+    moved, moved_flops = {}, 0  # with target_steps: the targets' networks, and what making them cost
+    for i, p in enumerate(tqdm(every + extra, desc=f"targets: {cfg.target_steps} fine-tune steps", leave=False)
+                          if cfg.target_steps else []):
+        moved[id(p)], flops = fine_tuned(p, i)
+        moved_flops += flops
     # Counted: the teacher's passes, the distillation and its evaluations (an upper bound on what it costs).
     with FlopCounterMode(display=False) as counter:
         with torch.no_grad():  # the targets: the teacher's output on every pair, and the network it gives
-            targets = {id(p): teacher_output(p, i) for i, p in enumerate(tqdm(every + extra, desc="teacher samples", leave=False))}
+            targets = {id(p): teacher_output(p) for p in tqdm(every + extra, desc="teacher samples", leave=False)}
             teacher_states = {id(p): state(p, targets[id(p)]) for p in every + (extra if cfg.function_weight else [])}
         teacher_acc = {id(p): p.val_acc(teacher_states[id(p)]) for p in every}
         pairs = pairs + extra  # neighbours are trained on, never scored: the teacher's answer is all there is for them
@@ -274,7 +287,7 @@ def distill(teacher_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_d
                 log(f"step {step:5d}  loss {running / (step - history[-1]['step']):.4f}  ({time.perf_counter() - started:.0f} s)")
                 running = 0.0
                 history.append(evaluate(step))
-    own = int(counter.get_total_flops())
+    own = int(counter.get_total_flops()) + moved_flops
     teacher_flops = generator_training_flops(teacher_dir)
     summary = {"teacher_run": str(teacher_dir), "teacher_dit_sha256": file_digest(teacher_dir / "dit" / "model.safetensors"),
                "corpus": str(corpus_dir), **asdict(cfg), "flops": own + teacher_flops, "own_flops": own,
