@@ -1,8 +1,8 @@
 """One-step samples of a tuned teacher and its distilled students, scored per family on the corpus's pairs.
 
 A bench's split medians say how much a generator saves, not which family's samples fail. This
-samples every (architecture, task) pair of a corpus once from each run (seed 0, coordinate noise, as
-`weightgen bench` samples them), scores the network on the pair's validation split, and prints the
+samples every (architecture, task) pair of a corpus once from each run with `Generator.sample` (seed 0,
+as `weightgen bench` samples them), scores the network on the pair's validation split, and prints the
 median per family, then every pair of one family. No training; a few minutes on one core:
 
     .venv/bin/python benchmarks/family_accuracy.py --teacher runs/v-S-wide-la50 --corpus corpus/wide \
@@ -18,33 +18,26 @@ import pandas as pd
 import torch
 
 from weightgen.corpus import Corpus
-from weightgen.dit_distill import teacher_sampler
-from weightgen.dit_train import load_dit
-from weightgen.encoder import PatchAutoencoder
-from weightgen.sampling import kept_start
+from weightgen.data import input_shape, load_task
+from weightgen.generate import Generator
+from weightgen.models import build_model
 from weightgen.specs import parse_arch
-from weightgen.tune_target import TuneTarget
+from weightgen.training import evaluate
 
 
-def family_accuracy(teacher_dir: Path, corpus_dir: Path, student_dirs: list[Path]) -> pd.DataFrame:
-    """One row per corpus pair: its family, and each run's one-step sample's validation accuracy."""
-    encoder = PatchAutoencoder.load(teacher_dir / "encoder").eval()
-    teacher = load_dit(teacher_dir / "dit").eval()
-    keep = teacher_sampler(teacher_dir)["keep_noise"]
-    students = {path.name: load_dit(path / "dit").eval() for path in student_dirs}
-    if bad := [name for name, dit in students.items() if dit.cfg.out_dim is None]:
-        raise SystemExit(f"{bad}: not patch-writing students (`weightgen dit distill --output patches`)")
+def family_accuracy(run_dirs: list[Path], corpus_dir: Path) -> pd.DataFrame:
+    """One row per corpus pair: its family, and each run's seed-0 sample's validation accuracy."""
+    generators = {path.name: Generator.from_run(path) for path in run_dirs}
     frame = Corpus(corpus_dir).require_nonempty()
     frame = frame[frame["family"] != "external"]  # imported checkpoints: no pair of ours to sample
     rows = []
     with torch.no_grad():
         for arch, task in sorted(set(zip(frame["arch"], frame["task"]))):
-            pair = TuneTarget(arch, task, encoder.config.patch_size, teacher.cfg.latent_dim, "coords")
-            x0 = pair.one_step_x0(teacher, pair.start) + kept_start(pair.start, pair.coords, keep)
-            row = {"family": parse_arch(arch).family, "arch": arch, "task": task,
-                   teacher_dir.name: pair.val_acc(pair.state_from_latents(encoder, x0))}
-            for name, student in students.items():
-                row[name] = pair.val_acc(pair.state_from_patches(pair.one_step_patches(student, pair.start)))
+            model, val = build_model(arch, input_shape(task), seed=0), load_task(task).val
+            row = {"family": parse_arch(arch).family, "arch": arch, "task": task}
+            for name, generator in generators.items():
+                model.load_state_dict(generator.sample(arch, task, seed=0).state_dicts[0])
+                row[name] = evaluate(model, val)[1]
             rows.append(row)
     return pd.DataFrame(rows)
 
@@ -53,11 +46,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--teacher", type=Path, required=True, help="a tuned run folder (`weightgen dit tune`)")
     parser.add_argument("--corpus", type=Path, default=Path("corpus/default"))
-    parser.add_argument("--student", type=Path, action="append", default=[], help="a patch-writing student (repeatable)")
+    parser.add_argument("--student", type=Path, action="append", default=[], help="a distilled student (repeatable)")
     parser.add_argument("--show", default=None, help="a family whose pairs to print one by one")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    table = family_accuracy(args.teacher, args.corpus, args.student)
+    table = family_accuracy([args.teacher, *args.student], args.corpus)
     runs = [c for c in table.columns if c not in ("family", "arch", "task")]
     print("median one-step validation accuracy per family\n" + table.groupby("family")[runs].median().round(3).to_string())
     if args.show:
