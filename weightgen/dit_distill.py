@@ -229,10 +229,10 @@ def distill(teacher_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_d
     log(f"{len(pairs)} training (architecture, task) pairs and {len(extra)} neighbours, {len(every) - len(pairs)} "
         f"held out; student {cfg.preset} ({sum(q.numel() for q in student.parameters()):,} parameters) on {device}")
     moved, moved_flops = {}, 0  # with target_steps: the targets' networks, and what making them cost
-    for i, p in enumerate(tqdm(every + extra, desc=f"targets: {cfg.target_steps} fine-tune steps", leave=False)
-                          if cfg.target_steps else []):
-        moved[id(p)], flops = fine_tuned(p, i)
-        moved_flops += flops
+    if cfg.target_steps:
+        for i, p in enumerate(tqdm(every + extra, desc=f"targets: {cfg.target_steps} fine-tune steps", leave=False)):
+            moved[id(p)], flops = fine_tuned(p, i)
+            moved_flops += flops
     # Counted: the teacher's passes, the distillation and its evaluations (an upper bound on what it costs).
     with FlopCounterMode(display=False) as counter:
         with torch.no_grad():  # the targets: the teacher's output on every pair, and the network it gives
