@@ -1,0 +1,258 @@
+"""Distilling a tuned DiT into a smaller one (weightgen.dit_distill): students of latents and of patches,
+neighbours, the function term, and targets moved by fine-tune steps.
+
+The tiny corpus and generator the teacher is tuned from is conftest's ``setup``.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from weightgen.bench import check_suite
+from weightgen.cli import app
+from weightgen.dit_distill import DistillConfig, DistillError, distill
+from weightgen.dit_train import load_dit
+from weightgen.dit_tune import TuneConfig, tune
+from weightgen.flops import generator_training_flops
+from weightgen.generate import Generator
+from weightgen.suite import load_suite
+
+
+@pytest.fixture(scope="module")
+def teacher(setup, tmp_path_factory):
+    """A tuned run (one-step sampler from coordinate noise): what a student is distilled from."""
+    _, corpus, run = setup
+    out = tmp_path_factory.mktemp("teacher") / "tuned"
+    tune(run, corpus, out, TuneConfig(steps=3, pairs_per_step=2, batch_size=16, eval_every=3), log=lambda line: None)
+    return out
+
+
+def test_a_student_learns_the_teachers_samples_samples_like_it_and_counts_the_whole_cost(setup, teacher, tmp_path):
+    from weightgen.tune_target import TuneTarget
+    from weightgen.encoder import PatchAutoencoder
+
+    _, corpus, _ = setup
+    teacher_bytes = (teacher / "dit" / "model.safetensors").read_bytes()
+    cfg = DistillConfig(preset="tiny", steps=30, pairs_per_step=2, eval_every=15, lr=3e-3, neighbours=0,
+                        holdout_archs=["mlp:hidden=24x24"])
+    summary = distill(teacher, corpus, tmp_path / "student", cfg, log=lambda line: None)
+    assert (teacher / "dit" / "model.safetensors").read_bytes() == teacher_bytes  # the teacher is left as it was
+    log = summary["log"]
+    assert [row["step"] for row in log] == [0, 15, 30]
+    assert log[-1]["target_error_median"] < 0.8 * log[0]["target_error_median"]  # it learns the teacher's x0
+    assert "heldout_target_error_median" in log[-1]  # the held-out architecture is scored apart
+    # The student samples the way the teacher does, and its x0 is the one it was trained to give.
+    student = Generator.from_run(tmp_path / "student")
+    assert student.sampler == Generator.from_run(teacher).sampler
+    encoder = PatchAutoencoder.load(teacher / "encoder")
+    pair = TuneTarget("mlp:hidden=16", "digits", encoder.config.patch_size, student.dit.cfg.latent_dim, "coords")
+    with torch.no_grad():
+        target = pair.one_step_x0(load_dit(teacher / "dit"), pair.start)
+        error = float((pair.one_step_x0(student.dit, pair.start) - target).norm() / target.norm())
+    assert error < 0.8
+    # The whole cost: the teacher's generator and the distillation, for the bench's amortisation.
+    assert summary["own_flops"] > 0
+    assert generator_training_flops(tmp_path / "student") == generator_training_flops(teacher) + summary["own_flops"]
+    again = distill(teacher, corpus, tmp_path / "again", cfg, log=lambda line: None)
+    assert again["log"] == log  # seeded: the same distillation twice gives the same curve
+    # A bench takes the student (it has no latents of its own: its cost is the recorded total).
+    suite = load_suite({"name": "s", "corpus": str(corpus), "generator": str(tmp_path / "student"), "methods": ["random", "generated"],
+                        "cases": [{"arch": "mlp:hidden=16", "task": "digits", "split": "seen"}]})
+    assert not (tmp_path / "student" / "latents.safetensors").exists() and len(check_suite(suite))
+
+
+def test_a_patch_writing_student_learns_the_teachers_weights_and_samples_without_the_decoder(setup, teacher, tmp_path):
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from weightgen.dit_tune import tune as tune_run
+    from weightgen.sampling import sample_state_dicts
+    from weightgen.tokens import tokenize
+    from weightgen.sequences import normalize
+
+    _, corpus, _ = setup
+    cfg = DistillConfig(preset="tiny", steps=30, pairs_per_step=2, eval_every=15, lr=3e-3, neighbours=0, output="patches")
+    summary = distill(teacher, corpus, tmp_path / "direct", cfg, log=lambda line: None)
+    log = summary["log"]
+    assert log[-1]["target_error_median"] < 0.8 * log[0]["target_error_median"]  # it learns the teacher's decoded weights
+    student, reference = Generator.from_run(tmp_path / "direct"), Generator.from_run(teacher)
+    assert student.sampler == {**reference.sampler, "output": "patches"}
+    assert student.dit.cfg.out_dim == student.encoder.config.patch_size
+    # Its samples are the weights it was trained toward: closer to the teacher's than its untrained start was.
+    def distance(a, b):
+        x, y = (normalize(tokenize(s, student.encoder.config.patch_size)) for s in (a, b))
+        return float((x - y).norm() / y.norm())
+
+    mine, theirs = student.sample("mlp:hidden=16", "digits").state_dicts[0], reference.sample("mlp:hidden=16", "digits").state_dicts[0]
+    assert mine.keys() == theirs.keys() and all(mine[k].shape == theirs[k].shape for k in mine)
+    assert distance(mine, theirs) < 0.9
+    # No decoder runs: the sample costs the student's forward pass alone.
+    student.encoder.decode = None  # any call would fail
+    with FlopCounterMode(display=False) as counter:
+        again = student.sample("mlp:hidden=16", "digits")
+    assert all(torch.equal(again.state_dicts[0][k], mine[k]) for k in mine) and again.flops == counter.get_total_flops()
+    with pytest.raises(ValueError, match="one step"):
+        sample_state_dicts(student.dit, student.encoder, "mlp:hidden=16", "digits", steps=4, noise="coords", output="patches")
+    # A patch-writing DiT is neither a teacher nor a base to tune: both say so and write nothing.
+    with pytest.raises(DistillError, match="writes patches"):
+        distill(tmp_path / "direct", corpus, tmp_path / "s2", DistillConfig(steps=1))
+    with pytest.raises(ValueError, match="writes patches"):
+        tune_run(tmp_path / "direct", corpus, tmp_path / "t2", TuneConfig(steps=1), log=lambda line: None)
+    assert not (tmp_path / "s2").exists() and not (tmp_path / "t2").exists()
+    with pytest.raises(ValueError, match="unknown output"):
+        DistillConfig(output="weights")
+    from dataclasses import replace
+
+    from weightgen.dit import DiT
+
+    misfit = DiT(replace(student.dit.cfg, out_dim=student.encoder.config.patch_size + 1))
+    with pytest.raises(ValueError, match="gives 9 numbers per token; output 'patches' needs 8"):
+        Generator(misfit, student.encoder, steps=1, noise="coords", output="patches")
+
+
+def test_the_function_term_brings_the_students_predictions_to_the_teachers(setup, teacher, tmp_path):
+    from weightgen.tune_target import TuneTarget
+    from weightgen.encoder import PatchAutoencoder
+    from weightgen.sampling import kept_start
+
+    _, corpus, _ = setup
+    encoder = PatchAutoencoder.load(teacher / "encoder")
+    pair = TuneTarget("mlp:hidden=16", "digits", encoder.config.patch_size, 8, "coords")
+
+    def state(run):
+        with torch.no_grad():
+            x0 = pair.one_step_x0(load_dit(run / "dit"), pair.start)
+            return pair.state_from_latents(encoder, x0 + kept_start(pair.start, pair.coords, "matrices"))
+
+    def kl_to_teacher(weight: float) -> float:
+        cfg = DistillConfig(preset="tiny", steps=20, pairs_per_step=4, eval_every=20, lr=3e-3, neighbours=0,
+                            function_weight=weight)
+        distill(teacher, corpus, tmp_path / f"f{weight}", cfg, log=lambda line: None)
+        return float(pair.distill_loss(state(tmp_path / f"f{weight}"), state(teacher), torch.arange(64)))
+
+    assert kl_to_teacher(100.0) < kl_to_teacher(0.0)
+
+
+def test_only_a_one_step_teacher_is_distilled_and_bad_settings_are_refused(setup, teacher, tmp_path):
+    _, corpus, run = setup
+    with pytest.raises(DistillError, match="one-step DiT from coordinate noise"):
+        distill(run, corpus, tmp_path / "s", DistillConfig(steps=1))  # a diffusion DiT: DDIM from Gaussian noise
+    with pytest.raises(DistillError, match="new run folder"):
+        distill(teacher, corpus, teacher, DistillConfig(steps=1))
+    with pytest.raises(DistillError, match="no corpus pair left"):
+        distill(teacher, corpus, tmp_path / "s", DistillConfig(steps=1, holdout_archs=["mlp:hidden=16", "mlp:hidden=24x24"]))
+    for bad, match in (({"preset": "XL"}, "unknown preset 'XL'"), ({"steps": 0}, "steps"), ({"function_weight": -1.0}, "function_weight")):
+        with pytest.raises(ValueError, match=match):
+            DistillConfig(**bad)
+    assert not (tmp_path / "s").exists()
+    result = CliRunner().invoke(app, ["dit", "distill", "--teacher", str(teacher), "--corpus", str(corpus), "--out",
+                                      str(tmp_path / "cli"), "--preset", "XL"])
+    assert result.exit_code != 0 and "unknown preset 'XL'" in result.output and not (tmp_path / "cli").exists()
+    result = CliRunner().invoke(app, ["dit", "distill", "--teacher", str(run), "--corpus", str(corpus), "--out",
+                                      str(tmp_path / "cli")])
+    assert result.exit_code != 0 and "one-step DiT" in result.output and not (tmp_path / "cli").exists()
+
+
+def test_neighbours_scale_a_family_s_widths_and_never_draw_an_excluded_or_given_architecture():
+    from weightgen.dit_distill import neighbour_pairs
+    from weightgen.specs import parse_arch
+
+    given = [("mlp:hidden=64x64", "mnist1d"), ("cnn2d:channels=8x16", "digits"), ("transformer:patch=8", "digits"),
+             ("cnn1d:channels=32x32x32", "mnist1d")]
+    drawn = neighbour_pairs(given, 6, exclude={"mlp:hidden=48x48"}, seed=3)
+    assert drawn == neighbour_pairs(given, 6, exclude={"mlp:hidden=48x48"}, seed=3)  # seeded
+    assert drawn != neighbour_pairs(given, 6, exclude={"mlp:hidden=48x48"}, seed=4)
+    assert len(drawn) == 24 and len(set(drawn)) == 24 and not set(drawn) & set(given)
+    for (arch, task), (source, source_task) in zip(drawn, [g for g in given for _ in range(6)]):
+        spec, origin = parse_arch(arch), parse_arch(source)
+        assert task == source_task and spec.family == origin.family
+        if spec.family == "transformer":
+            assert spec.dim % spec.heads == 0 and (spec.depth, spec.patch) == (origin.depth, origin.patch)
+        else:  # one factor for every layer: the same depth, the same ratios (up to rounding)
+            widths, old = (s.hidden if s.family == "mlp" else s.channels for s in (spec, origin))
+            assert len(widths) == len(old) and all(0.5 * o - 1 <= w <= 2 * o + 1 for w, o in zip(widths, old))
+    # An excluded architecture is drawn again: with the range pinned to it, nothing else is possible.
+    assert neighbour_pairs([("mlp:hidden=32", "digits")], 3, exclude=set(), seed=0)
+    many = neighbour_pairs([("mlp:hidden=32", "digits")], 40, exclude={f"mlp:hidden={w}" for w in range(16, 40)}, seed=0)
+    assert all(not 16 <= parse_arch(a).hidden[0] < 40 for a, _ in many)
+
+
+def test_a_student_distilled_with_neighbours_trains_on_them_and_scores_the_corpus_pairs(setup, teacher, tmp_path):
+    _, corpus, _ = setup
+    lines = []
+    cfg = DistillConfig(preset="tiny", steps=4, pairs_per_step=4, eval_every=4, neighbours=2, exclude_archs=["mlp:hidden=20"])
+    summary = distill(teacher, corpus, tmp_path / "n", cfg, log=lines.append)
+    assert any("4 training (architecture, task) pairs and 8 neighbours" in line for line in lines)
+    assert summary["neighbours"] == 2 and summary["exclude_archs"] == ["mlp:hidden=20"]
+    result = CliRunner().invoke(app, ["dit", "distill", "--teacher", str(teacher), "--corpus", str(corpus), "--out",
+                                      str(tmp_path / "cli"), "--exclude-suite", str(tmp_path / "missing.yaml")])
+    assert result.exit_code != 0 and "missing.yaml" in result.output and not (tmp_path / "cli").exists()
+
+
+def test_patches_from_state_is_the_exact_inverse_of_the_patch_layout():
+    from weightgen.data import input_shape
+    from weightgen.encoder import valid_mask
+    from weightgen.models import build_model
+    from weightgen.sampling import template
+    from weightgen.tune_target import differentiable_state_dict, patches_from_state
+
+    for arch, task in [("mlp:hidden=16x12", "digits"), ("cnn1d:channels=8x8", "mnist1d"), ("cnn2d:channels=4x8", "digits"),
+                       ("transformer:dim=16,depth=1,heads=2,patch=8", "digits")]:
+        tokens = template(arch, task, 8)
+        state = build_model(arch, input_shape(task), seed=3).state_dict()  # not the template's own seed-0 values
+        values = patches_from_state(tokens, state)
+        assert values.shape == tokens.patches.shape
+        back = differentiable_state_dict(tokens, values)
+        assert back.keys() == state.keys()
+        assert all(torch.allclose(back[k].float(), state[k].float(), atol=1e-6) for k in state), arch
+        padding = ~valid_mask(tokens.coords, 8).expand_as(values)  # every slot a row's columns never reach stays 0
+        assert padding.any() and torch.all(values[padding] == 0), arch
+
+
+def test_the_targets_fine_tune_flops_are_what_a_flop_counter_gives_those_steps():
+    # distill counts its targets' fine-tunes as steps × one training step, outside the (slow) counter: the same figure.
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from weightgen.training import count_step_flops
+    from weightgen.tune_target import TuneTarget
+
+    for arch, task in [("mlp:hidden=16x12", "digits"), ("cnn1d:channels=8x8", "mnist1d"),
+                       ("transformer:dim=16,depth=1,heads=2,patch=8", "digits")]:
+        target = TuneTarget(arch, task, 8, 4, "coords")
+        state = {k: v.detach().clone() for k, v in target.model.state_dict().items()}
+        with FlopCounterMode(display=False) as counter:
+            target.lookahead(state, 3, 16, torch.Generator().manual_seed(0))
+        assert counter.get_total_flops() == 3 * count_step_flops(target.model, target.train, 16) > 0, arch
+
+
+def test_a_student_can_learn_where_fine_tuning_takes_the_teachers_sample(setup, teacher, tmp_path):
+    from weightgen.dit_distill import family_recipes
+    from weightgen.corpus import Corpus
+
+    _, corpus, _ = setup
+    assert family_recipes(Corpus(corpus))["mlp"]["lr"] > 0  # each family's recipe, as the corpus trained it
+    base = DistillConfig(preset="tiny", steps=20, pairs_per_step=2, eval_every=20, lr=3e-3, neighbours=0, output="patches")
+    plain = distill(teacher, corpus, tmp_path / "plain", base, log=lambda line: None)
+    moved = distill(teacher, corpus, tmp_path / "moved", DistillConfig(**{**base.__dict__, "target_steps": 30}),
+                    log=lambda line: None)
+    # The targets are the teacher's networks after 30 fine-tune steps: they classify better than the samples.
+    assert moved["log"][0]["teacher_val_acc_median"] > plain["log"][0]["teacher_val_acc_median"] + 0.1
+    assert moved["own_flops"] > plain["own_flops"]  # the fine-tunes that made the targets are counted
+    assert moved["log"][-1]["target_error_median"] < 0.8 * moved["log"][0]["target_error_median"]
+    assert json.loads((tmp_path / "moved" / "dit" / "distill.json").read_text())["target_steps"] == 30
+    # Latent students learn the fine-tuned networks too, through the encoder.
+    latent = distill(teacher, corpus, tmp_path / "latent", DistillConfig(**{**base.__dict__, "output": "latents",
+                                                                             "target_steps": 30}), log=lambda line: None)
+    assert latent["log"][0]["teacher_val_acc_median"] > plain["log"][0]["teacher_val_acc_median"]
+    with pytest.raises(ValueError, match="target_steps must be >= 0"):
+        DistillConfig(target_steps=-1)
+    # A rebalancing teacher has no exact patches for a moved network: refused by name, nothing written.
+    _, _, run = setup
+    tune(run, corpus, tmp_path / "rebalanced", TuneConfig(steps=1, pairs_per_step=2, batch_size=16, eval_every=1,
+                                                          rebalance="logits"), log=lambda line: None)
+    with pytest.raises(DistillError, match="without rebalancing"):
+        distill(tmp_path / "rebalanced", corpus, tmp_path / "refused", DistillConfig(target_steps=5), log=lambda line: None)
+    assert not (tmp_path / "refused").exists()
