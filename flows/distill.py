@@ -10,7 +10,7 @@ from pydantic import Field
 
 from tasks.distill import distill_task, log_distill_task
 from weightgen.dit import DIT_PRESETS
-from weightgen.dit_distill import DistillConfig
+from weightgen.dit_distill import LOSS_WEIGHTINGS, DistillConfig
 
 
 @flow(name="distill", flow_run_name="distill-{out_dir}")
@@ -27,9 +27,10 @@ def distill_flow(
     exclude_archs: Annotated[str, Field(description="';'-separated architectures never drawn as neighbours (a suite's unseen ones)")] = "",
     output: Annotated[Literal["latents", "patches"], Field(description="patches: the student writes the weights itself, and sampling skips the decoder")] = "latents",
     target_steps: Annotated[int, Field(ge=0, le=100_000, description="> 0: learn the teacher's network after this many fine-tune steps on the pair's task")] = 0,
+    loss_weighting: Annotated[Literal[LOSS_WEIGHTINGS], Field(description="tensors: each tensor's relative error counts the same, not each value")] = "elements",
 ) -> dict:
     cfg = DistillConfig(preset=preset, steps=steps, lr=lr, function_weight=function_weight, neighbours=neighbours, output=output,
-                        target_steps=target_steps,
+                        target_steps=target_steps, loss_weighting=loss_weighting,
                         holdout_archs=[a for a in holdout_archs.split(";") if a],
                         exclude_archs=[a for a in exclude_archs.split(";") if a])
     summary = distill_task(teacher_dir, corpus_dir, out_dir, cfg)

@@ -144,13 +144,17 @@ def test_only_a_one_step_teacher_is_distilled_and_bad_settings_are_refused(setup
         distill(teacher, corpus, teacher, DistillConfig(steps=1))
     with pytest.raises(DistillError, match="no corpus pair left"):
         distill(teacher, corpus, tmp_path / "s", DistillConfig(steps=1, holdout_archs=["mlp:hidden=16", "mlp:hidden=24x24"]))
-    for bad, match in (({"preset": "XL"}, "unknown preset 'XL'"), ({"steps": 0}, "steps"), ({"function_weight": -1.0}, "function_weight")):
+    for bad, match in (({"preset": "XL"}, "unknown preset 'XL'"), ({"steps": 0}, "steps"), ({"function_weight": -1.0}, "function_weight"),
+                       ({"loss_weighting": "values"}, "unknown loss_weighting 'values'; valid: elements, tensors")):
         with pytest.raises(ValueError, match=match):
             DistillConfig(**bad)
     assert not (tmp_path / "s").exists()
     result = CliRunner().invoke(app, ["dit", "distill", "--teacher", str(teacher), "--corpus", str(corpus), "--out",
                                       str(tmp_path / "cli"), "--preset", "XL"])
     assert result.exit_code != 0 and "unknown preset 'XL'" in result.output and not (tmp_path / "cli").exists()
+    result = CliRunner().invoke(app, ["dit", "distill", "--teacher", str(teacher), "--corpus", str(corpus), "--out",
+                                      str(tmp_path / "cli"), "--loss-weighting", "values"])
+    assert result.exit_code != 0 and "unknown loss_weighting" in result.output and not (tmp_path / "cli").exists()
     result = CliRunner().invoke(app, ["dit", "distill", "--teacher", str(run), "--corpus", str(corpus), "--out",
                                       str(tmp_path / "cli")])
     assert result.exit_code != 0 and "one-step DiT" in result.output and not (tmp_path / "cli").exists()
@@ -249,6 +253,13 @@ def test_a_student_can_learn_where_fine_tuning_takes_the_teachers_sample(setup, 
     assert latent["log"][0]["teacher_val_acc_median"] > plain["log"][0]["teacher_val_acc_median"]
     with pytest.raises(ValueError, match="target_steps must be >= 0"):
         DistillConfig(target_steps=-1)
+    # Trained on each tensor's relative error instead, from the same seed: it learns, and not the same student.
+    balanced = distill(teacher, corpus, tmp_path / "balanced", DistillConfig(**{**base.__dict__, "loss_weighting": "tensors"}),
+                       log=lambda line: None)
+    assert balanced["log"][-1]["target_error_median"] < 0.8 * balanced["log"][0]["target_error_median"]
+    assert json.loads((tmp_path / "balanced" / "dit" / "distill.json").read_text())["loss_weighting"] == "tensors"
+    plain_dit, balanced_dit = load_dit(tmp_path / "plain" / "dit"), load_dit(tmp_path / "balanced" / "dit")
+    assert not all(torch.equal(a, b) for a, b in zip(plain_dit.state_dict().values(), balanced_dit.state_dict().values()))
     # A rebalancing teacher has no exact patches for a moved network: refused by name, nothing written.
     _, _, run = setup
     tune(run, corpus, tmp_path / "rebalanced", TuneConfig(steps=1, pairs_per_step=2, batch_size=16, eval_every=1,
@@ -256,3 +267,31 @@ def test_a_student_can_learn_where_fine_tuning_takes_the_teachers_sample(setup, 
     with pytest.raises(DistillError, match="without rebalancing"):
         distill(tmp_path / "rebalanced", corpus, tmp_path / "refused", DistillConfig(target_steps=5), log=lambda line: None)
     assert not (tmp_path / "refused").exists()
+
+
+def test_the_tensor_balanced_error_gives_each_tensor_its_relative_error_whatever_its_size():
+    from weightgen.dit_distill import tensor_balanced_error
+
+    g = torch.Generator().manual_seed(0)
+    target = torch.randn(6, 4, generator=g)
+    target[4:] *= 0.01  # tensor 2: a small bias, next to the O(1) matrix rows of tensors 0 and 1
+    out = target + 0.1 * torch.randn(6, 4, generator=g)
+    index = torch.tensor([0, 0, 0, 1, 2, 2])
+    by_hand = torch.stack([(out[index == i] - target[index == i]).pow(2).sum() / target[index == i].pow(2).sum()
+                           for i in range(3)]).mean()
+    assert torch.allclose(tensor_balanced_error(out, target, index, floor=0.0), by_hand)
+    # The small tensor's 0.1 error is 100x its size, and it dominates; the plain mean square barely sees it.
+    assert tensor_balanced_error(out, target, index) > 10 * (out - target).pow(2).mean()
+    # Scaling one tensor (its output and its target) leaves the error as it is: no tensor outweighs another by size.
+    scaled_out, scaled_target = out.clone(), target.clone()
+    scaled_out[index == 1] *= 50.0
+    scaled_target[index == 1] *= 50.0
+    assert torch.allclose(tensor_balanced_error(scaled_out, scaled_target, index, floor=0.0), by_hand)
+    # An all-zero target tensor (a fresh bias) gives a finite error through the floor, and gradients reach the output.
+    zero = target.clone()
+    zero[3] = 0.0
+    leaf = out.clone().requires_grad_(True)
+    error = tensor_balanced_error(leaf, zero, index)
+    error.backward()
+    assert torch.isfinite(error) and torch.isfinite(leaf.grad).all() and leaf.grad[3].abs().sum() > 0
+    assert tensor_balanced_error(target, target, index) == 0.0

@@ -13,6 +13,11 @@ With ``output="patches"`` the student writes the weights themselves: its output 
 teacher's *decoded* patch (normalised), the mean square is taken there, and sampling it runs no
 decoder — the decoder is 40–70 % of an XS or tiny student's sample (docs/results.md, item 34).
 
+``loss_weighting`` says how the output error is summed over a network. ``"elements"`` takes the mean
+square over every value, so a transformer's few bias and norm vectors weigh next to nothing beside its
+matrices, and the XS student left them 0.8–3× their own size off (docs/results.md, item 43). ``"tensors"``
+gives each tensor its relative squared error, ‖out − target‖² / ‖target‖², and averages over tensors.
+
 With ``target_steps`` K > 0 the target is not the teacher's sample but where fine-tuning takes it:
 the teacher's network moved by K AdamW steps at the corpus recipe's learning rate and batch size on
 the pair's training data (the same first-order move as the tune's lookahead), written back as the
@@ -45,6 +50,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from weightgen.io import file_digest
 
 DISTILL_FILE = "distill.json"
+LOSS_WEIGHTINGS = ("elements", "tensors")
 
 
 class DistillError(ValueError):
@@ -65,6 +71,7 @@ class DistillConfig:
     exclude_archs: list[str] = field(default_factory=list)  # never among the neighbours (a suite's unseen architectures)
     output: str = "latents"  # "patches": the student writes normalised patches, and sampling it skips the decoder
     target_steps: int = 0  # > 0: the target is the teacher's network after this many fine-tune steps on the pair's task
+    loss_weighting: str = "elements"  # "tensors": every tensor's relative error counts the same (module docstring)
     seed: int = 0
 
     def __post_init__(self):
@@ -83,6 +90,23 @@ class DistillConfig:
             raise ValueError(f"neighbours must be >= 0, got {self.neighbours}")
         if self.target_steps < 0:
             raise ValueError(f"target_steps must be >= 0, got {self.target_steps}")
+        if self.loss_weighting not in LOSS_WEIGHTINGS:
+            raise ValueError(f"unknown loss_weighting {self.loss_weighting!r}; valid: {', '.join(LOSS_WEIGHTINGS)}")
+
+
+def tensor_balanced_error(out: torch.Tensor, target: torch.Tensor, tensor_index: torch.Tensor,
+                          floor: float = 1e-4) -> torch.Tensor:
+    """The mean over tensors of each one's ‖out − target‖² / ‖target‖², from per-token rows [N, D].
+
+    ``tensor_index`` [N] names each token's tensor. ``floor`` × the tensor's entry count (its tokens × D) is
+    added to its ‖target‖², so an all-zero target (a fresh bias) gives a mean square, not a division by zero.
+    """
+    tensors, index = torch.unique(tensor_index, return_inverse=True)
+    index = index.to(out.device)
+    error = torch.zeros(len(tensors), device=out.device).index_add(0, index, (out - target).pow(2).sum(-1))
+    size = torch.zeros(len(tensors), device=out.device).index_add(0, index, target.pow(2).sum(-1))
+    count = torch.zeros(len(tensors), device=out.device).index_add(0, index, torch.full_like(index, target.shape[-1], dtype=out.dtype))
+    return (error / (size + floor * count)).mean()
 
 
 WIDTH_FIELDS = {"mlp": "hidden", "cnn1d": "channels", "cnn2d": "channels"}  # the transformer's dim: a multiple of heads
@@ -221,6 +245,11 @@ def distill(teacher_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_d
     def student_output(p) -> torch.Tensor:
         return p.one_step_patches(student, p.start) if direct else p.one_step_x0(student, p.start)
 
+    def output_error(p, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if cfg.loss_weighting == "tensors":  # rows: tokens (the student's output may carry a batch axis of 1)
+            return tensor_balanced_error(out.reshape(-1, out.shape[-1]), target.reshape(-1, target.shape[-1]), p.coords[0][:, 0])
+        return (out - target).pow(2).mean()
+
     def state(p, out: torch.Tensor) -> dict[str, torch.Tensor]:  # the network an output (teacher's or student's) gives
         if direct:
             return p.state_from_patches(out, mode)
@@ -274,7 +303,7 @@ def distill(teacher_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_d
             for i in chosen:
                 p = pairs[i]
                 out = student_output(p)
-                loss = (out - targets[id(p)]).pow(2).mean()
+                loss = output_error(p, out, targets[id(p)])
                 if cfg.function_weight:
                     kl = p.distill_loss(state(p, out), teacher_states[id(p)], p.batch(cfg.batch_size, g))
                     loss = loss + cfg.function_weight * kl
@@ -309,5 +338,5 @@ def log_distill(summary: dict, tags: dict[str, str] | None = None) -> str:
     return log_summary_run("dit", f"dit-distill-{Path(summary['teacher_run']).name}", "distill", summary, counts, metrics, tags)
 
 
-__all__ = ["DISTILL_FILE", "DistillConfig", "DistillError", "distill", "family_recipes", "log_distill", "neighbour_arch",
-           "neighbour_pairs", "teacher_sampler"]
+__all__ = ["DISTILL_FILE", "LOSS_WEIGHTINGS", "DistillConfig", "DistillError", "distill", "family_recipes", "log_distill",
+           "neighbour_arch", "neighbour_pairs", "teacher_sampler", "tensor_balanced_error"]
