@@ -162,6 +162,19 @@ def teacher_sampler(run_dir: Path) -> dict:
     return sampler
 
 
+def teacher_network(p, teacher, encoder, keep: str) -> dict[str, torch.Tensor]:
+    """The teacher's one-step network for the pair ``p`` (a ``TuneTarget``), its start kept as ``keep`` says."""
+    from weightgen.sampling import kept_start
+
+    with torch.no_grad():
+        return p.state_from_latents(encoder, p.one_step_x0(teacher, p.start) + kept_start(p.start, p.coords, keep))
+
+
+def target_generator(seed: int, index: int) -> torch.Generator:
+    """The batches of the ``index``-th pair's target fine-tune (the corpus pairs first, in order, then the neighbours)."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + index)
+
+
 def family_recipes(corpus) -> dict[str, dict]:
     """Each family's fine-tune recipe (lr, batch_size) as the corpus trained it; a neighbour takes its family's."""
     return {m["arch"]["family"]: m["recipe"] for m in corpus.members() if "recipe" in m}
@@ -225,10 +238,10 @@ def distill(teacher_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_d
         the corpus counts training, steps × one step's forward and backward (what the counter gives them too).
         """
         batch_size = int(recipes.get(parse_arch(p.arch).family, {}).get("batch_size", 100))
-        with FlopCounterMode(display=False) as sample_counter, torch.no_grad():
-            start = p.state_from_latents(encoder, p.one_step_x0(teacher, p.start) + kept_start(p.start, p.coords, keep))
+        with FlopCounterMode(display=False) as sample_counter:
+            start = teacher_network(p, teacher, encoder, keep)
         with torch.enable_grad():
-            moved = p.lookahead(start, cfg.target_steps, batch_size, torch.Generator().manual_seed(cfg.seed * 1_000_003 + index))
+            moved = p.lookahead(start, cfg.target_steps, batch_size, target_generator(cfg.seed, index))
         return moved, int(sample_counter.get_total_flops()) + cfg.target_steps * count_step_flops(p.model, p.train, batch_size)
 
     def teacher_output(p) -> torch.Tensor:  # what the student learns to give (patches or x0)
@@ -339,4 +352,4 @@ def log_distill(summary: dict, tags: dict[str, str] | None = None) -> str:
 
 
 __all__ = ["DISTILL_FILE", "LOSS_WEIGHTINGS", "DistillConfig", "DistillError", "distill", "family_recipes", "log_distill",
-           "neighbour_arch", "neighbour_pairs", "teacher_sampler", "tensor_balanced_error"]
+           "neighbour_arch", "neighbour_pairs", "target_generator", "teacher_network", "teacher_sampler", "tensor_balanced_error"]
