@@ -27,7 +27,7 @@ def distill_flow(
     exclude_archs: Annotated[str, Field(description="';'-separated architectures never drawn as neighbours (a suite's unseen ones)")] = "",
     output: Annotated[Literal["latents", "patches"], Field(description="patches: the student writes the weights itself, and sampling skips the decoder")] = "latents",
     target_steps: Annotated[int, Field(ge=0, le=100_000, description="> 0: learn the teacher's network after this many fine-tune steps on the pair's task")] = 0,
-    loss_weighting: Annotated[Literal[LOSS_WEIGHTINGS], Field(description="tensors: each tensor's relative error counts the same, not each value")] = "elements",
+    loss_weighting: Annotated[Literal[LOSS_WEIGHTINGS], Field(description="tensors: each tensor's relative error counts the same, not each value; elements+vectors: the mean square plus the 1-D tensors' relative errors")] = "elements",
 ) -> dict:
     cfg = DistillConfig(preset=preset, steps=steps, lr=lr, function_weight=function_weight, neighbours=neighbours, output=output,
                         target_steps=target_steps, loss_weighting=loss_weighting,

@@ -295,3 +295,24 @@ def test_the_tensor_balanced_error_gives_each_tensor_its_relative_error_whatever
     error.backward()
     assert torch.isfinite(error) and torch.isfinite(leaf.grad).all() and leaf.grad[3].abs().sum() > 0
     assert tensor_balanced_error(target, target, index) == 0.0
+
+
+def test_the_output_error_sums_a_network_as_its_weighting_says():
+    from weightgen.dit_distill import output_error, tensor_balanced_error
+
+    g = torch.Generator().manual_seed(1)
+    target = torch.randn(1, 5, 4, generator=g)
+    out = target + 0.3 * torch.randn(1, 5, 4, generator=g)
+    coords = torch.zeros(5, 8, dtype=torch.long)
+    coords[:, 0] = torch.tensor([0, 0, 1, 2, 3])  # tensors 0 and 2: matrices; 1 and 3: vectors (ndim 1)
+    coords[:, 7] = torch.tensor([2, 2, 1, 2, 1])
+    rows_out, rows_target = out[0], target[0]
+    mean_square = (out - target).pow(2).mean()
+    assert torch.equal(output_error(out, target, coords, "elements"), mean_square)
+    assert torch.equal(output_error(out, target, coords, "tensors"), tensor_balanced_error(rows_out, rows_target, coords[:, 0]))
+    vectors = torch.tensor([2, 4])
+    expected = mean_square + tensor_balanced_error(rows_out[vectors], rows_target[vectors], coords[vectors, 0])
+    assert torch.allclose(output_error(out, target, coords, "elements+vectors"), expected)
+    # A network with no 1-D tensor has no vector term: the mean square, not a NaN from an empty mean.
+    coords[:, 7] = 2
+    assert torch.equal(output_error(out, target, coords, "elements+vectors"), mean_square)

@@ -93,7 +93,7 @@ def dit_distill(
     exclude_suite: list[Path] = typer.Option([], help="a suite whose unseen architectures are never drawn as neighbours (repeatable)"),
     output: str = typer.Option("latents", help="latents | patches: the student writes the weights itself, and its samples skip the decoder"),
     target_steps: int = typer.Option(0, min=0, help="> 0: learn the teacher's network after this many fine-tune steps on the pair's task"),
-    loss_weighting: str = typer.Option("elements", help="elements: mean square over every value | tensors: each tensor's relative error counts the same"),
+    loss_weighting: str = typer.Option("elements", help="elements: mean square over every value | tensors: each tensor's relative error counts the same | elements+vectors: the mean square plus the 1-D tensors' relative errors"),
 ) -> None:
     """Teach a smaller DiT the tuned DiT's one-step samples: the same inits for fewer FLOPs (weightgen/dit_distill.py)."""
     from weightgen.dit_distill import DistillConfig

@@ -17,6 +17,8 @@ decoder — the decoder is 40–70 % of an XS or tiny student's sample (docs/res
 square over every value, so a transformer's few bias and norm vectors weigh next to nothing beside its
 matrices, and the XS student left them 0.8–3× their own size off (docs/results.md, item 43). ``"tensors"``
 gives each tensor its relative squared error, ‖out − target‖² / ‖target‖², and averages over tensors.
+``"elements+vectors"`` keeps the mean square and adds that average over the 1-D tensors alone, so the
+vectors are learnt without taking the matrices' share of the loss.
 
 With ``target_steps`` K > 0 the target is not the teacher's sample but where fine-tuning takes it:
 the teacher's network moved by K AdamW steps at the corpus recipe's learning rate and batch size on
@@ -50,7 +52,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from weightgen.io import file_digest
 
 DISTILL_FILE = "distill.json"
-LOSS_WEIGHTINGS = ("elements", "tensors")
+LOSS_WEIGHTINGS = ("elements", "tensors", "elements+vectors")
 
 
 class DistillError(ValueError):
@@ -71,7 +73,7 @@ class DistillConfig:
     exclude_archs: list[str] = field(default_factory=list)  # never among the neighbours (a suite's unseen architectures)
     output: str = "latents"  # "patches": the student writes normalised patches, and sampling it skips the decoder
     target_steps: int = 0  # > 0: the target is the teacher's network after this many fine-tune steps on the pair's task
-    loss_weighting: str = "elements"  # "tensors": every tensor's relative error counts the same (module docstring)
+    loss_weighting: str = "elements"  # or "tensors", "elements+vectors": how the output error is summed (module docstring)
     seed: int = 0
 
     def __post_init__(self):
@@ -107,6 +109,22 @@ def tensor_balanced_error(out: torch.Tensor, target: torch.Tensor, tensor_index:
     size = torch.zeros(len(tensors), device=out.device).index_add(0, index, target.pow(2).sum(-1))
     count = torch.zeros(len(tensors), device=out.device).index_add(0, index, torch.full_like(index, target.shape[-1], dtype=out.dtype))
     return (error / (size + floor * count)).mean()
+
+
+def output_error(out: torch.Tensor, target: torch.Tensor, coords: torch.Tensor, weighting: str) -> torch.Tensor:
+    """A student's error on one pair, summed over the network as ``weighting`` says (module docstring).
+
+    ``out`` and ``target``: one row per token (a leading batch axis of 1 is dropped); ``coords``: the tokens'
+    coordinates (``weightgen.tokens.COORD_COLUMNS``: the tensor index first, the tensor's ndim last).
+    """
+    out, target = out.reshape(-1, out.shape[-1]), target.reshape(-1, target.shape[-1])
+    if weighting == "tensors":
+        return tensor_balanced_error(out, target, coords[:, 0])
+    error = (out - target).pow(2).mean()
+    vector = coords[:, 7] == 1
+    if weighting == "elements+vectors" and vector.any():
+        error = error + tensor_balanced_error(out[vector], target[vector], coords[vector, 0])
+    return error
 
 
 WIDTH_FIELDS = {"mlp": "hidden", "cnn1d": "channels", "cnn2d": "channels"}  # the transformer's dim: a multiple of heads
@@ -258,11 +276,6 @@ def distill(teacher_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_d
     def student_output(p) -> torch.Tensor:
         return p.one_step_patches(student, p.start) if direct else p.one_step_x0(student, p.start)
 
-    def output_error(p, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        if cfg.loss_weighting == "tensors":  # rows: tokens (the student's output may carry a batch axis of 1)
-            return tensor_balanced_error(out.reshape(-1, out.shape[-1]), target.reshape(-1, target.shape[-1]), p.coords[0][:, 0])
-        return (out - target).pow(2).mean()
-
     def state(p, out: torch.Tensor) -> dict[str, torch.Tensor]:  # the network an output (teacher's or student's) gives
         if direct:
             return p.state_from_patches(out, mode)
@@ -316,7 +329,7 @@ def distill(teacher_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_d
             for i in chosen:
                 p = pairs[i]
                 out = student_output(p)
-                loss = output_error(p, out, targets[id(p)])
+                loss = output_error(out, targets[id(p)], p.coords[0], cfg.loss_weighting)
                 if cfg.function_weight:
                     kl = p.distill_loss(state(p, out), teacher_states[id(p)], p.batch(cfg.batch_size, g))
                     loss = loss + cfg.function_weight * kl
@@ -352,4 +365,4 @@ def log_distill(summary: dict, tags: dict[str, str] | None = None) -> str:
 
 
 __all__ = ["DISTILL_FILE", "LOSS_WEIGHTINGS", "DistillConfig", "DistillError", "distill", "family_recipes", "log_distill",
-           "neighbour_arch", "neighbour_pairs", "target_generator", "teacher_network", "teacher_sampler", "tensor_balanced_error"]
+           "neighbour_arch", "output_error", "neighbour_pairs", "target_generator", "teacher_network", "teacher_sampler", "tensor_balanced_error"]
