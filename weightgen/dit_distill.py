@@ -14,8 +14,8 @@ teacher's *decoded* patch (normalised), the mean square is taken there, and samp
 decoder — the decoder is 40–70 % of an XS or tiny student's sample (docs/results.md, item 34).
 
 ``loss_weighting`` says how the output error is summed over a network. ``"elements"`` takes the mean
-square over every value, so a transformer's few bias and norm vectors weigh next to nothing beside its
-matrices, and the XS student left them 0.8–3× their own size off (docs/results.md, item 43). ``"tensors"``
+square over every value, so a network's few bias and norm vectors weigh next to nothing beside its
+matrices, and the XS students left them 1–5× their own size off (docs/results.md, item 43). ``"tensors"``
 gives each tensor its relative squared error, ‖out − target‖² / ‖target‖², and averages over tensors.
 ``"elements+vectors"`` keeps the mean square and adds that average over the 1-D tensors alone, so the
 vectors are learnt without taking the matrices' share of the loss.
@@ -50,9 +50,11 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from weightgen.io import file_digest
+from weightgen.tokens import COORD_COLUMNS
 
 DISTILL_FILE = "distill.json"
 LOSS_WEIGHTINGS = ("elements", "tensors", "elements+vectors")
+_TENSOR, _NDIM = COORD_COLUMNS.index("tensor"), COORD_COLUMNS.index("ndim")  # a token's tensor, and that tensor's ndim
 
 
 class DistillError(ValueError):
@@ -115,15 +117,15 @@ def output_error(out: torch.Tensor, target: torch.Tensor, coords: torch.Tensor, 
     """A student's error on one pair, summed over the network as ``weighting`` says (module docstring).
 
     ``out`` and ``target``: one row per token (a leading batch axis of 1 is dropped); ``coords``: the tokens'
-    coordinates (``weightgen.tokens.COORD_COLUMNS``: the tensor index first, the tensor's ndim last).
+    coordinates (``weightgen.tokens.COORD_COLUMNS``), which name each token's tensor and its ndim.
     """
     out, target = out.reshape(-1, out.shape[-1]), target.reshape(-1, target.shape[-1])
     if weighting == "tensors":
-        return tensor_balanced_error(out, target, coords[:, 0])
+        return tensor_balanced_error(out, target, coords[:, _TENSOR])
     error = (out - target).pow(2).mean()
-    vector = coords[:, 7] == 1
+    vector = coords[:, _NDIM] == 1
     if weighting == "elements+vectors" and vector.any():
-        error = error + tensor_balanced_error(out[vector], target[vector], coords[vector, 0])
+        error = error + tensor_balanced_error(out[vector], target[vector], coords[vector, _TENSOR])
     return error
 
 
@@ -365,4 +367,5 @@ def log_distill(summary: dict, tags: dict[str, str] | None = None) -> str:
 
 
 __all__ = ["DISTILL_FILE", "LOSS_WEIGHTINGS", "DistillConfig", "DistillError", "distill", "family_recipes", "log_distill",
-           "neighbour_arch", "output_error", "neighbour_pairs", "target_generator", "teacher_network", "teacher_sampler", "tensor_balanced_error"]
+           "neighbour_arch", "neighbour_pairs", "output_error", "target_generator", "teacher_network", "teacher_sampler",
+           "tensor_balanced_error"]
