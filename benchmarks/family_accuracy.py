@@ -19,6 +19,7 @@ import torch
 
 from weightgen.corpus import Corpus
 from weightgen.data import input_shape, load_task
+from weightgen.dit_distill import corpus_pairs
 from weightgen.generate import Generator
 from weightgen.models import build_model
 from weightgen.specs import parse_arch
@@ -28,11 +29,9 @@ from weightgen.training import evaluate
 def family_accuracy(run_dirs: list[Path], corpus_dir: Path) -> pd.DataFrame:
     """One row per corpus pair: its family, and each run's seed-0 sample's validation accuracy."""
     generators = {path.name: Generator.from_run(path) for path in run_dirs}
-    frame = Corpus(corpus_dir).require_nonempty()
-    frame = frame[frame["family"] != "external"]  # imported checkpoints: no pair of ours to sample
     rows = []
     with torch.no_grad():
-        for arch, task in sorted(set(zip(frame["arch"], frame["task"]))):
+        for arch, task in corpus_pairs(Corpus(corpus_dir)):
             model, val = build_model(arch, input_shape(task), seed=0), load_task(task).val
             row = {"family": parse_arch(arch).family, "arch": arch, "task": task}
             for name, generator in generators.items():

@@ -30,7 +30,8 @@ import torch
 from tqdm.auto import tqdm
 
 from weightgen.corpus import Corpus
-from weightgen.dit_distill import family_recipes, target_generator, teacher_network, teacher_sampler
+from weightgen.dit_distill import (corpus_pairs, family_recipe, family_recipes, target_generator, teacher_network,
+                                   teacher_sampler)
 from weightgen.dit_train import load_dit
 from weightgen.encoder import PatchAutoencoder
 from weightgen.generate import Generator
@@ -51,20 +52,18 @@ def student_gap(teacher_dir: Path, student_dir: Path, corpus_dir: Path, target_s
     teacher = load_dit(teacher_dir / "dit").eval()
     student = Generator.from_run(student_dir)
     corpus = Corpus(corpus_dir)
-    frame = corpus.require_nonempty()
-    frame = frame[frame["family"] != "external"]
     recipes, rows = family_recipes(corpus), []
     noise = torch.Generator().manual_seed(0)
     # index: the pair's place among the corpus pairs, as the distillation numbered its targets
-    for index, (arch, task) in enumerate(tqdm(sorted(set(zip(frame["arch"], frame["task"]))), desc="pairs", leave=False)):
+    for index, (arch, task) in enumerate(tqdm(corpus_pairs(corpus), desc="pairs", leave=False)):
         family = parse_arch(arch).family
         if family not in families:
             continue
-        recipe = recipes.get(family, {})
-        p = TuneTarget(arch, task, encoder.config.patch_size, teacher.cfg.latent_dim, "coords", float(recipe.get("lr", 3e-3)))
+        lr, batch_size = family_recipe(recipes, arch)
+        p = TuneTarget(arch, task, encoder.config.patch_size, teacher.cfg.latent_dim, "coords", lr)
         start = teacher_network(p, teacher, encoder, keep)
         with torch.enable_grad():
-            target = p.lookahead(start, target_steps, int(recipe.get("batch_size", 100)), target_generator(seed, index))
+            target = p.lookahead(start, target_steps, batch_size, target_generator(seed, index))
         target = {k: v.detach() for k, v in target.items()}
         sample = {k: v.to(target[k].dtype) for k, v in student.sample(arch, task, seed=0).state_dicts[0].items()}
         vectors = [k for k in target if target[k].dim() == 1]

@@ -109,7 +109,7 @@ def tensor_balanced_error(out: torch.Tensor, target: torch.Tensor, tensor_index:
     index = index.to(out.device)
     error = torch.zeros(len(tensors), device=out.device).index_add(0, index, (out - target).pow(2).sum(-1))
     size = torch.zeros(len(tensors), device=out.device).index_add(0, index, target.pow(2).sum(-1))
-    count = torch.zeros(len(tensors), device=out.device).index_add(0, index, torch.full_like(index, target.shape[-1], dtype=out.dtype))
+    count = torch.bincount(index, minlength=len(tensors)) * target.shape[-1]
     return (error / (size + floor * count)).mean()
 
 
@@ -200,6 +200,24 @@ def family_recipes(corpus) -> dict[str, dict]:
     return {m["arch"]["family"]: m["recipe"] for m in corpus.members() if "recipe" in m}
 
 
+def family_recipe(recipes: dict[str, dict], arch: str) -> tuple[float, int]:
+    """``arch``'s (lr, batch_size) from :func:`family_recipes`; 3e-3 and 100 where the corpus recorded none."""
+    from weightgen.specs import parse_arch
+
+    recipe = recipes.get(parse_arch(arch).family, {})
+    return float(recipe.get("lr", 3e-3)), int(recipe.get("batch_size", 100))
+
+
+def corpus_pairs(corpus) -> list[tuple[str, str]]:
+    """The corpus's own (architecture, task) pairs, sorted, imported checkpoints left out.
+
+    The distillation numbers its targets in this order (:func:`target_generator`'s ``index``).
+    """
+    frame = corpus.require_nonempty()
+    frame = frame[frame["family"] != "external"]  # imported checkpoints: no pair of ours to sample
+    return sorted(set(zip(frame["arch"], frame["task"])))
+
+
 def distill(teacher_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_dir: str | os.PathLike,
             cfg: DistillConfig | None = None, log=print) -> dict:
     """Train a ``cfg.preset`` student on the teacher's one-step samples of the corpus's pairs; write a run folder."""
@@ -231,21 +249,19 @@ def distill(teacher_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_d
     student = DiT(DiTConfig(**{**asdict(teacher.cfg), **DIT_PRESETS[cfg.preset], "out_dim": out_dim})).train().to(device)
 
     corpus = Corpus(corpus_dir)
-    frame = corpus.require_nonempty()
-    frame = frame[frame["family"] != "external"]
     holdout = {parse_arch(a).to_string() for a in cfg.holdout_archs}
-    corpus_pairs = sorted(set(zip(frame["arch"], frame["task"])))
+    seen = corpus_pairs(corpus)
     recipes = family_recipes(corpus)
 
     def target(arch: str, task: str) -> TuneTarget:
-        lr = float(recipes.get(parse_arch(arch).family, {}).get("lr", 3e-3))
+        lr, _ = family_recipe(recipes, arch)
         return TuneTarget(arch, task, encoder.config.patch_size, teacher.cfg.latent_dim, "coords", lr).to(device)
 
-    every = [target(a, t) for a, t in corpus_pairs]
+    every = [target(a, t) for a, t in seen]
     pairs = [p for p in every if p.arch not in holdout]
     if not pairs:
         raise DistillError(f"no corpus pair left to distil on once {sorted(holdout)} are held out")
-    exclude = {parse_arch(a).to_string() for a in cfg.exclude_archs} | holdout | {a for a, _ in corpus_pairs}
+    exclude = {parse_arch(a).to_string() for a in cfg.exclude_archs} | holdout | {a for a, _ in seen}
     extra = [target(a, t) for a, t in neighbour_pairs([(p.arch, p.task) for p in pairs], cfg.neighbours, exclude, cfg.seed)]
     keep, mode = sampler["keep_noise"], sampler.get("rebalance", "none")
     if cfg.target_steps and mode != "none":  # a rebalanced network has no exact patches to write back
@@ -257,7 +273,7 @@ def distill(teacher_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_d
         The steps run outside a FLOP counter, whose per-op hook tripled their wall time: they are counted as
         the corpus counts training, steps × one step's forward and backward (what the counter gives them too).
         """
-        batch_size = int(recipes.get(parse_arch(p.arch).family, {}).get("batch_size", 100))
+        _, batch_size = family_recipe(recipes, p.arch)
         with FlopCounterMode(display=False) as sample_counter:
             start = teacher_network(p, teacher, encoder, keep)
         with torch.enable_grad():
@@ -366,6 +382,7 @@ def log_distill(summary: dict, tags: dict[str, str] | None = None) -> str:
     return log_summary_run("dit", f"dit-distill-{Path(summary['teacher_run']).name}", "distill", summary, counts, metrics, tags)
 
 
-__all__ = ["DISTILL_FILE", "LOSS_WEIGHTINGS", "DistillConfig", "DistillError", "distill", "family_recipes", "log_distill",
+__all__ = ["DISTILL_FILE", "LOSS_WEIGHTINGS", "DistillConfig", "DistillError", "corpus_pairs", "distill", "family_recipe",
+           "family_recipes", "log_distill",
            "neighbour_arch", "neighbour_pairs", "output_error", "target_generator", "teacher_network", "teacher_sampler",
            "tensor_balanced_error"]
