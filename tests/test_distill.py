@@ -316,3 +316,23 @@ def test_the_output_error_sums_a_network_as_its_weighting_says():
     # A network with no 1-D tensor has no vector term: the mean square, not a NaN from an empty mean.
     coords[:, 7] = 2
     assert torch.equal(output_error(out, target, coords, "elements+vectors"), mean_square)
+
+
+def test_the_distillations_flop_count_is_what_a_counter_around_its_loop_gives(setup, teacher, tmp_path):
+    """Each pair's step and each evaluation is counted once and then added (RepeatedFlops): the same total.
+
+    Two distillations differ only in their last steps and evaluations; a counter around each sees every op, so
+    the difference of those counts is what the longer one's own count must add (the function term included).
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    _, corpus, _ = setup
+    counts = {}
+    for steps in (2, 6):
+        cfg = DistillConfig(preset="tiny", steps=steps, pairs_per_step=3, eval_every=2, neighbours=1, batch_size=16,
+                            function_weight=0.5, output="patches")
+        with FlopCounterMode(display=False) as everything:
+            summary = distill(teacher, corpus, tmp_path / f"s{steps}", cfg, log=lambda line: None)
+        counts[steps] = (summary["own_flops"], everything.get_total_flops())
+    assert counts[6][0] > counts[2][0] > 0
+    assert counts[6][0] - counts[2][0] == counts[6][1] - counts[2][1]

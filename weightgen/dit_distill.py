@@ -49,6 +49,7 @@ import pandas as pd
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from weightgen.flops import RepeatedFlops
 from weightgen.io import file_digest
 from weightgen.tokens import COORD_COLUMNS
 
@@ -306,61 +307,66 @@ def distill(teacher_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_d
         for i, p in enumerate(tqdm(every + extra, desc=f"targets: {cfg.target_steps} fine-tune steps", leave=False)):
             moved[id(p)], flops = fine_tuned(p, i)
             moved_flops += flops
-    # Counted: the teacher's passes, the distillation and its evaluations (an upper bound on what it costs).
-    with FlopCounterMode(display=False) as counter:
+    # Counted: the teacher's passes, the distillation and its evaluations (an upper bound on what it costs). A pair's
+    # step and an evaluation have the same shapes each time, so each is counted once and then added (RepeatedFlops).
+    counted = RepeatedFlops()
+    with counted.count("teacher"):
         with torch.no_grad():  # the targets: the teacher's output on every pair, and the network it gives
             targets = {id(p): teacher_output(p) for p in tqdm(every + extra, desc="teacher samples", leave=False)}
             teacher_states = {id(p): state(p, targets[id(p)]) for p in every + (extra if cfg.function_weight else [])}
         teacher_acc = {id(p): p.val_acc(teacher_states[id(p)]) for p in every}
-        pairs = pairs + extra  # neighbours are trained on, never scored: the teacher's answer is all there is for them
+    pairs = pairs + extra  # neighbours are trained on, never scored: the teacher's answer is all there is for them
 
-        def evaluate(step: int) -> dict:
-            student.eval()
-            rows = []
-            with torch.no_grad():
-                for p in every:
-                    out, target = student_output(p), targets[id(p)]
-                    rows.append({"held": p.arch in holdout, "acc": p.val_acc(state(p, out)), "teacher_acc": teacher_acc[id(p)],
-                                 "error": float((out - target).norm() / target.norm().clamp(min=1e-12))})
-            student.train()
-            scores = pd.DataFrame(rows)
-            row = {"step": step}
-            for name, part in (("", scores[~scores["held"]]), ("heldout_", scores[scores["held"]])):
-                if len(part):
-                    row.update({f"{name}val_acc_median": float(part["acc"].median()),
-                                f"{name}teacher_val_acc_median": float(part["teacher_acc"].median()),
-                                f"{name}acc_gap_median": float((part["teacher_acc"] - part["acc"]).median()),
-                                f"{name}target_error_median": float(part["error"].median())})
-            log(f"step {step:5d}  student val acc median {row['val_acc_median']:.3f} (teacher "
-                f"{row['teacher_val_acc_median']:.3f}), {'patch' if direct else 'latent'} error {row['target_error_median']:.3f}"
-                + (f"; held out {row['heldout_val_acc_median']:.3f} (teacher {row['heldout_teacher_val_acc_median']:.3f})"
-                   if holdout else ""))
-            return row
+    def evaluate(step: int) -> dict:
+        student.eval()
+        rows = []
+        with torch.no_grad():
+            for p in every:
+                out, target = student_output(p), targets[id(p)]
+                rows.append({"held": p.arch in holdout, "acc": p.val_acc(state(p, out)), "teacher_acc": teacher_acc[id(p)],
+                             "error": float((out - target).norm() / target.norm().clamp(min=1e-12))})
+        student.train()
+        scores = pd.DataFrame(rows)
+        row = {"step": step}
+        for name, part in (("", scores[~scores["held"]]), ("heldout_", scores[scores["held"]])):
+            if len(part):
+                row.update({f"{name}val_acc_median": float(part["acc"].median()),
+                            f"{name}teacher_val_acc_median": float(part["teacher_acc"].median()),
+                            f"{name}acc_gap_median": float((part["teacher_acc"] - part["acc"]).median()),
+                            f"{name}target_error_median": float(part["error"].median())})
+        log(f"step {step:5d}  student val acc median {row['val_acc_median']:.3f} (teacher "
+            f"{row['teacher_val_acc_median']:.3f}), {'patch' if direct else 'latent'} error {row['target_error_median']:.3f}"
+            + (f"; held out {row['heldout_val_acc_median']:.3f} (teacher {row['heldout_teacher_val_acc_median']:.3f})"
+               if holdout else ""))
+        return row
 
-        optimizer = torch.optim.AdamW(student.parameters(), lr=cfg.lr)
-        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, cfg.steps)
+    optimizer = torch.optim.AdamW(student.parameters(), lr=cfg.lr)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, cfg.steps)
+    with counted.count("evaluate"):
         history, running, started = [evaluate(0)], 0.0, time.perf_counter()
-        for step in tqdm(range(1, cfg.steps + 1), desc="distil", leave=False):
-            g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
-            chosen = torch.randperm(len(pairs), generator=g)[: cfg.pairs_per_step].tolist()
-            optimizer.zero_grad(set_to_none=True)
-            for i in chosen:
-                p = pairs[i]
+    for step in tqdm(range(1, cfg.steps + 1), desc="distil", leave=False):
+        g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
+        chosen = torch.randperm(len(pairs), generator=g)[: cfg.pairs_per_step].tolist()
+        optimizer.zero_grad(set_to_none=True)
+        for i in chosen:
+            p = pairs[i]
+            with counted.count(("step", i)):
                 out = student_output(p)
                 loss = output_error(out, targets[id(p)], p.coords[0], cfg.loss_weighting)
                 if cfg.function_weight:
                     kl = p.distill_loss(state(p, out), teacher_states[id(p)], p.batch(cfg.batch_size, g))
                     loss = loss + cfg.function_weight * kl
                 (loss / len(chosen)).backward()
-                running += loss.item() / len(chosen)
-            torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
-            optimizer.step()
-            schedule.step()
-            if step % cfg.eval_every == 0 or step == cfg.steps:
-                log(f"step {step:5d}  loss {running / (step - history[-1]['step']):.4f}  ({time.perf_counter() - started:.0f} s)")
-                running = 0.0
+            running += loss.item() / len(chosen)
+        torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
+        optimizer.step()
+        schedule.step()
+        if step % cfg.eval_every == 0 or step == cfg.steps:
+            log(f"step {step:5d}  loss {running / (step - history[-1]['step']):.4f}  ({time.perf_counter() - started:.0f} s)")
+            running = 0.0
+            with counted.count("evaluate"):
                 history.append(evaluate(step))
-    own = int(counter.get_total_flops()) + moved_flops
+    own = counted.total + moved_flops
     teacher_flops = generator_training_flops(teacher_dir)
     summary = {"teacher_run": str(teacher_dir), "teacher_dit_sha256": file_digest(teacher_dir / "dit" / "model.safetensors"),
                "corpus": str(corpus_dir), **asdict(cfg), "flops": own + teacher_flops, "own_flops": own,

@@ -45,8 +45,8 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
+from weightgen.flops import RepeatedFlops
 from weightgen.io import file_digest
 from weightgen.rebalance import check_mode
 from weightgen.tune_target import TuneTarget
@@ -168,12 +168,13 @@ def tune(run_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_dir: str
 
     history, running, started = [evaluate(0)], 0.0, time.perf_counter()
     params = [q for q in dit.parameters() if q.requires_grad]
-    with FlopCounterMode(display=False) as counter:
-        for step in range(1, cfg.steps + 1):
-            optimizer.zero_grad(set_to_none=True)
-            draws = step_draws(cfg.seed, step, len(pairs), cfg.pairs_per_step)
-            for i, generator in draws[rank::world]:  # this process's share of the step's pairs
-                p = pairs[i]
+    counted = RepeatedFlops()  # a pair's step (and an evaluation) has the same shapes each time: counted once, then added
+    for step in range(1, cfg.steps + 1):
+        optimizer.zero_grad(set_to_none=True)
+        draws = step_draws(cfg.seed, step, len(pairs), cfg.pairs_per_step)
+        for i, generator in draws[rank::world]:  # this process's share of the step's pairs
+            p = pairs[i]
+            with counted.count(("step", i)):
                 start = p.start if cfg.noise != "fresh" else torch.randn(p.start.shape, generator=generator).to(device)
                 drop_task = (torch.rand(1, generator=generator) < dit.cfg.cond_dropout).to(device)  # the DiT's CFG dropout
                 batch = p.batch(cfg.batch_size, generator)
@@ -189,19 +190,20 @@ def tune(run_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_dir: str
                     loss = loss + cfg.bias_penalty * torch.stack([b.pow(2).mean() for b in biases]).mean()
                 loss = loss / len(draws)
                 loss.backward()
-                running += loss.item()
-            if world > 1:
-                _sum_gradients(accelerator, params)
-            torch.nn.utils.clip_grad_norm_(dit.parameters(), 1.0)
-            optimizer.step()
-            if step % cfg.eval_every == 0 or step == cfg.steps:
-                total = float(accelerator.reduce(torch.tensor(running, device=device), "sum"))
-                window = step - history[-1]["step"]  # the steps since the last evaluation (the last window may be short)
-                log(f"step {step:5d}  task loss {total / window:.4f}  ({time.perf_counter() - started:.0f} s)")
-                running = 0.0
+            running += loss.item()
+        if world > 1:
+            _sum_gradients(accelerator, params)
+        torch.nn.utils.clip_grad_norm_(dit.parameters(), 1.0)
+        optimizer.step()
+        if step % cfg.eval_every == 0 or step == cfg.steps:
+            total = float(accelerator.reduce(torch.tensor(running, device=device), "sum"))
+            window = step - history[-1]["step"]  # the steps since the last evaluation (the last window may be short)
+            log(f"step {step:5d}  task loss {total / window:.4f}  ({time.perf_counter() - started:.0f} s)")
+            running = 0.0
+            with counted.count("evaluate"):
                 history.append(evaluate(step))
     # Evaluation passes included: an upper bound on the tune's cost; summed over the processes.
-    flops = int(accelerator.reduce(torch.tensor(counter.get_total_flops(), dtype=torch.float64, device=device), "sum"))
+    flops = int(accelerator.reduce(torch.tensor(counted.total, dtype=torch.float64, device=device), "sum"))
     base_tune = run_dir / "dit" / TUNE_FILE  # a tune of a tuned run: its FLOPs are part of this generator's too
     base_flops = int(json.loads(base_tune.read_text())["flops"]) if base_tune.is_file() else 0
     dit.eval()

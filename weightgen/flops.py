@@ -10,11 +10,40 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Hashable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
 import torch
 from torch.utils.flop_counter import FlopCounterMode
+
+
+class RepeatedFlops:
+    """A running FLOP count of work that recurs with the same shapes, each kind (key) counted once.
+
+    ``FlopCounterMode`` routes every op through a Python hook. Around a whole tune or distillation loop that
+    made a small network's training steps 7-10x slower and a DiT's step about 2x (stop 18's micro-benchmark,
+    docs/results.md item 44), and those loops repeat the same pair's work, with the same shapes, hundreds of
+    times. So the first ``count(key)`` block runs under a counter and later blocks with the same key run bare
+    and add that count: the same total, as long as a key's work has one set of shapes (tests check it against
+    a counter around everything).
+    """
+
+    def __init__(self) -> None:
+        self.total = 0
+        self._per_key: dict[Hashable, int] = {}
+
+    @contextmanager
+    def count(self, key: Hashable) -> Iterator[None]:
+        known = self._per_key.get(key)
+        if known is None:
+            with FlopCounterMode(display=False) as counter:
+                yield
+            known = self._per_key[key] = int(counter.get_total_flops())
+        else:
+            yield
+        self.total += known
 
 
 def corpus_training_flops(manifest: pd.DataFrame) -> int:
