@@ -28,9 +28,10 @@ def distill_flow(
     output: Annotated[Literal["latents", "patches"], Field(description="patches: the student writes the weights itself, and sampling skips the decoder")] = "latents",
     target_steps: Annotated[int, Field(ge=0, le=100_000, description="> 0: learn the teacher's network after this many fine-tune steps on the pair's task")] = 0,
     loss_weighting: Annotated[Literal[LOSS_WEIGHTINGS], Field(description="tensors: each tensor's relative error counts the same, not each value; elements+vectors: the mean square plus the 1-D tensors' relative errors")] = "elements",
+    seed: Annotated[int, Field(ge=0, description="the student's init, its pairs' order and batches, the neighbours and the targets' fine-tune batches")] = 0,
 ) -> dict:
     cfg = DistillConfig(preset=preset, steps=steps, lr=lr, function_weight=function_weight, neighbours=neighbours, output=output,
-                        target_steps=target_steps, loss_weighting=loss_weighting,
+                        target_steps=target_steps, loss_weighting=loss_weighting, seed=seed,
                         holdout_archs=[a for a in holdout_archs.split(";") if a],
                         exclude_archs=[a for a in exclude_archs.split(";") if a])
     summary = distill_task(teacher_dir, corpus_dir, out_dir, cfg)

@@ -124,6 +124,7 @@ class DistillSettings(Settings):
     output: Literal["latents", "patches"] = Field("latents", description="patches: the student writes the weights itself (no decoder at sampling)")
     target_steps: int = Field(0, ge=0, le=100_000, description="> 0: learn the teacher's network after this many fine-tune steps")
     loss_weighting: Literal[LOSS_WEIGHTINGS] = Field("elements", description="tensors: each tensor's relative error counts the same, not each value; elements+vectors: the mean square plus the 1-D tensors' relative errors")
+    seed: int = Field(0, ge=0, description="the distillation's seed (the student's init, batches, neighbours, targets)")
 
 
 class EvaluateSettings(Settings):

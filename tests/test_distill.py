@@ -155,6 +155,9 @@ def test_only_a_one_step_teacher_is_distilled_and_bad_settings_are_refused(setup
     result = CliRunner().invoke(app, ["dit", "distill", "--teacher", str(teacher), "--corpus", str(corpus), "--out",
                                       str(tmp_path / "cli"), "--loss-weighting", "values"])
     assert result.exit_code != 0 and "unknown loss_weighting" in result.output and not (tmp_path / "cli").exists()
+    result = CliRunner().invoke(app, ["dit", "distill", "--teacher", str(teacher), "--corpus", str(corpus), "--out",
+                                      str(tmp_path / "cli"), "--seed", "-1"])
+    assert result.exit_code != 0 and "--seed" in result.output and not (tmp_path / "cli").exists()
     result = CliRunner().invoke(app, ["dit", "distill", "--teacher", str(run), "--corpus", str(corpus), "--out",
                                       str(tmp_path / "cli")])
     assert result.exit_code != 0 and "one-step DiT" in result.output and not (tmp_path / "cli").exists()

@@ -59,7 +59,7 @@ def test_pipeline_links_its_mlflow_runs_registers_models_and_reuses_finished_sta
                   encoder={"patch_size": 8, "latent_dim": 4, "steps": 20, "min_step": 0, "holdout": 0.25},
                   dit={"steps": 4, "batch_size": 4, "preset": "tiny", "checkpoint_every": 0, "eval_every": 0, "samples": 1},
                   tune={"steps": 2, "lookahead_steps": 1, "inner_steps": 2},
-                  distill={"enabled": True, "preset": "tiny", "steps": 2, "neighbours": 1},
+                  distill={"enabled": True, "preset": "tiny", "steps": 2, "neighbours": 1, "seed": 3},
                   evaluate={"suite": str(tmp_path / "suite.yaml"), "workers": 1})
     first = pipeline_flow(**params)
     assert set(first["stages"]) == {"corpus", "encoder", "dit", "tune", "distill", "evaluate"}
@@ -72,6 +72,7 @@ def test_pipeline_links_its_mlflow_runs_registers_models_and_reuses_finished_sta
     student = tmp_path / "run" / "distilled"
     distilled = __import__("json").loads((student / "dit" / "distill.json").read_text())
     assert distilled["teacher_run"] == str(lookahead) and distilled["exclude_archs"] == ["mlp:hidden=12"]
+    assert distilled["seed"] == 3  # the stage's settings reach the distillation
     results = __import__("pandas").read_csv(tmp_path / "run" / "bench" / "results.csv")
     assert set(results.loc[results["method"] == "generated", "source"]) == {str(student)}
     assert first["metrics"]["tune/tune_flops"] == summary["flops"] > summary["own_flops"] > 0

@@ -94,6 +94,7 @@ def dit_distill(
     output: str = typer.Option("latents", help="latents | patches: the student writes the weights itself, and its samples skip the decoder"),
     target_steps: int = typer.Option(0, min=0, help="> 0: learn the teacher's network after this many fine-tune steps on the pair's task"),
     loss_weighting: str = typer.Option("elements", help="elements: mean square over every value | tensors: each tensor's relative error counts the same | elements+vectors: the mean square plus the 1-D tensors' relative errors"),
+    seed: int = typer.Option(0, min=0, help="the student's init, its pairs' order and batches, the neighbours and the targets' fine-tune batches"),
 ) -> None:
     """Teach a smaller DiT the tuned DiT's one-step samples: the same inits for fewer FLOPs (weightgen/dit_distill.py)."""
     from weightgen.dit_distill import DistillConfig
@@ -104,7 +105,8 @@ def dit_distill(
         for path in exclude_suite:
             excluded += load_suite(path).unseen_archs()
         DistillConfig(preset=preset, steps=steps, lr=lr, function_weight=function_weight, neighbours=neighbours,
-                      exclude_archs=excluded, output=output, target_steps=target_steps, loss_weighting=loss_weighting)
+                      exclude_archs=excluded, output=output, target_steps=target_steps, loss_weighting=loss_weighting,
+                      seed=seed)
     except (SuiteError, ValueError, OSError) as exc:
         _fail(str(exc))
     _prepare_prefect()
@@ -113,7 +115,7 @@ def dit_distill(
     _run_flow(f"distilled DiT {out}", distill_flow, teacher_dir=str(teacher), corpus_dir=str(corpus), out_dir=str(out),
               preset=preset, steps=steps, lr=lr, function_weight=function_weight, holdout_archs=holdout_archs,
               neighbours=neighbours, exclude_archs=";".join(sorted(set(excluded))), output=output, target_steps=target_steps,
-              loss_weighting=loss_weighting)
+              loss_weighting=loss_weighting, seed=seed)
 
 
 @dit_app.command("sample")
