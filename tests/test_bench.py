@@ -361,3 +361,10 @@ def test_a_second_bench_reuses_the_baselines_and_runs_the_generator_again(setup,
     fresh = pd.read_parquet(tmp_path / "d" / "results.parquet").sort_values(["case_index", "method"]).reset_index(drop=True)
     assert not fresh["reused"].any()
     pd.testing.assert_frame_equal(fresh[measured], second[measured])  # what the cache served is what a fresh run measures
+
+    # Narrowed to one split and the generator (random kept): the same rows as the whole suite's for that case.
+    evaluate_flow(suite=str(suite), out_dir=str(tmp_path / "e"), workers=1, methods=["generated"], splits=["unseen-arch"])
+    narrow = pd.read_parquet(tmp_path / "e" / "results.parquet").sort_values(["method"]).reset_index(drop=True)
+    assert narrow["method"].tolist() == ["generated", "random"] and set(narrow["split"]) == {"unseen-arch"}
+    whole = second[second["split"].eq("unseen-arch") & second["method"].isin(["random", "generated"])]
+    pd.testing.assert_frame_equal(narrow[measured], whole.sort_values(["method"]).reset_index(drop=True)[measured])

@@ -93,6 +93,22 @@ def test_overrides_replace_only_what_they_name_and_are_checked():
         suite.with_sources(ddim_steps=0)
 
 
+def test_a_narrowed_suite_keeps_random_and_only_the_cases_of_the_splits_asked():
+    suite = load_suite(Path("suites/default.yaml"))
+    narrow = suite.narrowed(methods=["generated"], splits=["unseen-arch", "unseen-task"])
+    assert narrow.methods == ["random", "generated"]  # the target is relative to random's runs
+    assert [c for c in suite.cases if c.split in ("unseen-arch", "unseen-task")] == narrow.cases and len(narrow.cases) == 12
+    assert (narrow.recipe, narrow.seeds, narrow.name) == (suite.recipe, suite.seeds, suite.name)
+    assert suite.narrowed() == suite and suite.narrowed(splits=["seen"]).methods == suite.methods
+    with pytest.raises(SuiteError, match="unknown split"):
+        suite.narrowed(splits=["unseen"])
+    with pytest.raises(SuiteError, match=r"unknown method\(s\) \[.generatd.\]"):
+        suite.narrowed(methods=["generatd"])
+    only_seen = load_suite({**suite.model_dump(), "cases": [c.model_dump() for c in suite.cases if c.split == "seen"]})
+    with pytest.raises(SuiteError, match=r"no case in split\(s\) \['unseen-both'\]"):
+        only_seen.narrowed(splits=["unseen-both"])
+
+
 def test_bad_files_get_clear_errors(tmp_path):
     with pytest.raises(SuiteError, match="not found"):
         load_suite(tmp_path / "missing.yaml")

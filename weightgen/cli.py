@@ -199,6 +199,8 @@ def bench(
     ddim_steps: int = typer.Option(None, min=1, help="override the suite's DDIM steps per generated sample"),
     refresh_baselines: bool = typer.Option(False, "--refresh-baselines",
                                            help="fine-tune the generator-free baselines again, not from the cache"),
+    methods: str = typer.Option("", help="comma-separated: only these init methods (random is always kept)"),
+    splits: str = typer.Option("", help="comma-separated: only the cases of these splits, e.g. unseen-arch,unseen-task"),
 ) -> None:
     """Fine-tune every init method on every suite case; print the compute saved per split and method.
 
@@ -216,7 +218,9 @@ def bench(
     from weightgen.suite import SuiteError, load_suite
 
     try:
-        spec = load_suite(suite).with_sources(corpus, run, ddim_steps)
+        chosen_methods = [m.strip() for m in methods.split(",") if m.strip()] or None
+        chosen_splits = [s.strip() for s in splits.split(",") if s.strip()] or None
+        spec = load_suite(suite).with_sources(corpus, run, ddim_steps).narrowed(chosen_methods, chosen_splits)
         check_suite(spec)  # refuse leaks, an empty corpus or a missing generator before Prefect starts
     except (SuiteError, CorpusError, GeneratorError) as exc:
         _fail(str(exc))
@@ -226,7 +230,8 @@ def bench(
 
     metrics = evaluate_flow(suite=str(suite), out_dir=str(out), workers=workers,
                             corpus_dir=str(corpus) if corpus else None, run_dir=str(run) if run else None,
-                            ddim_steps=ddim_steps, refresh_baselines=refresh_baselines)
+                            ddim_steps=ddim_steps, refresh_baselines=refresh_baselines,
+                            methods=chosen_methods, splits=chosen_splits)
     summary = pd.read_csv(out / "summary.csv")
     wide = Console(width=max(console.width, 150)) if not console.is_terminal else console  # logs keep every column
     table = Table(title=f"suite {spec.name}: median compute saved (not reached = 0) — {out}/summary.md")

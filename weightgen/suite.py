@@ -100,6 +100,27 @@ class Suite(FamilyRecipes):
             update["ddim_steps"] = ddim_steps
         return load_suite({**self.model_dump(), **update})  # validated: a bad override is a SuiteError
 
+    def narrowed(self, methods: list[str] | None = None, splits: list[str] | None = None) -> "Suite":
+        """The same suite with only these methods and/or the cases of these splits (None keeps all).
+
+        What a lever's bench needs (random and generated on the target splits) without a hand-edited copy of
+        the suite; ``random`` is kept whatever is asked, since the target and every saving are relative to it.
+        """
+        update = {}
+        if methods:
+            unknown = sorted(set(methods) - set(METHODS))
+            if unknown:
+                raise SuiteError(f"suite {self.name}: unknown method(s) {unknown}; valid: {', '.join(METHODS)}")
+            update["methods"] = ["random"] + [m for m in dict.fromkeys(methods) if m != "random"]
+        if splits:
+            unknown = sorted(set(splits) - set(SPLITS))
+            if unknown:
+                raise SuiteError(f"suite {self.name}: unknown split(s) {unknown}; valid: {', '.join(SPLITS)}")
+            update["cases"] = [c.model_dump() for c in self.cases if c.split in splits]
+            if not update["cases"]:
+                raise SuiteError(f"suite {self.name}: no case in split(s) {sorted(set(splits))}")
+        return load_suite({**self.model_dump(), **update}) if update else self
+
 
 def load_suite(source: str | os.PathLike | dict) -> Suite:
     """A suite from a YAML file or a dict; a SuiteError names the file and every bad field."""
