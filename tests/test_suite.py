@@ -107,6 +107,12 @@ def test_a_narrowed_suite_keeps_random_and_only_the_cases_of_the_splits_asked():
     only_seen = load_suite({**suite.model_dump(), "cases": [c.model_dump() for c in suite.cases if c.split == "seen"]})
     with pytest.raises(SuiteError, match=r"no case in split\(s\) \['unseen-both'\]"):
         only_seen.narrowed(splits=["unseen-both"])
+    from typer.testing import CliRunner
+
+    from weightgen.cli import app
+
+    result = CliRunner().invoke(app, ["bench", "suites/default.yaml", "--splits", "unseen-arch,unseen"])
+    assert result.exit_code == 2 and "unknown split(s) ['unseen']" in result.output
 
 
 def test_bad_files_get_clear_errors(tmp_path):
