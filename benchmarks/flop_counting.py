@@ -58,7 +58,7 @@ def main() -> None:
     table = pd.DataFrame(rows)
     print(table.to_markdown(index=False))
     for loop, part in table.groupby("loop", sort=False):
-        hooked, bare = part.set_index("every op hooked").loc[[True, False]].to_dict("records")
+        hooked, bare = (part[part["every op hooked"] == flag].iloc[0] for flag in (True, False))
         same = "the same FLOPs" if hooked["counted FLOPs"] == bare["counted FLOPs"] else "DIFFERENT FLOPs"
         print(f"{loop}: {hooked['wall s'] / bare['wall s']:.2f}x faster bare, {same}")
 
