@@ -162,6 +162,7 @@ def generate(
     ddim_steps: int = typer.Option(50, min=1, help="DDIM steps"),
     guidance: float = typer.Option(1.0, min=0.0, help="classifier-free guidance scale"),
     batch_size: int = typer.Option(100, min=1, help="size of the training batch that scores best-of-k samples"),
+    relabel: bool = typer.Option(False, help="a task with label_perm: sample its base task and relabel the output layer (exact)"),
 ) -> None:
     """Generate weights for an architecture and task; load them with weightgen.checkpoint.load_model(OUT)."""
     from weightgen.generate import Generator, GeneratorError, save_generated
@@ -170,7 +171,7 @@ def generate(
 
     try:
         arch_spec, task_spec = parse_arch(arch), parse_task(task)
-        generator = Generator.from_run(run, steps=ddim_steps, guidance=guidance)
+        generator = Generator.from_run(run, steps=ddim_steps, guidance=guidance, relabel=relabel)
         if samples == 1:
             generation = generator.sample(arch_spec, task_spec, 1, seed)
         else:

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from weightgen.io import atomic_write_bytes
+from weightgen.relabel import label_permutation
 from weightgen.specs import DigitsTask, MNIST1DTask, parse_task
 
 NUM_CLASSES = 10
@@ -101,8 +102,8 @@ def _generate(task) -> dict[str, np.ndarray]:
         x_pool, y_pool, x_test, y_test = _digits(task)
     else:  # pragma: no cover - parse_task only returns the two
         raise TypeError(f"no generator for {type(task).__name__}")
-    if task.label_perm:
-        perm = np.random.default_rng(task.label_perm).permutation(NUM_CLASSES)
+    perm = label_permutation(task, NUM_CLASSES)
+    if perm is not None:
         y_pool, y_test = perm[y_pool], perm[y_test]
     rng = np.random.default_rng(task.seed)
     order = rng.permutation(len(y_pool))

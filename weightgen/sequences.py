@@ -56,9 +56,10 @@ def task_features(task) -> torch.Tensor:
         dataset[1] = 1
         digits[task.rot90] = 1
         digits[4], digits[5] = float(task.flip), task.noise
-    perm = np.arange(NUM_CLASSES)
-    if task.label_perm:
-        perm = np.random.default_rng(task.label_perm).permutation(NUM_CLASSES)
+    from weightgen.relabel import label_permutation
+
+    perm = label_permutation(task, NUM_CLASSES)
+    perm = np.arange(NUM_CLASSES) if perm is None else perm
     permutation = torch.zeros(NUM_CLASSES, NUM_CLASSES)
     permutation[torch.arange(NUM_CLASSES), torch.from_numpy(perm)] = 1  # row = original class, col = label
     return torch.cat([dataset, knobs, templates, digits, permutation.reshape(-1)])
