@@ -72,7 +72,7 @@ class Generator:
 
     @property
     def sampler(self) -> dict:
-        """How samples are drawn, for logs: steps, guidance, noise, keep_noise, rebalance, output."""
+        """How samples are drawn, for logs: steps, guidance, noise, keep_noise, rebalance, output, relabel."""
         return {"steps": self.steps, "guidance": self.guidance, "noise": self.noise, "keep_noise": self.keep_noise,
                 "rebalance": self.rebalance, "output": self.output, "relabel": self.relabel}
 

@@ -22,6 +22,7 @@ import torch
 from safetensors import safe_open
 
 from weightgen.data import NUM_CLASSES
+from weightgen.relabel import label_permutation
 from weightgen.specs import FAMILIES, DigitsTask, MNIST1DTask, parse_task
 from weightgen.tokens import KIND_ID, Tokens, detokenize
 
@@ -56,8 +57,6 @@ def task_features(task) -> torch.Tensor:
         dataset[1] = 1
         digits[task.rot90] = 1
         digits[4], digits[5] = float(task.flip), task.noise
-    from weightgen.relabel import label_permutation
-
     perm = label_permutation(task, NUM_CLASSES)
     perm = np.arange(NUM_CLASSES) if perm is None else perm
     permutation = torch.zeros(NUM_CLASSES, NUM_CLASSES)
