@@ -18,7 +18,6 @@ import numpy as np
 import torch
 
 from weightgen.io import atomic_write_bytes
-from weightgen.relabel import label_permutation
 from weightgen.specs import DigitsTask, MNIST1DTask, parse_task
 
 NUM_CLASSES = 10
@@ -95,6 +94,12 @@ def _to_dataset(arrays: dict[str, np.ndarray]) -> Dataset:
     return Dataset(train, val, test, input_shape=tuple(train.x.shape[1:]))
 
 
+def label_permutation(task, num_classes: int = NUM_CLASSES) -> np.ndarray | None:
+    """The relabelling a task applies (label = perm[original class]), or None for none; the one definition."""
+    task = parse_task(task)
+    return np.random.default_rng(task.label_perm).permutation(num_classes) if task.label_perm else None
+
+
 def _generate(task) -> dict[str, np.ndarray]:
     if isinstance(task, MNIST1DTask):
         x_pool, y_pool, x_test, y_test = _mnist1d(task)
@@ -102,7 +107,7 @@ def _generate(task) -> dict[str, np.ndarray]:
         x_pool, y_pool, x_test, y_test = _digits(task)
     else:  # pragma: no cover - parse_task only returns the two
         raise TypeError(f"no generator for {type(task).__name__}")
-    perm = label_permutation(task, NUM_CLASSES)
+    perm = label_permutation(task)
     if perm is not None:
         y_pool, y_test = perm[y_pool], perm[y_test]
     rng = np.random.default_rng(task.seed)

@@ -15,13 +15,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from weightgen.data import label_permutation  # noqa: F401 (where the data applies it; part of this module's API)
 from weightgen.specs import parse_arch, parse_task
-
-
-def label_permutation(task, num_classes: int = 10) -> np.ndarray | None:
-    """The relabelling a task applies (label = perm[original class]), or None for none; the one definition."""
-    task = parse_task(task)
-    return np.random.default_rng(task.label_perm).permutation(num_classes) if task.label_perm else None
 
 
 def base_task(task):

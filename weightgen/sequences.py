@@ -21,8 +21,7 @@ import numpy as np
 import torch
 from safetensors import safe_open
 
-from weightgen.data import NUM_CLASSES
-from weightgen.relabel import label_permutation
+from weightgen.data import NUM_CLASSES, label_permutation
 from weightgen.specs import FAMILIES, DigitsTask, MNIST1DTask, parse_task
 from weightgen.tokens import KIND_ID, Tokens, detokenize
 
@@ -57,7 +56,7 @@ def task_features(task) -> torch.Tensor:
         dataset[1] = 1
         digits[task.rot90] = 1
         digits[4], digits[5] = float(task.flip), task.noise
-    perm = label_permutation(task, NUM_CLASSES)
+    perm = label_permutation(task)
     perm = np.arange(NUM_CLASSES) if perm is None else perm
     permutation = torch.zeros(NUM_CLASSES, NUM_CLASSES)
     permutation[torch.arange(NUM_CLASSES), torch.from_numpy(perm)] = 1  # row = original class, col = label
