@@ -16,7 +16,8 @@ def flow_parameters(cfg: TuneConfig) -> dict:
     """tune_flow's parameters for a TuneConfig (the flow takes plain values, which the Prefect UI draws as a form)."""
     return {"steps": cfg.steps, "lr": cfg.lr, "noise": cfg.noise, "bias_penalty": cfg.bias_penalty,
             "inner_steps": cfg.inner_steps, "rebalance": cfg.rebalance, "distill": cfg.distill,
-            "holdout_archs": ";".join(cfg.holdout_archs)}
+            "holdout_archs": ";".join(cfg.holdout_archs), "neighbours": cfg.neighbours,
+            "exclude_archs": ";".join(cfg.exclude_archs), "init_weight": cfg.init_weight}
 
 
 @flow(name="tune", flow_run_name="tune-{out_dir}")
@@ -32,10 +33,14 @@ def tune_flow(
     rebalance: Annotated[Literal["none", "logits", "predictions"], Field(description="sampler: rescale to the target's init scale")] = "none",
     distill: Annotated[float, Field(ge=0, description="x KL from the pair's trained corpus member to the sample")] = 0.0,
     holdout_archs: Annotated[str, Field(description="';'-separated corpus architectures kept out and scored as unseen")] = "",
+    neighbours: Annotated[int, Field(ge=0, le=64, description="+ width-scaled architectures per corpus pair, on its task")] = 0,
+    exclude_archs: Annotated[str, Field(description="';'-separated architectures never drawn as neighbours")] = "",
+    init_weight: Annotated[float, Field(ge=0, description="x the sample's own loss (0 with a lookahead: scored where it lands)")] = 1.0,
     processes: Annotated[int, Field(ge=1, le=64, description="tune processes (accelerate launch when > 1; a GPU each when there are GPUs)")] = 1,
 ) -> dict:
     cfg = TuneConfig(steps=steps, lr=lr, noise=noise, bias_penalty=bias_penalty, inner_steps=inner_steps, rebalance=rebalance,
-                     distill=distill, holdout_archs=[a for a in holdout_archs.split(";") if a])
+                     distill=distill, holdout_archs=[a for a in holdout_archs.split(";") if a], neighbours=neighbours,
+                     exclude_archs=[a for a in exclude_archs.split(";") if a], init_weight=init_weight)
     summary = tune_task(run_dir, corpus_dir, out_dir, cfg, processes)
     tags = {"prefect.flow_run_id": str(flow_run.id or ""), "prefect.parent_flow_run_id": str(flow_run.parent_flow_run_id or ""),
             "prefect.root_flow_run_id": str(flow_run.root_flow_run_id or flow_run.id or "")}

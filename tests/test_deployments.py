@@ -77,9 +77,29 @@ def test_tune_parameters_are_refused_before_any_work():
 
     tune_flow.validate_parameters({"steps": 10, "inner_steps": 20, "rebalance": "logits"})
     for bad, field in (({"inner_steps": -1}, "inner_steps"), ({"rebalance": "weights"}, "rebalance"),
-                       ({"bias_penalty": -1.0}, "bias_penalty"), ({"noise": "uniform"}, "noise")):
+                       ({"bias_penalty": -1.0}, "bias_penalty"), ({"noise": "uniform"}, "noise"),
+                       ({"neighbours": -1}, "neighbours"), ({"init_weight": -1.0}, "init_weight")):
         with pytest.raises(Exception, match=field):
             tune_flow.validate_parameters(bad)
+
+
+def test_a_tune_config_survives_the_flows_parameters(monkeypatch):
+    """What `weightgen dit tune` and the pipeline pass the tune flow is the config the flow tunes with."""
+    import flows.tune
+    from weightgen.dit_tune import TuneConfig
+
+    class Reached(Exception):
+        pass
+
+    def tune_task(run_dir, corpus_dir, out_dir, cfg, processes):
+        raise Reached(cfg)
+
+    monkeypatch.setattr(flows.tune, "tune_task", tune_task)
+    cfg = TuneConfig(steps=7, inner_steps=3, init_weight=0.0, neighbours=2, exclude_archs=["mlp:hidden=20", "mlp:hidden=30"],
+                     holdout_archs=["mlp:hidden=24x24"], distill=0.5, rebalance="logits", noise="fixed")
+    with pytest.raises(Reached) as reached:
+        flows.tune.tune_flow.fn(run_dir="r", corpus_dir="c", out_dir="o", **flows.tune.flow_parameters(cfg))
+    assert reached.value.args[0] == cfg
 
 
 def test_distill_parameters_are_refused_before_any_work():

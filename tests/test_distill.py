@@ -96,11 +96,12 @@ def test_a_patch_writing_student_learns_the_teachers_weights_and_samples_without
     assert all(torch.equal(again.state_dicts[0][k], mine[k]) for k in mine) and again.flops == counter.get_total_flops()
     with pytest.raises(ValueError, match="one step"):
         sample_state_dicts(student.dit, student.encoder, "mlp:hidden=16", "digits", steps=4, noise="coords", output="patches")
-    # A patch-writing DiT is neither a teacher nor a base to tune: both say so and write nothing.
+    # A patch-writing DiT is no teacher, and it is tuned only from the start it samples from: both say so and
+    # write nothing.
     with pytest.raises(DistillError, match="writes patches"):
         distill(tmp_path / "direct", corpus, tmp_path / "s2", DistillConfig(steps=1))
-    with pytest.raises(ValueError, match="writes patches"):
-        tune_run(tmp_path / "direct", corpus, tmp_path / "t2", TuneConfig(steps=1), log=lambda line: None)
+    with pytest.raises(ValueError, match="coordinate noise"):
+        tune_run(tmp_path / "direct", corpus, tmp_path / "t2", TuneConfig(steps=1, noise="fixed"), log=lambda line: None)
     assert not (tmp_path / "s2").exists() and not (tmp_path / "t2").exists()
     with pytest.raises(ValueError, match="unknown output"):
         DistillConfig(output="weights")
@@ -339,3 +340,38 @@ def test_the_distillations_flop_count_is_what_a_counter_around_its_loop_gives(se
         counts[steps] = (summary["own_flops"], everything.get_total_flops())
     assert counts[6][0] > counts[2][0] > 0
     assert counts[6][0] - counts[2][0] == counts[6][1] - counts[2][1]
+
+
+def test_a_patch_writing_student_is_tuned_as_it_samples_and_counts_its_whole_cost(setup, teacher, tmp_path):
+    """`weightgen dit tune` on a student: the lookahead scores the student's own samples, with neighbours."""
+    from weightgen.tune_target import TuneTarget
+
+    _, corpus, _ = setup
+    distill(teacher, corpus, tmp_path / "student", DistillConfig(preset="tiny", steps=10, pairs_per_step=2, eval_every=10,
+                                                                 neighbours=0, output="patches"), log=lambda line: None)
+    student = Generator.from_run(tmp_path / "student")
+    lines = []
+    cfg = TuneConfig(steps=4, pairs_per_step=2, batch_size=16, eval_every=4, lr=3e-3, inner_steps=2, init_weight=0.0,
+                     neighbours=2, exclude_archs=["mlp:hidden=20"])
+    summary = tune(tmp_path / "student", corpus, tmp_path / "tuned", cfg, log=lines.append)
+    tuned = Generator.from_run(tmp_path / "tuned")
+    assert tuned.sampler == student.sampler and tuned.dit.cfg.out_dim == student.dit.cfg.out_dim  # samples as it did
+    # The corpus's pairs are scored; their neighbours (two each, none excluded) are trained on as well.
+    counts = next(line for line in lines if "neighbours" in line)  # "<n> training (architecture, task) pairs, <m> neighbours, ..."
+    assert f"{2 * int(counts.split(' training')[0])} neighbours" in counts
+    # Its samples are what the tuned DiT gives, and they moved.
+    before = student.sample("mlp:hidden=16", "digits").state_dicts[0]
+    after = tuned.sample("mlp:hidden=16", "digits").state_dicts[0]
+    pair = TuneTarget("mlp:hidden=16", "digits", student.encoder.config.patch_size, student.dit.cfg.latent_dim, "coords")
+    with torch.no_grad():
+        direct = pair.weights(tuned.dit.eval(), tuned.encoder, pair.start, "matrices")
+    assert all(torch.allclose(direct[k], after[k], atol=1e-5) for k in after)
+    assert any(not torch.equal(before[k], after[k]) for k in after)
+    # The whole cost: the student's (teacher and distillation included) and this tune, counted once each.
+    assert summary["includes_base_generator"] and summary["own_flops"] > 0
+    assert generator_training_flops(tmp_path / "tuned") == generator_training_flops(tmp_path / "student") + summary["own_flops"]
+    again = tune(tmp_path / "tuned", corpus, tmp_path / "twice", TuneConfig(steps=1, pairs_per_step=1, batch_size=8,
+                                                                            eval_every=1), log=lambda line: None)
+    assert generator_training_flops(tmp_path / "twice") == generator_training_flops(tmp_path / "tuned") + again["own_flops"]
+    with pytest.raises(ValueError, match="init_weight"):
+        TuneConfig(init_weight=0.0)  # no lookahead: nothing left to score

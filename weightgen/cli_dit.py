@@ -44,15 +44,26 @@ def dit_tune(
     inner_steps: int = typer.Option(0, min=0, help="also score each sample after this many AdamW fine-tune steps"),
     rebalance: str = typer.Option("none", help="rescale samples to the target's init scale: none | logits | predictions"),
     distill: float = typer.Option(0.0, min=0.0, help="x KL from each pair's trained corpus member to the sample, added to the loss"),
+    neighbours: int = typer.Option(0, min=0, help="+ width-scaled architectures per corpus pair, on its task (trained on, not scored)"),
+    exclude_archs: str = typer.Option("", help="';'-separated architectures never drawn as neighbours"),
+    exclude_suite: list[Path] = typer.Option([], help="a suite whose unseen architectures are never drawn as neighbours (repeatable)"),
+    init_weight: float = typer.Option(1.0, min=0.0, help="x the sample's own loss; 0 with --inner-steps: scored only where the lookahead lands"),
     processes: int = typer.Option(1, min=1, help="tune processes (accelerate launch when > 1): each takes a share of every step's pairs"),
 ) -> None:
-    """Tune the DiT by the task: its one-step samples are built and scored by cross-entropy (weightgen/dit_tune.py)."""
-    from weightgen.dit_tune import TuneConfig
+    """Tune the DiT by the task: its one-step samples are built and scored by cross-entropy (weightgen/dit_tune.py).
 
+    The run may be a patch-writing student (`weightgen dit distill --output patches`): it is tuned as it samples."""
+    from weightgen.dit_tune import TuneConfig
+    from weightgen.suite import SuiteError, load_suite
+
+    excluded = [a for a in exclude_archs.split(";") if a]
     try:
+        for path in exclude_suite:
+            excluded += load_suite(path).unseen_archs()
         cfg = TuneConfig(steps=steps, lr=lr, noise=noise, bias_penalty=bias_penalty, inner_steps=inner_steps,
-                         rebalance=rebalance, distill=distill, holdout_archs=[a for a in holdout_archs.split(";") if a])
-    except ValueError as exc:
+                         rebalance=rebalance, distill=distill, holdout_archs=[a for a in holdout_archs.split(";") if a],
+                         neighbours=neighbours, exclude_archs=sorted(set(excluded)), init_weight=init_weight)
+    except (SuiteError, ValueError, OSError) as exc:
         _fail(str(exc))
     tune_through_flow(run, corpus, out, cfg, processes)
 

@@ -15,6 +15,17 @@ sample is scored by where fine-tuning takes it — what the bench's compute save
 checkpoint, lowest seed) to the sample, on the same training batch — soft targets, denser than the
 labels, from networks that are already part of the generator's training data.
 
+``neighbours`` adds that many width-scaled architectures per corpus pair, on the pair's task (as the
+distillation draws them, :func:`weightgen.dit_distill.neighbour_pairs`): the tune then scores samples
+across each family's widths, not at the dozen the corpus trained, and ``exclude_archs`` keeps named
+architectures (a suite's unseen ones) out of them. Neighbours are trained on and never scored, and the
+distill term skips them (they have no corpus member). ``init_weight`` weighs the sample's own loss; 0
+with a lookahead scores a sample only by where fine-tuning takes it.
+
+The base may be a distilled student that writes patches itself (``weightgen dit distill --output
+patches``): it is tuned as it samples, with no decoder, and the tuned run keeps its sampler and counts
+its whole cost, the teacher and the distillation included.
+
 The start of each sample matters. A fresh Gaussian draw per step collapses to uniform predictions; a
 fixed draw per pair is memorised and says nothing about a new architecture; a start seeded by each
 token's position (:func:`weightgen.sampling.coordinate_noise`, ``noise="coords"``) lets an unseen
@@ -70,6 +81,9 @@ class TuneConfig:
     inner_steps: int = 0  # > 0: + the loss after this many AdamW steps from the sample (see lookahead)
     rebalance: str = "none"  # the sampler's weightgen.rebalance mode, applied before every loss as at sampling
     distill: float = 0.0  # > 0: + this × KL(pair's trained corpus member ‖ sample) on the batch
+    neighbours: int = 0  # + this many width-scaled architectures per corpus pair, on its task (trained on, not scored)
+    exclude_archs: list[str] = field(default_factory=list)  # never among the neighbours (a suite's unseen architectures)
+    init_weight: float = 1.0  # × the sample's own loss; 0 with inner_steps: scored only where the lookahead lands
 
     def __post_init__(self):
         from weightgen.sampling import keep_kind
@@ -85,6 +99,10 @@ class TuneConfig:
             raise ValueError(f"inner_steps must be >= 0, got {self.inner_steps}")
         if self.distill < 0:
             raise ValueError(f"distill must be >= 0, got {self.distill}")
+        if self.neighbours < 0:
+            raise ValueError(f"neighbours must be >= 0, got {self.neighbours}")
+        if self.init_weight < 0 or (self.init_weight == 0 and not self.inner_steps):
+            raise ValueError(f"init_weight must be >= 0, and > 0 without a lookahead (inner_steps), got {self.init_weight}")
         check_mode(self.rebalance)
 
 
@@ -106,6 +124,7 @@ def tune(run_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_dir: str
     from accelerate.utils import gather_object
 
     from weightgen.corpus import Corpus
+    from weightgen.dit_distill import family_recipe, family_recipes, neighbour_pairs
     from weightgen.dit_train import load_dit
     from weightgen.encoder import PatchAutoencoder
     from weightgen.specs import parse_arch
@@ -121,9 +140,7 @@ def tune(run_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_dir: str
     encoder = PatchAutoencoder.load(run_dir / "encoder").eval().to(device)
     encoder.requires_grad_(False)
     dit = load_dit(run_dir / "dit").train().to(device)
-    if dit.cfg.out_dim is not None:  # only a patch-writing student sets it; the tune reads the output as latents
-        raise ValueError(f"{run_dir}: its DiT writes patches (a `weightgen dit distill --output patches` student); "
-                         "tune its teacher, or a DiT that gives latents")
+    student_sampler(run_dir, dit, cfg)  # a patch-writing student: refused unless tuned as it samples
     corpus = Corpus(corpus_dir)
     frame = corpus.require_nonempty()
     frame = frame[frame["family"] != "external"]
@@ -135,7 +152,14 @@ def tune(run_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_dir: str
     if not pairs:
         raise ValueError(f"no corpus pair left to tune on once {sorted(holdout)} are held out")
     teachers = _teachers(corpus, frame, pairs, device) if cfg.distill else {}
-    log(f"{len(pairs)} training (architecture, task) pairs, {len(held)} held out"
+    scored = list(pairs)  # the corpus's own training pairs: what an evaluation reports
+    if cfg.neighbours:
+        recipes = family_recipes(corpus)
+        exclude = {parse_arch(a).to_string() for a in cfg.exclude_archs} | holdout | {p.arch for p in every}
+        pairs += [TuneTarget(a, t, encoder.config.patch_size, dit.cfg.latent_dim, cfg.noise,
+                             family_recipe(recipes, a)[0]).to(device)
+                  for a, t in neighbour_pairs([(p.arch, p.task) for p in scored], cfg.neighbours, exclude, cfg.seed)]
+    log(f"{len(scored)} training (architecture, task) pairs, {len(pairs) - len(scored)} neighbours, {len(held)} held out"
         + (f"; {world} processes ({accelerator.distributed_type.value})" if world > 1 else f" on {device}"))
     optimizer = torch.optim.AdamW(dit.parameters(), lr=cfg.lr)
 
@@ -153,8 +177,8 @@ def tune(run_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_dir: str
         dit.train()
         scores = dict(pair for part in gather_object([scores]) for pair in part.items())
         accs = {id(every[i]): acc for i, (acc, _) in scores.items()}
-        row = {"step": step, "val_acc_median": float(pd.Series([accs[id(p)] for p in pairs]).median()),
-               "val_acc_min": min(accs[id(p)] for p in pairs)}
+        row = {"step": step, "val_acc_median": float(pd.Series([accs[id(p)] for p in scored]).median()),
+               "val_acc_min": min(accs[id(p)] for p in scored)}
         if cfg.inner_steps:  # where the lookahead lands, on the same batches at every evaluation
             row["lookahead_val_acc_median"] = float(pd.Series([landed for _, landed in scores.values()
                                                                if landed is not None]).median())
@@ -179,8 +203,8 @@ def tune(run_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_dir: str
                 drop_task = (torch.rand(1, generator=generator) < dit.cfg.cond_dropout).to(device)  # the DiT's CFG dropout
                 batch = p.batch(cfg.batch_size, generator)
                 state = p.weights(dit, encoder, start, cfg.keep_noise, cfg.rebalance, drop_task)
-                loss = p.loss(state, batch)
-                if cfg.distill:
+                loss = cfg.init_weight * p.loss(state, batch)
+                if cfg.distill and id(p) in teachers:  # a neighbour has no corpus member to distil
                     loss = loss + cfg.distill * p.distill_loss(state, teachers[id(p)], batch)
                 if cfg.inner_steps:
                     landed = p.lookahead(state, cfg.inner_steps, cfg.batch_size, generator)
@@ -204,12 +228,11 @@ def tune(run_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_dir: str
                 history.append(evaluate(step))
     # Evaluation passes included: an upper bound on the tune's cost; summed over the processes.
     flops = int(accelerator.reduce(torch.tensor(counted.total, dtype=torch.float64, device=device), "sum"))
-    base_tune = run_dir / "dit" / TUNE_FILE  # a tune of a tuned run: its FLOPs are part of this generator's too
-    base_flops = int(json.loads(base_tune.read_text())["flops"]) if base_tune.is_file() else 0
+    base_flops, whole = _base_flops(run_dir)
     dit.eval()
     summary = {"base_run": str(run_dir), "base_dit_sha256": file_digest(run_dir / "dit" / "model.safetensors"),
                "corpus": str(corpus_dir), **asdict(cfg), "flops": flops + base_flops,
-               "own_flops": flops, "base_tune_flops": base_flops, "processes": world,
+               "own_flops": flops, "base_tune_flops": base_flops, "includes_base_generator": whole, "processes": world,
                "wall_time_s": time.perf_counter() - started, "log": history}
     if accelerator.is_main_process:
         summary = _write_run(dit.cpu(), run_dir, out_dir, cfg, summary)
@@ -253,13 +276,50 @@ def _sum_gradients(accelerator, params: list[torch.nn.Parameter]) -> None:
         offset += q.numel()
 
 
+def student_sampler(run_dir: Path, dit, cfg: TuneConfig) -> dict | None:
+    """A patch-writing student's sampler (its ``dit/config.json``), or None for a DiT that gives latents.
+
+    A student samples in one pass from coordinate noise; a tune from any other start would train it for
+    a sampler it is never drawn with, so that is refused.
+    """
+    if dit.cfg.out_dim is None:
+        return None
+    sampler = json.loads((run_dir / "dit" / "config.json").read_text()).get("sampler", {})
+    if sampler.get("output") != "patches" or sampler.get("noise") != "coords":
+        raise ValueError(f"{run_dir}: its DiT writes patches but its sampler is {sampler or 'not recorded'}; "
+                         "only a `weightgen dit distill --output patches` student can be tuned")
+    if cfg.noise != "coords":
+        raise ValueError(f"{run_dir}: a distilled student samples from coordinate noise; tune it with noise 'coords', "
+                         f"not {cfg.noise!r}")
+    return sampler
+
+
+def _base_flops(run_dir: Path) -> tuple[int, bool]:
+    """What the base run's generator cost, counted into the tune's ``flops``, and whether that is its whole cost.
+
+    A tuned base: its tune's FLOPs (the encoder and diffusion DiT are counted from the run folder, as before).
+    A distilled student: everything (its distill.json holds the teacher and the distillation).
+    """
+    from weightgen.dit_distill import DISTILL_FILE
+    from weightgen.flops import generator_training_flops
+
+    base = run_dir / "dit"
+    tuned = json.loads((base / TUNE_FILE).read_text()) if (base / TUNE_FILE).is_file() else {}
+    if (base / DISTILL_FILE).is_file() or tuned.get("includes_base_generator"):
+        return generator_training_flops(run_dir), True
+    return int(tuned.get("flops", 0)), False
+
+
 def _write_run(dit, run_dir: Path, out_dir: Path, cfg: TuneConfig, summary: dict) -> dict:
     """The tuned run folder: the base's encoder and latents, the DiT with the sampler it was tuned for, the summary."""
     from weightgen.dit_train import save_one_step_run
 
-    # How Generator.from_run must sample this DiT: one step from the start it was tuned on.
+    # How Generator.from_run must sample this DiT: one step from the start it was tuned on (a student: as before).
     sampler = {"steps": 1, "noise": "coords" if cfg.noise == "coords" else "gaussian", "keep_noise": cfg.keep_noise,
                "rebalance": cfg.rebalance}
+    student = student_sampler(run_dir, dit, cfg)
+    if student is not None:
+        sampler = {**student, "rebalance": cfg.rebalance}
     summary = {**summary, "sampler": sampler}
     base = json.loads((run_dir / "dit" / "config.json").read_text())
     save_one_step_run(dit, run_dir, out_dir, "functional-finetune", sampler, TUNE_FILE, summary, "functional_finetune.csv",

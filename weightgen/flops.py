@@ -103,7 +103,8 @@ def generator_flops_countable(run_dir: str | os.PathLike) -> bool:
 def generator_training_flops(run_dir: str | os.PathLike) -> int:
     """Encoder + DiT training, plus a task-loss fine-tune's counted FLOPs when the run had one.
 
-    A distilled run (:mod:`weightgen.dit_distill`) recorded its whole cost, its teacher's included.
+    A distilled run (:mod:`weightgen.dit_distill`) recorded its whole cost, its teacher's included, and so
+    did a tune of one (``includes_base_generator``).
     """
     from weightgen.dit_distill import DISTILL_FILE
     from weightgen.dit_tune import TUNE_FILE
@@ -113,5 +114,8 @@ def generator_training_flops(run_dir: str | os.PathLike) -> int:
     if distilled.is_file():
         return int(json.loads(distilled.read_text())["flops"])
     finetune = run_dir / "dit" / TUNE_FILE
-    extra = int(json.loads(finetune.read_text())["flops"]) if finetune.is_file() else 0
+    tuned = json.loads(finetune.read_text()) if finetune.is_file() else {}
+    if tuned.get("includes_base_generator"):
+        return int(tuned["flops"])
+    extra = int(tuned.get("flops", 0))
     return encoder_training_flops(run_dir / "encoder") + dit_training_flops(run_dir) + extra

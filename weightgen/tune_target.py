@@ -90,7 +90,11 @@ class TuneTarget:
 
         ``mode`` rebalances it to the skeleton's (seed-0) init scale, as the sampler does to the target's.
         ``drop_task`` ([1] bool): the training step's classifier-free-guidance dropout of the task condition.
+        A DiT that writes patches itself (a distilled student, ``dit.cfg.out_dim`` set) is read as its sampler
+        reads it: its output is the network's patches, with no start kept and no decoder.
         """
+        if dit.cfg.out_dim is not None:
+            return self.state_from_patches(self.one_step_patches(dit, start, drop_task), mode)
         x0 = self.one_step_x0(dit, start, drop_task) + kept_start(start, self.coords, keep_noise)
         return self.state_from_latents(encoder, x0, mode)
 
@@ -101,12 +105,15 @@ class TuneTarget:
         a = diffusion.ALPHAS_CUMPROD[_T_LAST]
         return a.sqrt() * start - (1 - a).sqrt() * v
 
-    def one_step_patches(self, dit, start: torch.Tensor) -> torch.Tensor:
-        """A patch-writing DiT's output [N, P] from ``start``: the pair's normalised patches, padding 0 (as sampled)."""
+    def one_step_patches(self, dit, start: torch.Tensor, drop_task: torch.Tensor | None = None) -> torch.Tensor:
+        """A patch-writing DiT's output [N, P] from ``start``: the pair's normalised patches, padding 0 (as sampled).
+
+        ``drop_task`` as in :meth:`one_step_x0` (None: the DiT's own CFG dropout in training).
+        """
         from weightgen.sampling import direct_patches
 
-        def model_fn(x, t, mask, drop_task=None):  # drop_task None: CFG dropout in training, as one_step_x0 has it
-            return dit(x, t, self.coords, self.depth, mask, self.family, self.features, None)
+        def model_fn(x, t, mask, **_):  # the step's drop_task, not direct_patches's sampling one (none dropped)
+            return dit(x, t, self.coords, self.depth, mask, self.family, self.features, drop_task)
 
         return direct_patches(model_fn, start, self.coords[0], self.tokens.patch_size)
 
