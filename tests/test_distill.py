@@ -370,6 +370,9 @@ def test_a_patch_writing_student_is_tuned_as_it_samples_and_counts_its_whole_cos
     # The whole cost: the student's (teacher and distillation included) and this tune, counted once each.
     assert summary["includes_base_generator"] and summary["own_flops"] > 0
     assert generator_training_flops(tmp_path / "tuned") == generator_training_flops(tmp_path / "student") + summary["own_flops"]
+    suite = load_suite({"name": "s", "corpus": str(corpus), "generator": str(tmp_path / "tuned"), "methods": ["random", "generated"],
+                        "cases": [{"arch": "mlp:hidden=16", "task": "digits", "split": "seen"}]})
+    assert len(check_suite(suite))  # the bench takes it: no latents of its own, its cost is the recorded total
     again = tune(tmp_path / "tuned", corpus, tmp_path / "twice", TuneConfig(steps=1, pairs_per_step=1, batch_size=8,
                                                                             eval_every=1), log=lambda line: None)
     assert generator_training_flops(tmp_path / "twice") == generator_training_flops(tmp_path / "tuned") + again["own_flops"]

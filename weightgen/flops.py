@@ -92,12 +92,15 @@ def dit_training_flops(run_dir: str | os.PathLike, sample_steps: int = 4) -> int
 
 
 def generator_flops_countable(run_dir: str | os.PathLike) -> bool:
-    """Whether :func:`generator_training_flops` can count this run: a distilled run's recorded total, or the latents
-    its DiT trained on."""
+    """Whether :func:`generator_training_flops` can count this run: a distilled run's recorded total (or a tune of
+    one, which records it too), or the latents its DiT trained on."""
     from weightgen.dit_distill import DISTILL_FILE
+    from weightgen.dit_tune import TUNE_FILE
 
     run_dir = Path(run_dir)
-    return (run_dir / "dit" / DISTILL_FILE).is_file() or (run_dir / "latents.safetensors").is_file()
+    tuned = run_dir / "dit" / TUNE_FILE
+    whole = tuned.is_file() and bool(json.loads(tuned.read_text()).get("includes_base_generator"))
+    return whole or (run_dir / "dit" / DISTILL_FILE).is_file() or (run_dir / "latents.safetensors").is_file()
 
 
 def generator_training_flops(run_dir: str | os.PathLike) -> int:
