@@ -140,7 +140,7 @@ def tune(run_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_dir: str
     encoder = PatchAutoencoder.load(run_dir / "encoder").eval().to(device)
     encoder.requires_grad_(False)
     dit = load_dit(run_dir / "dit").train().to(device)
-    student_sampler(run_dir, dit, cfg)  # a patch-writing student: refused unless tuned as it samples
+    student = student_sampler(run_dir, dit, cfg)  # a patch-writing student's sampler: refused unless tuned as it samples
     corpus = Corpus(corpus_dir)
     frame = corpus.require_nonempty()
     frame = frame[frame["family"] != "external"]
@@ -235,7 +235,7 @@ def tune(run_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_dir: str
                "own_flops": flops, "base_tune_flops": base_flops, "includes_base_generator": whole, "processes": world,
                "wall_time_s": time.perf_counter() - started, "log": history}
     if accelerator.is_main_process:
-        summary = _write_run(dit.cpu(), run_dir, out_dir, cfg, summary)
+        summary = _write_run(dit.cpu(), run_dir, out_dir, cfg, summary, student)
         log(f"wrote {out_dir} ({flops:.3e} FLOPs, {base_flops:.3e} more in the tuned base; {summary['wall_time_s']:.0f} s)")
     accelerator.wait_for_everyone()
     return summary
@@ -300,25 +300,22 @@ def _base_flops(run_dir: Path) -> tuple[int, bool]:
     A tuned base: its tune's FLOPs (the encoder and diffusion DiT are counted from the run folder, as before).
     A distilled student: everything (its distill.json holds the teacher and the distillation).
     """
-    from weightgen.dit_distill import DISTILL_FILE
-    from weightgen.flops import generator_training_flops
+    from weightgen.flops import generator_training_flops, records_whole_cost
 
-    base = run_dir / "dit"
-    tuned = json.loads((base / TUNE_FILE).read_text()) if (base / TUNE_FILE).is_file() else {}
-    if (base / DISTILL_FILE).is_file() or tuned.get("includes_base_generator"):
+    if records_whole_cost(run_dir):
         return generator_training_flops(run_dir), True
-    return int(tuned.get("flops", 0)), False
+    tuned = run_dir / "dit" / TUNE_FILE
+    return (int(json.loads(tuned.read_text())["flops"]) if tuned.is_file() else 0), False
 
 
-def _write_run(dit, run_dir: Path, out_dir: Path, cfg: TuneConfig, summary: dict) -> dict:
+def _write_run(dit, run_dir: Path, out_dir: Path, cfg: TuneConfig, summary: dict, student: dict | None = None) -> dict:
     """The tuned run folder: the base's encoder and latents, the DiT with the sampler it was tuned for, the summary."""
     from weightgen.dit_train import save_one_step_run
 
     # How Generator.from_run must sample this DiT: one step from the start it was tuned on (a student: as before).
     sampler = {"steps": 1, "noise": "coords" if cfg.noise == "coords" else "gaussian", "keep_noise": cfg.keep_noise,
                "rebalance": cfg.rebalance}
-    student = student_sampler(run_dir, dit, cfg)
-    if student is not None:
+    if student is not None:  # the base student's sampler (student_sampler)
         sampler = {**student, "rebalance": cfg.rebalance}
     summary = {**summary, "sampler": sampler}
     base = json.loads((run_dir / "dit" / "config.json").read_text())

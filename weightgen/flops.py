@@ -91,16 +91,20 @@ def dit_training_flops(run_dir: str | os.PathLike, sample_steps: int = 4) -> int
     return int(sum(counts) / len(counts) * cfg.steps)
 
 
-def generator_flops_countable(run_dir: str | os.PathLike) -> bool:
-    """Whether :func:`generator_training_flops` can count this run: a distilled run's recorded total (or a tune of
-    one, which records it too), or the latents its DiT trained on."""
+def records_whole_cost(run_dir: str | os.PathLike) -> bool:
+    """Whether the run recorded its generator's whole cost: a distilled run, or a tune of one (``includes_base_generator``)."""
     from weightgen.dit_distill import DISTILL_FILE
     from weightgen.dit_tune import TUNE_FILE
 
-    run_dir = Path(run_dir)
-    tuned = run_dir / "dit" / TUNE_FILE
-    whole = tuned.is_file() and bool(json.loads(tuned.read_text()).get("includes_base_generator"))
-    return whole or (run_dir / "dit" / DISTILL_FILE).is_file() or (run_dir / "latents.safetensors").is_file()
+    dit = Path(run_dir) / "dit"
+    return (dit / DISTILL_FILE).is_file() or ((dit / TUNE_FILE).is_file()
+                                               and bool(json.loads((dit / TUNE_FILE).read_text()).get("includes_base_generator")))
+
+
+def generator_flops_countable(run_dir: str | os.PathLike) -> bool:
+    """Whether :func:`generator_training_flops` can count this run: a recorded whole cost, or the latents its DiT
+    trained on."""
+    return records_whole_cost(run_dir) or (Path(run_dir) / "latents.safetensors").is_file()
 
 
 def generator_training_flops(run_dir: str | os.PathLike) -> int:
@@ -113,12 +117,8 @@ def generator_training_flops(run_dir: str | os.PathLike) -> int:
     from weightgen.dit_tune import TUNE_FILE
 
     run_dir = Path(run_dir)
-    distilled = run_dir / "dit" / DISTILL_FILE
-    if distilled.is_file():
-        return int(json.loads(distilled.read_text())["flops"])
-    finetune = run_dir / "dit" / TUNE_FILE
-    tuned = json.loads(finetune.read_text()) if finetune.is_file() else {}
-    if tuned.get("includes_base_generator"):
-        return int(tuned["flops"])
-    extra = int(tuned.get("flops", 0))
+    distilled, finetune = run_dir / "dit" / DISTILL_FILE, run_dir / "dit" / TUNE_FILE
+    if records_whole_cost(run_dir):
+        return int(json.loads((distilled if distilled.is_file() else finetune).read_text())["flops"])
+    extra = int(json.loads(finetune.read_text())["flops"]) if finetune.is_file() else 0
     return encoder_training_flops(run_dir / "encoder") + dit_training_flops(run_dir) + extra
