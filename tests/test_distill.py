@@ -7,6 +7,7 @@ The tiny corpus and generator the teacher is tuned from is conftest's ``setup``.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -378,3 +379,15 @@ def test_a_patch_writing_student_is_tuned_as_it_samples_and_counts_its_whole_cos
     assert generator_training_flops(tmp_path / "twice") == generator_training_flops(tmp_path / "tuned") + again["own_flops"]
     with pytest.raises(ValueError, match="init_weight"):
         TuneConfig(init_weight=0.0)  # no lookahead: nothing left to score
+
+
+def test_the_excluded_architectures_join_names_and_suites_once_each(tmp_path):
+    """`--exclude-archs` and every `--exclude-suite` give one sorted list; a missing suite is an error that names it."""
+    from weightgen.cli_dit import excluded_archs
+    from weightgen.suite import SuiteError, load_suite
+
+    unseen = load_suite("suites/default.yaml").unseen_archs()
+    got = excluded_archs(f"mlp:hidden=20;{unseen[0]};", [Path("suites/default.yaml"), Path("suites/default.yaml")])
+    assert got == sorted(set(unseen) | {"mlp:hidden=20"})
+    with pytest.raises((SuiteError, OSError), match="missing.yaml"):
+        excluded_archs("", [tmp_path / "missing.yaml"])

@@ -48,21 +48,20 @@ def dit_tune(
     exclude_archs: str = typer.Option("", help="';'-separated architectures never drawn as neighbours"),
     exclude_suite: list[Path] = typer.Option([], help="a suite whose unseen architectures are never drawn as neighbours (repeatable)"),
     init_weight: float = typer.Option(1.0, min=0.0, help="x the sample's own loss; 0 with --inner-steps: scored only where the lookahead lands"),
+    eval_every: int = typer.Option(250, min=1, help="score the corpus pairs (one-step, and after the lookahead) every this many steps"),
     processes: int = typer.Option(1, min=1, help="tune processes (accelerate launch when > 1): each takes a share of every step's pairs"),
 ) -> None:
     """Tune the DiT by the task: its one-step samples are built and scored by cross-entropy (weightgen/dit_tune.py).
 
     The run may be a patch-writing student (`weightgen dit distill --output patches`): it is tuned as it samples."""
     from weightgen.dit_tune import TuneConfig
-    from weightgen.suite import SuiteError, load_suite
+    from weightgen.suite import SuiteError
 
-    excluded = [a for a in exclude_archs.split(";") if a]
     try:
-        for path in exclude_suite:
-            excluded += load_suite(path).unseen_archs()
+        excluded = excluded_archs(exclude_archs, exclude_suite)
         cfg = TuneConfig(steps=steps, lr=lr, noise=noise, bias_penalty=bias_penalty, inner_steps=inner_steps,
                          rebalance=rebalance, distill=distill, holdout_archs=[a for a in holdout_archs.split(";") if a],
-                         neighbours=neighbours, exclude_archs=sorted(set(excluded)), init_weight=init_weight)
+                         neighbours=neighbours, exclude_archs=excluded, init_weight=init_weight, eval_every=eval_every)
     except (SuiteError, ValueError, OSError) as exc:
         _fail(str(exc))
     tune_through_flow(run, corpus, out, cfg, processes)
@@ -78,6 +77,17 @@ def _run_flow(title: str, flow_fn, **parameters) -> None:
     except (CorpusError, ValueError, OSError, RuntimeError) as exc:
         _fail(str(exc))
     _print_summary(title, summary)
+
+
+def excluded_archs(names: str, suites: list[Path]) -> list[str]:
+    """The architectures never drawn as neighbours: the ';'-separated ``names`` and every suite's unseen ones, sorted
+    once each. A suite that does not load raises its SuiteError or OSError."""
+    from weightgen.suite import load_suite
+
+    excluded = {a for a in names.split(";") if a}
+    for path in suites:
+        excluded.update(load_suite(path).unseen_archs())
+    return sorted(excluded)
 
 
 def tune_through_flow(run: Path, corpus: Path, out: Path, cfg, processes: int = 1) -> None:
@@ -109,12 +119,10 @@ def dit_distill(
 ) -> None:
     """Teach a smaller DiT the tuned DiT's one-step samples: the same inits for fewer FLOPs (weightgen/dit_distill.py)."""
     from weightgen.dit_distill import DistillConfig
-    from weightgen.suite import SuiteError, load_suite
+    from weightgen.suite import SuiteError
 
-    excluded = [a for a in exclude_archs.split(";") if a]
     try:
-        for path in exclude_suite:
-            excluded += load_suite(path).unseen_archs()
+        excluded = excluded_archs(exclude_archs, exclude_suite)
         DistillConfig(preset=preset, steps=steps, lr=lr, function_weight=function_weight, neighbours=neighbours,
                       exclude_archs=excluded, output=output, target_steps=target_steps, loss_weighting=loss_weighting,
                       seed=seed)
@@ -125,7 +133,7 @@ def dit_distill(
 
     _run_flow(f"distilled DiT {out}", distill_flow, teacher_dir=str(teacher), corpus_dir=str(corpus), out_dir=str(out),
               preset=preset, steps=steps, lr=lr, function_weight=function_weight, holdout_archs=holdout_archs,
-              neighbours=neighbours, exclude_archs=";".join(sorted(set(excluded))), output=output, target_steps=target_steps,
+              neighbours=neighbours, exclude_archs=";".join(excluded), output=output, target_steps=target_steps,
               loss_weighting=loss_weighting, seed=seed)
 
 
