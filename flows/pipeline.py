@@ -1,6 +1,6 @@
 """The pipeline flow: corpus → encoder → DiT → tune → distil → evaluation, each stage its own subflow, linked in MLflow.
 
-The tune stage (``weightgen.dit_tune.tune_recipe``, on by default) tunes the diffusion DiT by the task
+The tune stage (``weightgen.tune_runs.tune_recipe``, on by default) tunes the diffusion DiT by the task
 loss — a bias-penalty tune into ``<run_dir>/tuned``, then a lookahead tune into ``<run_dir>/tuned-lookahead``
 — and the evaluation benches the last of them, the generator ``weightgen run`` builds too. With the
 stage off, the evaluation benches the diffusion DiT in ``run_dir``. The distil stage (off by default)
@@ -107,7 +107,7 @@ class TuneSettings(Settings):
 
     def phases(self, run_dir: str) -> list:
         """The (out folder, TuneConfig) phases this stage runs, in order (none when off)."""
-        from weightgen.dit_tune import tune_recipe
+        from weightgen.tune_runs import tune_recipe
 
         if not self.enabled:
             return []

@@ -5,7 +5,8 @@ from __future__ import annotations
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from weightgen.dit_tune import TuneConfig, launch_tune, log_tune
+from weightgen.dit_tune import TuneConfig, launch_tune
+from weightgen.tune_runs import log_tune
 
 
 @task(name="tune-dit", cache_policy=NO_CACHE)

@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 
 from weightgen.cli import app
 from weightgen.dit_train import load_dit
-from weightgen.dit_tune import TuneConfig, tune, tuned_already
+from weightgen.dit_tune import TuneConfig, tune
+from weightgen.tune_runs import tuned_already
 from weightgen.flops import generator_training_flops
 from weightgen.generate import Generator, GeneratorError
 

@@ -133,7 +133,7 @@ def run_all(
     A rerun skips finished corpus members, reuses the encoder when the corpus and settings are unchanged,
     resumes the DiT from its latest checkpoint, and reuses a tune whose base DiT, corpus and settings match.
     """
-    from weightgen.dit_tune import tune_recipe, tuned_already
+    from weightgen.tune_runs import tune_recipe, tuned_already
     from weightgen.zoo import expand, load_grid
 
     corpus_build(grid=grid, out=corpus, workers=workers)
