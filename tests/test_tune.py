@@ -14,9 +14,9 @@ from typer.testing import CliRunner
 from weightgen.cli import app
 from weightgen.dit_train import load_dit
 from weightgen.dit_tune import TuneConfig, tune
-from weightgen.tune_runs import tuned_already
 from weightgen.flops import generator_training_flops
 from weightgen.generate import Generator, GeneratorError
+from weightgen.tune_runs import tuned_already
 
 
 def test_tuning_by_the_task_writes_a_new_run_that_samples_the_way_it_was_tuned(setup, tmp_path):
