@@ -17,7 +17,8 @@ def flow_parameters(cfg: TuneConfig) -> dict:
     return {"steps": cfg.steps, "lr": cfg.lr, "noise": cfg.noise, "bias_penalty": cfg.bias_penalty,
             "inner_steps": cfg.inner_steps, "rebalance": cfg.rebalance, "distill": cfg.distill,
             "holdout_archs": ";".join(cfg.holdout_archs), "neighbours": cfg.neighbours,
-            "exclude_archs": ";".join(cfg.exclude_archs), "init_weight": cfg.init_weight, "eval_every": cfg.eval_every}
+            "exclude_archs": ";".join(cfg.exclude_archs), "init_weight": cfg.init_weight, "eval_every": cfg.eval_every,
+            "families": ",".join(cfg.families)}
 
 
 @flow(name="tune", flow_run_name="tune-{out_dir}")
@@ -37,12 +38,13 @@ def tune_flow(
     exclude_archs: Annotated[str, Field(description="';'-separated architectures never drawn as neighbours")] = "",
     init_weight: Annotated[float, Field(ge=0, description="x the sample's own loss (0 with a lookahead: scored where it lands)")] = 1.0,
     eval_every: Annotated[int, Field(ge=1, le=1_000_000, description="score the corpus pairs every this many steps")] = 250,
+    families: Annotated[str, Field(description="','-separated families whose pairs alone are trained on (all are scored)")] = "",
     processes: Annotated[int, Field(ge=1, le=64, description="tune processes (accelerate launch when > 1; a GPU each when there are GPUs)")] = 1,
 ) -> dict:
     cfg = TuneConfig(steps=steps, lr=lr, noise=noise, bias_penalty=bias_penalty, inner_steps=inner_steps, rebalance=rebalance,
                      distill=distill, holdout_archs=[a for a in holdout_archs.split(";") if a], neighbours=neighbours,
                      exclude_archs=[a for a in exclude_archs.split(";") if a], init_weight=init_weight,
-                     eval_every=eval_every)
+                     eval_every=eval_every, families=[f for f in families.split(",") if f])
     summary = tune_task(run_dir, corpus_dir, out_dir, cfg, processes)
     tags = {"prefect.flow_run_id": str(flow_run.id or ""), "prefect.parent_flow_run_id": str(flow_run.parent_flow_run_id or ""),
             "prefect.root_flow_run_id": str(flow_run.root_flow_run_id or flow_run.id or "")}

@@ -6,6 +6,8 @@ The tiny corpus and generator it starts from is conftest's ``setup``; distilling
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -13,7 +15,7 @@ from typer.testing import CliRunner
 
 from weightgen.cli import app
 from weightgen.dit_train import load_dit
-from weightgen.dit_tune import TuneConfig, tune
+from weightgen.dit_tune import TuneConfig, of_families, tune
 from weightgen.flops import generator_training_flops
 from weightgen.generate import Generator, GeneratorError
 from weightgen.tune_runs import tuned_already
@@ -37,6 +39,11 @@ def test_tuning_by_the_task_writes_a_new_run_that_samples_the_way_it_was_tuned(s
     again = tune(run, corpus, tmp_path / "again", cfg, log=lambda line: None)
     assert again["log"] == summary["log"]  # seeded: the same tune twice gives the same curve
     assert tuned_already(run, corpus, tmp_path / "again", cfg)  # what lets `weightgen run` skip it on a rerun
+    written = tmp_path / "again" / "dit" / "functional_finetune.json"
+    older = {k: v for k, v in json.loads(written.read_text()).items() if k != "families"}
+    written.write_text(json.dumps(older))  # a tune written before `families` existed ran at its default
+    assert tuned_already(run, corpus, tmp_path / "again", cfg)
+    assert not tuned_already(run, corpus, tmp_path / "again", TuneConfig(**{**asdict(cfg), "families": ["mlp"]}))
     assert not tuned_already(run, corpus, tmp_path / "again", TuneConfig(steps=3, pairs_per_step=2, batch_size=16,
                                                                          eval_every=1, holdout_archs=["mlp:hidden=24x24"]))
     assert not tuned_already(tmp_path / "tuned", corpus, tmp_path / "again", cfg)  # another base DiT
@@ -48,6 +55,22 @@ def test_tuning_by_the_task_writes_a_new_run_that_samples_the_way_it_was_tuned(s
     result = CliRunner().invoke(app, ["dit", "tune", "--run", str(run), "--corpus", str(corpus), "--out",
                                       str(tmp_path / "cli"), "--noise", "uniform"])
     assert result.exit_code != 0 and "unknown noise 'uniform'" in result.output and not (tmp_path / "cli").exists()
+
+
+def test_a_tune_can_train_on_named_families_alone(setup, tmp_path):
+    _, corpus, run = setup
+    pairs = [SimpleNamespace(arch=a) for a in ("mlp:hidden=16", "transformer:patch=8", "cnn1d:channels=8", "mlp:hidden=24")]
+    assert of_families(pairs, ["mlp"]) == [pairs[0], pairs[3]]
+    assert of_families(pairs, ["transformer", "cnn1d"]) == pairs[1:3]
+    assert of_families(pairs, []) == pairs
+    with pytest.raises(ValueError, match="unknown families rnn"):
+        TuneConfig(families=["mlp", "rnn"])
+    with pytest.raises(ValueError, match="no pair of the families cnn2d"):  # the test corpus holds MLPs only
+        tune(run, corpus, tmp_path / "cnn2d", TuneConfig(steps=1, families=["cnn2d"]), log=lambda line: None)
+    assert not (tmp_path / "cnn2d").exists()
+    result = CliRunner().invoke(app, ["dit", "tune", "--run", str(run), "--corpus", str(corpus), "--out",
+                                      str(tmp_path / "cli"), "--families", "mlp,rnn"])
+    assert result.exit_code != 0 and "unknown families rnn" in result.output and not (tmp_path / "cli").exists()
 
 
 def test_a_tune_on_two_processes_makes_the_update_of_one(setup, tmp_path):

@@ -49,6 +49,7 @@ def dit_tune(
     exclude_suite: list[Path] = typer.Option([], help="a suite whose unseen architectures are never drawn as neighbours (repeatable)"),
     init_weight: float = typer.Option(1.0, min=0.0, help="x the sample's own loss; 0 with --inner-steps: scored only where the lookahead lands"),
     eval_every: int = typer.Option(250, min=1, help="score the corpus pairs (one-step, and after the lookahead) every this many steps"),
+    families: str = typer.Option("", help="','-separated families whose pairs alone are trained on (all are still scored)"),
     processes: int = typer.Option(1, min=1, help="tune processes (accelerate launch when > 1): each takes a share of every step's pairs"),
 ) -> None:
     """Tune the DiT by the task: its one-step samples are built and scored by cross-entropy (weightgen/dit_tune.py).
@@ -61,7 +62,8 @@ def dit_tune(
         excluded = excluded_archs(exclude_archs, exclude_suite)
         cfg = TuneConfig(steps=steps, lr=lr, noise=noise, bias_penalty=bias_penalty, inner_steps=inner_steps,
                          rebalance=rebalance, distill=distill, holdout_archs=[a for a in holdout_archs.split(";") if a],
-                         neighbours=neighbours, exclude_archs=excluded, init_weight=init_weight, eval_every=eval_every)
+                         neighbours=neighbours, exclude_archs=excluded, init_weight=init_weight, eval_every=eval_every,
+                         families=[f for f in families.split(",") if f])
     except (SuiteError, ValueError, OSError) as exc:
         _fail(str(exc))
     tune_through_flow(run, corpus, out, cfg, processes)

@@ -20,7 +20,9 @@ distillation draws them, :func:`weightgen.dit_distill.neighbour_pairs`): the tun
 across each family's widths, not at the dozen the corpus trained, and ``exclude_archs`` keeps named
 architectures (a suite's unseen ones) out of them. Neighbours are trained on and never scored, and the
 distill term skips them (they have no corpus member). ``init_weight`` weighs the sample's own loss; 0
-with a lookahead scores a sample only by where fine-tuning takes it.
+with a lookahead scores a sample only by where fine-tuning takes it. ``families`` trains on those
+families' pairs (and their neighbours) alone, while every pair is still scored, so an evaluation shows
+what the others pay for it.
 
 The base may be a distilled student that writes patches itself (``weightgen dit distill --output
 patches``): it is tuned as it samples, with no decoder, and the tuned run keeps its sampler and counts
@@ -60,6 +62,7 @@ import torch
 from weightgen.flops import RepeatedFlops
 from weightgen.io import file_digest
 from weightgen.rebalance import check_mode
+from weightgen.specs import FAMILIES, parse_arch
 from weightgen.tune_target import TuneTarget
 
 TUNE_FILE = "functional_finetune.json"
@@ -84,6 +87,7 @@ class TuneConfig:
     neighbours: int = 0  # + this many width-scaled architectures per corpus pair, on its task (trained on, not scored)
     exclude_archs: list[str] = field(default_factory=list)  # never among the neighbours (a suite's unseen architectures)
     init_weight: float = 1.0  # × the sample's own loss; 0 with inner_steps: scored only where the lookahead lands
+    families: list[str] = field(default_factory=list)  # trained on only these families' pairs (all pairs are still scored)
 
     def __post_init__(self):
         from weightgen.sampling import keep_kind
@@ -104,6 +108,9 @@ class TuneConfig:
         if self.init_weight < 0 or (self.init_weight == 0 and not self.inner_steps):
             raise ValueError(f"init_weight must be >= 0, and > 0 without a lookahead (inner_steps), got {self.init_weight}")
         check_mode(self.rebalance)
+        unknown = sorted(set(self.families) - set(FAMILIES))
+        if unknown:
+            raise ValueError(f"unknown families {', '.join(unknown)}; valid: {', '.join(FAMILIES)}")
 
 
 def step_draws(seed: int, step: int, num_pairs: int, pairs_per_step: int) -> list[tuple[int, torch.Generator]]:
@@ -111,6 +118,16 @@ def step_draws(seed: int, step: int, num_pairs: int, pairs_per_step: int) -> lis
     g = torch.Generator().manual_seed(seed * 1_000_003 + step)
     chosen = torch.randperm(num_pairs, generator=g)[:pairs_per_step].tolist()
     return [(i, torch.Generator().manual_seed(int(torch.randint(2**62, (1,), generator=g)))) for i in chosen]
+
+
+def of_families(pairs: list, families: list[str]) -> list:
+    """The pairs (anything with an ``arch`` string) of the named families, in order; all of them when none is named."""
+    if not families:
+        return list(pairs)
+    chosen = [p for p in pairs if parse_arch(p.arch).family in families]
+    if not chosen:
+        raise ValueError(f"the corpus has no pair of the families {', '.join(families)} to tune on")
+    return chosen
 
 
 def tune(run_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_dir: str | os.PathLike,
@@ -127,7 +144,6 @@ def tune(run_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_dir: str
     from weightgen.dit_distill import family_recipe, family_recipes, neighbour_pairs
     from weightgen.dit_train import load_dit
     from weightgen.encoder import PatchAutoencoder
-    from weightgen.specs import parse_arch
 
     cfg = cfg or TuneConfig()
     run_dir, out_dir = Path(run_dir), Path(out_dir)
@@ -151,15 +167,19 @@ def tune(run_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_dir: str
     pairs, held = [p for p in every if p.arch not in holdout], [p for p in every if p.arch in holdout]
     if not pairs:
         raise ValueError(f"no corpus pair left to tune on once {sorted(holdout)} are held out")
-    teachers = _teachers(corpus, frame, pairs, device) if cfg.distill else {}
     scored = list(pairs)  # the corpus's own training pairs: what an evaluation reports
+    pairs = of_families(pairs, cfg.families)  # every pair is still scored, so what the others pay shows
+    trained = list(pairs)  # the neighbours join ``pairs`` below
+    teachers = _teachers(corpus, frame, trained, device) if cfg.distill else {}
     if cfg.neighbours:
         recipes = family_recipes(corpus)
         exclude = {parse_arch(a).to_string() for a in cfg.exclude_archs} | holdout | {p.arch for p in every}
         pairs += [TuneTarget(a, t, encoder.config.patch_size, dit.cfg.latent_dim, cfg.noise,
                              family_recipe(recipes, a)[0]).to(device)
-                  for a, t in neighbour_pairs([(p.arch, p.task) for p in scored], cfg.neighbours, exclude, cfg.seed)]
-    log(f"{len(scored)} training (architecture, task) pairs, {len(pairs) - len(scored)} neighbours, {len(held)} held out"
+                  for a, t in neighbour_pairs([(p.arch, p.task) for p in trained], cfg.neighbours, exclude, cfg.seed)]
+    log(f"{len(trained)} training (architecture, task) pairs"
+        + (f" of {', '.join(cfg.families)} ({len(scored)} scored)" if cfg.families else "")
+        + f", {len(pairs) - len(trained)} neighbours, {len(held)} held out"
         + (f"; {world} processes ({accelerator.distributed_type.value})" if world > 1 else f" on {device}"))
     optimizer = torch.optim.AdamW(dit.parameters(), lr=cfg.lr)
 

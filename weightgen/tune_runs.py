@@ -19,8 +19,10 @@ def tuned_already(run_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out
     if not (done.is_file() and weights.is_file()):
         return False
     summary = json.loads(done.read_text())
+    defaults = asdict(TuneConfig())  # a setting added since that tune was written: it ran at the default
     return (summary.get("base_dit_sha256") == file_digest(Path(run_dir) / "dit" / "model.safetensors")
-            and summary.get("corpus") == str(corpus_dir) and all(summary.get(k) == v for k, v in asdict(cfg).items()))
+            and summary.get("corpus") == str(corpus_dir)
+            and all(summary.get(k, defaults[k]) == v for k, v in asdict(cfg).items()))
 
 
 def tune_recipe(run_dir: str | os.PathLike, steps: int = 2000, lookahead_steps: int = 500, inner_steps: int = 20,
