@@ -1,0 +1,73 @@
+"""Does a generated sample fine-tune faster than the random init it could be blended with? A probe per family.
+
+The bench's transformer cases start at chance from `generated` and train slower than from random init
+(docs/results.md, item 46). This asks whether any mix of the two does better: on a corpus's own pairs,
+the run's seed-0 sample (`Generator.sample`, as the bench samples it) and the pair's seed-0 random init
+are blended, ``init + alpha * (sample - init)``, and each blend is moved by K AdamW steps at the pair's
+recipe LR on fixed batches (the tune's lookahead, `TuneTarget.lookahead`). It prints the median
+validation accuracy at the start and after K steps, per family and alpha. Only corpus pairs are read,
+never a suite's cases, so an alpha picked here is not picked on the benchmark. About 2 s per pair and
+alpha on one core for the transformers:
+
+    .venv/bin/python benchmarks/blend_probe.py --run runs/xsp-k100-s0-lr1e-4 --corpus corpus/wide \
+        --families transformer,mlp --alphas 0,0.25,0.5,0.75,1 --steps 50 --pairs-per-family 12
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from weightgen.corpus import Corpus
+from weightgen.dit_distill import corpus_pairs
+from weightgen.generate import Generator
+from weightgen.specs import parse_arch
+from weightgen.tune_target import TuneTarget
+
+
+def blend_accuracy(run_dir: Path, corpus_dir: Path, families: list[str], alphas: list[float], steps: int,
+                   pairs_per_family: int, batch_size: int = 128) -> pd.DataFrame:
+    """One row per (pair, alpha): the blend's validation accuracy at the start and after ``steps`` fine-tune steps."""
+    corpus, generator = Corpus(corpus_dir), Generator.from_run(run_dir)
+    lrs = {(r["arch_string"], r["task_string"]): float(r["recipe"]["lr"]) for r in corpus.members() if "recipe" in r}
+    chosen = []
+    for family in families:
+        of_family = [p for p in corpus_pairs(corpus) if parse_arch(p[0]).family == family]
+        stride = max(1, len(of_family) // pairs_per_family)  # spread over the family's widths and tasks
+        chosen += of_family[::stride][:pairs_per_family]
+    rows = []
+    for arch, task in chosen:
+        target = TuneTarget(arch, task, 32, 32, "coords", lrs.get((arch, task), 3e-3))
+        init = target.model.state_dict()
+        sample = generator.sample(arch, task, seed=0).state_dicts[0]
+        for alpha in alphas:
+            state = {k: v + alpha * (sample[k] - v) if v.is_floating_point() else v for k, v in init.items()}
+            landed = target.lookahead(state, steps, batch_size, torch.Generator().manual_seed(0))
+            rows.append({"family": parse_arch(arch).family, "arch": arch, "task": task, "alpha": alpha,
+                         "val_acc_0": target.val_acc(state), f"val_acc_{steps}": target.val_acc(landed)})
+    return pd.DataFrame(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", type=Path, required=True, help="a generator run folder")
+    parser.add_argument("--corpus", type=Path, default=Path("corpus/default"))
+    parser.add_argument("--families", default="transformer", help="comma-separated families")
+    parser.add_argument("--alphas", default="0,0.5,1", help="comma-separated blend weights of the sample (0: random init)")
+    parser.add_argument("--steps", type=int, default=50, help="fine-tune steps after the start")
+    parser.add_argument("--pairs-per-family", type=int, default=12)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    table = blend_accuracy(args.run, args.corpus, args.families.split(","), [float(a) for a in args.alphas.split(",")],
+                           args.steps, args.pairs_per_family)
+    scores = [c for c in table.columns if c.startswith("val_acc")]
+    pairs = table.groupby("family")["arch"].count() // table["alpha"].nunique()
+    print(f"median validation accuracy per family and alpha ({pairs.to_dict()} pairs)\n"
+          + table.groupby(["family", "alpha"])[scores].median().round(3).to_string())
+
+
+if __name__ == "__main__":
+    main()
