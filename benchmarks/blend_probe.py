@@ -3,7 +3,9 @@
 The bench's transformer cases start at chance from `generated` and train slower than from random init
 (docs/results.md, item 46). This asks whether any mix of the two does better: on a corpus's own pairs,
 the run's seed-0 sample (`Generator.sample`, as the bench samples it) and the pair's seed-0 random init
-are blended, ``init + alpha * (sample - init)``, and each blend is moved by K AdamW steps at the pair's
+are blended, ``init + alpha * (sample - init)``, or, with ``--init-scales``, mixed as shrink-and-perturb mixes a
+warm start with a fresh init (Ash & Adams 2020), ``alpha * sample + beta * init``: the sample kept and random
+directions added. Each start is moved by K AdamW steps at the pair's
 recipe LR on fixed batches (the tune's lookahead, `TuneTarget.lookahead`). It prints the median
 validation accuracy at the start and after K steps, per family and alpha. Only corpus pairs are read,
 never a suite's cases, so an alpha picked here is not picked on the benchmark. About 2 s per pair and
@@ -11,6 +13,8 @@ alpha on one core for the transformers:
 
     .venv/bin/python benchmarks/blend_probe.py --run runs/xsp-k100-s0-lr1e-4 --corpus corpus/wide \
         --families transformer,mlp --alphas 0,0.25,0.5,0.75,1 --steps 50 --pairs-per-family 12
+    .venv/bin/python benchmarks/blend_probe.py --run runs/xsp-k100-s3 --corpus corpus/wide \
+        --families transformer,mlp,cnn1d,cnn2d --alphas 1 --init-scales 0,0.25,0.5,1 --pairs-per-family 8
 """
 
 from __future__ import annotations
@@ -29,8 +33,14 @@ from weightgen.tune_target import TuneTarget
 
 
 def blend_accuracy(run_dir: Path, corpus_dir: Path, families: list[str], alphas: list[float], steps: int,
-                   pairs_per_family: int, batch_size: int = 128) -> pd.DataFrame:
-    """One row per (pair, alpha): the blend's validation accuracy at the start and after ``steps`` fine-tune steps."""
+                   pairs_per_family: int, batch_size: int = 128, init_scales: list[float] | None = None) -> pd.DataFrame:
+    """One row per (pair, alpha[, beta]): the start's validation accuracy, and after ``steps`` fine-tune steps.
+
+    ``init_scales`` None: the blend ``init + alpha * (sample - init)``; else ``alpha * sample + beta * init``
+    for every alpha and every beta in it.
+    """
+    mixes = ([(a, 1.0 - a) for a in alphas] if init_scales is None
+             else [(a, b) for a in alphas for b in init_scales])
     corpus, generator = Corpus(corpus_dir), Generator.from_run(run_dir)
     lrs = {(r["arch_string"], r["task_string"]): float(r["recipe"]["lr"]) for r in corpus.members() if "recipe" in r}
     chosen = []
@@ -43,10 +53,10 @@ def blend_accuracy(run_dir: Path, corpus_dir: Path, families: list[str], alphas:
         target = TuneTarget(arch, task, 32, 32, "coords", lrs.get((arch, task), 3e-3))
         init = target.model.state_dict()
         sample = generator.sample(arch, task, seed=0).state_dicts[0]
-        for alpha in alphas:
-            state = {k: v + alpha * (sample[k] - v) if v.is_floating_point() else v for k, v in init.items()}
+        for alpha, beta in mixes:
+            state = {k: alpha * sample[k] + beta * v if v.is_floating_point() else v for k, v in init.items()}
             landed = target.lookahead(state, steps, batch_size, torch.Generator().manual_seed(0))
-            rows.append({"family": parse_arch(arch).family, "arch": arch, "task": task, "alpha": alpha,
+            rows.append({"family": parse_arch(arch).family, "arch": arch, "task": task, "alpha": alpha, "beta": beta,
                          "val_acc_0": target.val_acc(state), f"val_acc_{steps}": target.val_acc(landed)})
     return pd.DataFrame(rows)
 
@@ -57,16 +67,20 @@ def main() -> None:
     parser.add_argument("--corpus", type=Path, default=Path("corpus/default"))
     parser.add_argument("--families", default="transformer", help="comma-separated families")
     parser.add_argument("--alphas", default="0,0.5,1", help="comma-separated blend weights of the sample (0: random init)")
+    parser.add_argument("--init-scales", default="", help="comma-separated betas: mix alpha * sample + beta * init instead")
     parser.add_argument("--steps", type=int, default=50, help="fine-tune steps after the start")
     parser.add_argument("--pairs-per-family", type=int, default=12)
     args = parser.parse_args()
     torch.set_num_threads(1)
+    betas = [float(b) for b in args.init_scales.split(",")] if args.init_scales else None
     table = blend_accuracy(args.run, args.corpus, args.families.split(","), [float(a) for a in args.alphas.split(",")],
-                           args.steps, args.pairs_per_family)
+                           args.steps, args.pairs_per_family, init_scales=betas)
     scores = [c for c in table.columns if c.startswith("val_acc")]
-    pairs = table.groupby("family")["arch"].count() // table["alpha"].nunique()
-    print(f"median validation accuracy per family and alpha ({pairs.to_dict()} pairs)\n"
-          + table.groupby(["family", "alpha"])[scores].median().round(3).to_string())
+    keys = ["alpha", "beta"]
+    pairs = table.groupby("family")["arch"].count() // table.groupby(keys).ngroups
+    print(f"median validation accuracy per family, alpha (the sample's weight) and beta (the init's) ({pairs.to_dict()} pairs)\n"
+          + table.groupby(["family", *keys])[scores].median().round(3).to_string()
+          + "\n\nall families\n" + table.groupby(keys)[scores].median().round(3).to_string())
 
 
 if __name__ == "__main__":
