@@ -4,8 +4,8 @@ The bench's transformer cases start at chance from `generated` and train slower 
 (docs/results.md, item 46). This asks whether any mix of the two does better: on a corpus's own pairs,
 the run's seed-0 sample (`Generator.sample`, as the bench samples it) and the pair's seed-0 random init
 are blended, ``init + alpha * (sample - init)``, or, with ``--init-scales``, mixed as shrink-and-perturb mixes a
-warm start with a fresh init (Ash & Adams 2020), ``alpha * sample + beta * init``: the sample kept and random
-directions added. Each start is moved by K AdamW steps at the pair's
+warm start with a fresh init (Ash & Adams 2020), ``alpha * sample + beta * init`` on matrices and kernels: the
+sample kept and random directions added. Each start is moved by K AdamW steps at the pair's
 recipe LR on fixed batches (the tune's lookahead, `TuneTarget.lookahead`). It prints the median
 validation accuracy at the start and after K steps, per family and alpha. Only corpus pairs are read,
 never a suite's cases, so an alpha picked here is not picked on the benchmark. About 2 s per pair and
@@ -32,12 +32,26 @@ from weightgen.specs import parse_arch
 from weightgen.tune_target import TuneTarget
 
 
+def mixed(init: dict[str, torch.Tensor], sample: dict[str, torch.Tensor], alpha: float, beta: float,
+          matrices_only: bool) -> dict[str, torch.Tensor]:
+    """``alpha * sample + beta * init`` per tensor; ``matrices_only``: vectors stay the sample's (a norm gain's
+    init is a constant, not a random direction)."""
+    def one(key: str, value: torch.Tensor) -> torch.Tensor:
+        if not value.is_floating_point():
+            return value
+        if matrices_only and value.ndim < 2:
+            return sample[key]
+        return alpha * sample[key] + beta * value
+
+    return {k: one(k, v) for k, v in init.items()}
+
+
 def blend_accuracy(run_dir: Path, corpus_dir: Path, families: list[str], alphas: list[float], steps: int,
                    pairs_per_family: int, batch_size: int = 128, init_scales: list[float] | None = None) -> pd.DataFrame:
     """One row per (pair, alpha[, beta]): the start's validation accuracy, and after ``steps`` fine-tune steps.
 
     ``init_scales`` None: the blend ``init + alpha * (sample - init)``; else ``alpha * sample + beta * init``
-    for every alpha and every beta in it.
+    for every alpha and every beta in it, on matrices and kernels only (vectors are the sample's).
     """
     mixes = ([(a, 1.0 - a) for a in alphas] if init_scales is None
              else [(a, b) for a in alphas for b in init_scales])
@@ -54,7 +68,7 @@ def blend_accuracy(run_dir: Path, corpus_dir: Path, families: list[str], alphas:
         init = target.model.state_dict()
         sample = generator.sample(arch, task, seed=0).state_dicts[0]
         for alpha, beta in mixes:
-            state = {k: alpha * sample[k] + beta * v if v.is_floating_point() else v for k, v in init.items()}
+            state = mixed(init, sample, alpha, beta, matrices_only=init_scales is not None)
             landed = target.lookahead(state, steps, batch_size, torch.Generator().manual_seed(0))
             rows.append({"family": parse_arch(arch).family, "arch": arch, "task": task, "alpha": alpha, "beta": beta,
                          "val_acc_0": target.val_acc(state), f"val_acc_{steps}": target.val_acc(landed)})
