@@ -22,16 +22,15 @@ cases for diagnosis only; nothing here is tuned on them.
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 import pandas as pd
 import torch
-from torch.func import functional_call
 
 from weightgen.baselines import CorpusIndex
 from weightgen.bench import make_init
-from weightgen.data import input_shape, load_task
-from weightgen.models import build_model
+from weightgen.sampling import evaluate_state_dict
 from weightgen.specs import parse_arch
 from weightgen.suite import load_suite
 
@@ -50,25 +49,17 @@ def matrix_scores(state: dict[str, torch.Tensor]) -> list[dict]:
         entropy = float(-(p * p.clamp(min=1e-30).log()).sum())
         units = w.norm(dim=1)
         rows.append({"tensor": name, "position": position, "shape": "x".join(map(str, w.shape)),
-                     "erank": float(torch.exp(torch.tensor(entropy))) / full,
+                     "erank": math.exp(entropy) / full,
                      "stable_rank": float((s**2).sum() / s[0].clamp(min=1e-30) ** 2) / full,
                      "scale": float(w.pow(2).mean().sqrt()) * w.shape[1] ** 0.5,
                      "row_spread": float(units.std() / units.mean().clamp(min=1e-30))})
     return rows
 
 
-@torch.no_grad()
-def val_accuracy(arch: str, task: str, state: dict[str, torch.Tensor]) -> float:
-    model, val = build_model(arch, input_shape(task)), load_task(task).val
-    model.eval()
-    return float((functional_call(model, state, (val.x,)).argmax(-1) == val.y).float().mean())
-
-
 def probe(suite_path: Path, run: Path | None, corpus: Path, splits: list[str], methods: list[str], seed: int,
           members_per_family: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(one row per case × method × matrix, plus the trained members as method 'trained'; one row per case × method)."""
-    update = {"corpus": str(corpus)} | ({"generator": str(run)} if run else {})
-    suite = load_suite(suite_path).model_copy(update=update)
+    suite = load_suite(suite_path).with_sources(corpus, run)  # run None keeps the suite's generator
     cases = [c for c in suite.cases if c.split in splits]
     matrices, accuracy = [], []
     for case in cases:
@@ -78,7 +69,7 @@ def probe(suite_path: Path, run: Path | None, corpus: Path, splits: list[str], m
             if init.state_dict is None:
                 continue
             accuracy.append({"split": case.split, "case": case.case_id, "method": method,
-                             "val_acc": val_accuracy(case.arch, case.task, init.state_dict)})
+                             "val_acc": evaluate_state_dict(init.state_dict, case.arch, case.task, "val")})
             matrices += [{"family": family, "case": case.case_id, "method": method, **row}
                          for row in matrix_scores(init.state_dict)]
     index = CorpusIndex(corpus)
