@@ -120,8 +120,8 @@ class CorpusIndex:
             sums: dict[Role, list[float]] = {}  # count, sum, sum of squares
             for member in self.family(family)["member"]:
                 state = self.state_dict(member)
-                for key, role in _roles(state).items():
-                    values = state[key].double() * math.sqrt(_fan_in(role[0], state[key].shape))
+                for key, role in layer_roles(state).items():
+                    values = state[key].double() * math.sqrt(fan_in(role[0], state[key].shape))
                     acc = sums.setdefault(role, [0, 0.0, 0.0])
                     acc[0] += values.numel()
                     acc[1] += float(values.sum())
@@ -132,12 +132,12 @@ class CorpusIndex:
         return self._moments[family]
 
 
-def _fan_in(kind: str, shape) -> int:
+def fan_in(kind: str, shape) -> int:
     """numel / shape[0] for a matrix or kernel; 1 for vectors and position tables, whose scale is their own."""
     return math.prod(shape[1:]) if len(shape) >= 2 and kind != "pos_embedding" else 1
 
 
-def _roles(state_dict: dict[str, torch.Tensor]) -> dict[str, Role]:
+def layer_roles(state_dict: dict[str, torch.Tensor]) -> dict[str, Role]:
     """Role of every floating-point entry: its parameter kind and whether its layer is first, middle or last."""
     groups = list(layers(state_dict).values())
     roles = {}
@@ -181,7 +181,7 @@ def _random(case: _Case) -> Result:
 def _moment(case: _Case) -> Result:
     stats = case.index.moments(case.arch.family)
     state = {k: v.clone() for k, v in case.model.state_dict().items()}
-    roles = _roles(state)
+    roles = layer_roles(state)
     params = dict(case.model.named_parameters())  # buffers (running stats, counters) stay as they are
     rescaled = 0
     for key in params:
@@ -191,7 +191,7 @@ def _moment(case: _Case) -> Result:
         value, spread = state[key], _std(state[key])
         # a constant tensor (LayerNorm ones, zero biases) has nothing to standardise: it becomes the role mean
         z = (value - value.mean()) / spread if spread > 0 else torch.zeros_like(value)
-        state[key] = (z * std + mean) / math.sqrt(_fan_in(roles[key][0], value.shape))
+        state[key] = (z * std + mean) / math.sqrt(fan_in(roles[key][0], value.shape))
         rescaled += 1
     members = len(case.index.family(case.arch.family))
     return state, f"{members} {case.arch.family} members", f"{rescaled} of {len(params)} parameter tensors rescaled"

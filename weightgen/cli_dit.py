@@ -139,6 +139,25 @@ def dit_distill(
               loss_weighting=loss_weighting, seed=seed)
 
 
+@dit_app.command("match-scales")
+def dit_match_scales(
+    run: Path = typer.Option(..., help="a trained run folder (encoder/ and dit/); left as it is"),
+    corpus: Path = typer.Option(DEFAULT_CORPUS, help="corpus whose trained members give each family's layer scales"),
+    out: Path = typer.Option(..., help="new run folder: a copy of the run that samples with matched scales"),
+) -> None:
+    """Copy a run so that its samples' matrices take the corpus's per-family, per-layer-role scale (weightgen/scale_prior.py)."""
+    from weightgen.corpus import CorpusError
+    from weightgen.scale_prior import calibrate_run, load_prior
+
+    try:
+        out = calibrate_run(run, corpus, out)
+    except (CorpusError, ValueError, OSError) as exc:
+        _fail(str(exc))
+    prior = load_prior(out / "dit")
+    console.print(f"{out}: samples at the scales of {corpus} "
+                  f"({', '.join(f'{family}: {len(roles)} roles' for family, roles in prior.items())})")
+
+
 @dit_app.command("sample")
 def dit_sample(
     arch: str = typer.Option(..., help="architecture spec, e.g. mlp:hidden=64x64"),

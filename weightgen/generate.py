@@ -44,6 +44,8 @@ class Generator:
     ``noise`` and ``keep_noise`` choose the start of sampling (see :func:`weightgen.sampling.sample_state_dicts`);
     ``rebalance`` (:data:`weightgen.rebalance.MODES`) sets each sampled layer to the scale of the target's
     own random init without changing the function (ReLU chains only; :mod:`weightgen.rebalance`).
+    ``scale_prior`` (:mod:`weightgen.scale_prior`) sets each sampled matrix to the scale trained networks of
+    its family give its layer role; None leaves the sampled scales.
     ``output`` ``patches``: the DiT writes the weights' patches itself in one step (a distilled student
     of :mod:`weightgen.dit_distill`), and the encoder's decoder is never run. With ``relabel`` a task that
     permutes another's labels is sampled as that base task and its output layer relabelled, which is exact
@@ -54,7 +56,7 @@ class Generator:
 
     def __init__(self, dit, encoder, steps: int = 50, guidance: float = 1.0, source: str = "",
                  noise: str = "gaussian", keep_noise: str | bool = "none", rebalance: str = "none",
-                 output: str = "latents", relabel: bool = False):
+                 output: str = "latents", relabel: bool = False, scale_prior: dict | None = None):
         from weightgen.rebalance import check_mode
         from weightgen.sampling import OUTPUT_KINDS, keep_kind
 
@@ -69,12 +71,15 @@ class Generator:
         self.output = output
         self.dit, self.encoder = dit.eval(), encoder.eval()
         self.steps, self.guidance, self.source, self.relabel = steps, guidance, source, relabel
+        self.scale_prior = scale_prior
 
     @property
     def sampler(self) -> dict:
-        """How samples are drawn, for logs: steps, guidance, noise, keep_noise, rebalance, output, relabel."""
+        """How samples are drawn, for logs: steps, guidance, noise, keep_noise, rebalance, output, relabel,
+        match_scales."""
         return {"steps": self.steps, "guidance": self.guidance, "noise": self.noise, "keep_noise": self.keep_noise,
-                "rebalance": self.rebalance, "output": self.output, "relabel": self.relabel}
+                "rebalance": self.rebalance, "output": self.output, "relabel": self.relabel,
+                "match_scales": self.scale_prior is not None}
 
     @classmethod
     def from_run(cls, run_dir: str | os.PathLike, steps: int = 50, guidance: float = 1.0, relabel: bool = False) -> "Generator":
@@ -82,13 +87,15 @@ class Generator:
 
         A DiT trained for one way of sampling (``weightgen dit tune``: one step from coordinate noise,
         the start kept) says so in ``dit/config.json`` under ``sampler``; that wins over
-        ``steps``, since any other way gives that DiT's untrained behaviour.
+        ``steps``, since any other way gives that DiT's untrained behaviour. ``match_scales`` there reads the
+        scale prior saved beside the DiT (``weightgen dit match-scales``).
         """
         import json
 
         from weightgen.dit_train import load_dit
         from weightgen.encoder import PatchAutoencoder
         from weightgen.sampling import NOISE_KINDS
+        from weightgen.scale_prior import load_prior
 
         run_dir = Path(run_dir)
         missing = [p for p in ("encoder", "dit") if not (run_dir / p / "model.safetensors").is_file()]
@@ -101,9 +108,11 @@ class Generator:
             noise, keep_noise = sampler.get("noise", "gaussian"), sampler.get("keep_noise", "none")
             if noise not in NOISE_KINDS or steps < 1:
                 raise ValueError(f"dit/config.json: bad sampler {sampler} (noise: {', '.join(NOISE_KINDS)}; steps >= 1)")
+            prior = load_prior(run_dir / "dit") if sampler.get("match_scales", False) else None
             return cls(load_dit(run_dir / "dit"), PatchAutoencoder.load(run_dir / "encoder"), steps, guidance,
                        source=str(run_dir), noise=noise, keep_noise=keep_noise,
-                       rebalance=sampler.get("rebalance", "none"), output=sampler.get("output", "latents"), relabel=relabel)
+                       rebalance=sampler.get("rebalance", "none"), output=sampler.get("output", "latents"), relabel=relabel,
+                       scale_prior=prior)
         except (CheckpointError, KeyError, TypeError, ValueError, OSError) as exc:
             raise GeneratorError(f"{run_dir}: cannot load the generator: {exc}") from None
 
@@ -114,6 +123,7 @@ class Generator:
         from weightgen.rebalance import rebalance
         from weightgen.relabel import base_task, label_permutation, output_layer, relabel_classes
         from weightgen.sampling import sample_state_dicts
+        from weightgen.scale_prior import match_scales
 
         arch, task = parse_arch(arch), parse_task(task)
         perm = label_permutation(task) if self.relabel else None
@@ -124,6 +134,8 @@ class Generator:
             if self.rebalance != "none":  # to the scale of the target's own init at this seed
                 reference = build_model(arch, input_shape(task), seed=seed).state_dict()
                 states = [rebalance(s, arch, reference, self.rebalance) for s in states]
+            if self.scale_prior is not None:
+                states = [match_scales(s, arch, self.scale_prior) for s in states]
         if perm is not None:  # the base task's networks with their classes renamed: exact, and no FLOPs
             layer = output_layer(arch, input_shape(task))
             states = [relabel_classes(s, layer, perm) for s in states]

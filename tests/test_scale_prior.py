@@ -1,0 +1,107 @@
+"""The scale prior: each sampled matrix at its family's trained scale for its layer role, stored beside the DiT."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from weightgen.baselines import CorpusIndex
+from weightgen.data import input_shape
+from weightgen.generate import Generator, GeneratorError
+from weightgen.models import build_model
+from weightgen.scale_prior import PRIOR_FILE, calibrate_run, corpus_scale_prior, load_prior, match_scales
+
+
+def normalised_std(value: torch.Tensor) -> float:
+    return float(value.double().std(correction=0)) * math.sqrt(value[0].numel())
+
+
+def test_match_scales_sets_each_matrix_to_its_roles_scale_and_keeps_directions_and_vectors():
+    arch = "mlp:hidden=20x20"
+    state = build_model(arch, input_shape("mnist1d"), seed=0).state_dict()
+    prior = {"mlp": {"linear_weight@first": 2.0, "linear_weight@middle": 0.7}}  # no entry for the last layer
+    matched = match_scales(state, arch, prior)
+    assert normalised_std(matched["net.1.weight"]) == pytest.approx(2.0, rel=1e-6)
+    assert normalised_std(matched["net.3.weight"]) == pytest.approx(0.7, rel=1e-6)
+    for key in ("net.1.weight", "net.3.weight"):  # a positive multiple of what was sampled
+        ratio = matched[key] / state[key]
+        assert float(ratio.min()) > 0 and float(ratio.max() - ratio.min()) < 1e-5 * float(ratio.max()), key
+    assert torch.equal(matched["net.5.weight"], state["net.5.weight"]), "a role the prior lacks keeps its values"
+    for key in ("net.1.bias", "net.3.bias", "net.5.bias"):
+        assert torch.equal(matched[key], state[key]), key
+    other = build_model("cnn1d:channels=4x4", input_shape("mnist1d"), seed=0).state_dict()
+    assert all(torch.equal(a, b) for a, b in zip(match_scales(other, "cnn1d:channels=4x4", prior).values(), other.values()))
+
+
+def test_the_corpus_prior_is_the_moment_baselines_role_std_for_matrices_only(setup):
+    _, corpus, _ = setup
+    prior = corpus_scale_prior(corpus)
+    moments = CorpusIndex(corpus).moments("mlp")
+    assert set(prior) == {"mlp"}
+    # the corpus's MLPs are 16 and 24x24 wide: first, middle and last weight matrices, and no vector in the prior
+    assert set(prior["mlp"]) == {"linear_weight@first", "linear_weight@middle", "linear_weight@last"}
+    for role, std in prior["mlp"].items():
+        kind, position = role.split("@")
+        assert std == pytest.approx(moments[(kind, position)][1]) and std > 0
+
+
+def test_a_calibrated_copy_samples_at_the_priors_scales_and_leaves_the_run_alone(setup, tmp_path):
+    _, corpus, run = setup
+    config_before = (run / "dit" / "config.json").read_bytes()
+    out = calibrate_run(run, corpus, tmp_path / "matched")
+    assert (run / "dit" / "config.json").read_bytes() == config_before and not (run / "dit" / PRIOR_FILE).exists()
+    plain, matched = Generator.from_run(run, steps=2), Generator.from_run(out, steps=2)
+    assert matched.sampler["match_scales"] and not plain.sampler["match_scales"]
+    prior = load_prior(out / "dit")
+    arch, task = "mlp:hidden=20x20", "digits"  # a width the corpus never had
+    a, b = plain.sample(arch, task, seed=3), matched.sample(arch, task, seed=3)
+    assert b.flops == a.flops, "an elementwise rescale adds no counted FLOPs"
+    for (key, before), after in zip(a.state_dicts[0].items(), b.state_dicts[0].values()):
+        if before.ndim == 2:
+            role = {"net.1.weight": "first", "net.3.weight": "middle", "net.5.weight": "last"}[key]
+            assert normalised_std(after) == pytest.approx(prior["mlp"][f"linear_weight@{role}"], rel=1e-5), key
+            assert torch.nn.functional.cosine_similarity(after.flatten(), before.flatten(), dim=0) > 0.99999
+        else:
+            assert torch.equal(after, before), key
+    again = matched.sample(arch, task, seed=3).state_dicts[0]
+    assert all(torch.equal(x, y) for x, y in zip(again.values(), b.state_dicts[0].values()))
+
+
+def test_bad_calibrations_are_refused_and_touch_nothing(setup, tmp_path):
+    _, corpus, run = setup
+    existing = tmp_path / "taken"
+    existing.mkdir()
+    (existing / "keep.txt").write_text("mine")
+    with pytest.raises(ValueError, match="already exists"):
+        calibrate_run(run, corpus, existing)
+    assert [p.name for p in existing.iterdir()] == ["keep.txt"]
+    with pytest.raises(ValueError, match="no dit/config.json"):
+        calibrate_run(tmp_path / "nothing", corpus, tmp_path / "x")
+    with pytest.raises(ValueError, match="corpus|manifest"):
+        calibrate_run(run, tmp_path / "no-corpus", tmp_path / "y")
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists() and not (tmp_path / "y.partial").exists()
+
+    out = calibrate_run(run, corpus, tmp_path / "matched")
+    (out / "dit" / PRIOR_FILE).unlink()  # the sampler asks for a prior that is gone
+    with pytest.raises(GeneratorError, match=PRIOR_FILE):
+        Generator.from_run(out)
+    (out / "dit" / PRIOR_FILE).write_text(json.dumps({"mlp": ["not", "a", "mapping"]}))
+    with pytest.raises(GeneratorError, match="not a scale prior"):
+        Generator.from_run(out)
+
+
+def test_the_cli_writes_a_calibrated_copy_and_names_a_bad_run(setup, tmp_path):
+    from weightgen.cli import app
+
+    _, corpus, run = setup
+    runner = CliRunner()
+    ok = runner.invoke(app, ["dit", "match-scales", "--run", str(run), "--corpus", str(corpus), "--out", str(tmp_path / "m")])
+    assert ok.exit_code == 0, ok.output
+    assert "mlp: 3 roles" in ok.output and (tmp_path / "m" / "dit" / PRIOR_FILE).is_file()
+    bad = runner.invoke(app, ["dit", "match-scales", "--run", str(tmp_path / "none"), "--corpus", str(corpus),
+                              "--out", str(tmp_path / "n")])
+    assert bad.exit_code != 0 and "no dit/config.json" in bad.output
