@@ -105,3 +105,30 @@ def test_the_cli_writes_a_calibrated_copy_and_names_a_bad_run(setup, tmp_path):
     bad = runner.invoke(app, ["dit", "match-scales", "--run", str(tmp_path / "none"), "--corpus", str(corpus),
                               "--out", str(tmp_path / "n")])
     assert bad.exit_code != 0 and "no dit/config.json" in bad.output
+
+
+def test_a_tune_with_matched_scales_trains_through_the_match_and_samples_with_it(setup, tmp_path):
+    from weightgen.dit_distill import DistillConfig, DistillError, distill
+    from weightgen.dit_tune import TuneConfig, tune
+
+    _, corpus, run = setup
+    cfg = TuneConfig(steps=2, pairs_per_step=2, batch_size=16, eval_every=2, inner_steps=2, match_scales=True)
+    tune(run, corpus, tmp_path / "tuned", cfg, log=lambda line: None)
+    tuned = Generator.from_run(tmp_path / "tuned")
+    assert tuned.sampler["match_scales"] and load_prior(tmp_path / "tuned" / "dit") == corpus_scale_prior(corpus)
+    state = tuned.sample("mlp:hidden=20x20", "digits").state_dicts[0]
+    prior = tuned.scale_prior["mlp"]
+    for key, role in (("net.1.weight", "first"), ("net.3.weight", "middle"), ("net.5.weight", "last")):
+        assert normalised_std(state[key]) == pytest.approx(prior[f"linear_weight@{role}"], rel=1e-5), key
+    plain = tune(run, corpus, tmp_path / "plain", TuneConfig(**{**cfg.__dict__, "match_scales": False}), log=lambda line: None)
+    matched = json.loads((tmp_path / "tuned" / "dit" / "functional_finetune.json").read_text())
+    assert matched["log"][0]["val_acc_median"] != plain["log"][0]["val_acc_median"], "the tune scores the matched samples"
+
+    # a calibrated copy tuned without the option samples as tuned, and a matched run is never a distillation teacher
+    calibrated = calibrate_run(tmp_path / "plain", corpus, tmp_path / "calibrated")
+    tune(calibrated, corpus, tmp_path / "retuned", TuneConfig(steps=1, pairs_per_step=1, batch_size=8, eval_every=1),
+         log=lambda line: None)
+    assert not Generator.from_run(tmp_path / "retuned").sampler["match_scales"]
+    with pytest.raises(DistillError, match="match-scales"):
+        distill(tmp_path / "tuned", corpus, tmp_path / "student", DistillConfig(preset="tiny", steps=1), log=lambda line: None)
+    assert not (tmp_path / "student").exists()

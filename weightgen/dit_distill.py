@@ -177,6 +177,9 @@ def teacher_sampler(run_dir: Path) -> dict:
     sampler = json.loads(config_file.read_text()).get("sampler", {})
     if sampler.get("output", "latents") != "latents":
         raise DistillError(f"{run_dir}: its DiT writes patches itself (a distilled student); distil its teacher instead")
+    if sampler.get("match_scales", False):  # the student would copy the option but learn the unmatched samples
+        raise DistillError(f"{run_dir}: its samples' scales are matched to a corpus (`weightgen dit match-scales`); "
+                           "distil the run it was made from")
     if sampler.get("steps") != 1 or sampler.get("noise") != "coords":
         raise DistillError(f"{run_dir}: the teacher samples with {sampler or 'DDIM from Gaussian noise'}; only a "
                            "one-step DiT from coordinate noise (a `weightgen dit tune` run) can be distilled")

@@ -62,6 +62,7 @@ import torch
 from weightgen.flops import RepeatedFlops
 from weightgen.io import file_digest
 from weightgen.rebalance import check_mode
+from weightgen.scale_prior import corpus_scale_prior, match_scales, save_prior
 from weightgen.specs import FAMILIES, parse_arch
 from weightgen.tune_target import TuneTarget
 
@@ -88,6 +89,7 @@ class TuneConfig:
     exclude_archs: list[str] = field(default_factory=list)  # never among the neighbours (a suite's unseen architectures)
     init_weight: float = 1.0  # × the sample's own loss; 0 with inner_steps: scored only where the lookahead lands
     families: list[str] = field(default_factory=list)  # trained on only these families' pairs (all pairs are still scored)
+    match_scales: bool = False  # the samples' matrices at the corpus's trained scale per layer role (weightgen.scale_prior), as sampled
 
     def __post_init__(self):
         from weightgen.sampling import keep_kind
@@ -182,6 +184,12 @@ def tune(run_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_dir: str
         + f", {len(pairs) - len(trained)} neighbours, {len(held)} held out"
         + (f"; {world} processes ({accelerator.distributed_type.value})" if world > 1 else f" on {device}"))
     optimizer = torch.optim.AdamW(dit.parameters(), lr=cfg.lr)
+    prior = corpus_scale_prior(corpus_dir) if cfg.match_scales else None
+
+    def sampled(p: TuneTarget, start: torch.Tensor, drop_task: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """The pair's one-step network as the tuned run will sample it (its scales matched when asked)."""
+        state = p.weights(dit, encoder, start, cfg.keep_noise, cfg.rebalance, drop_task)
+        return match_scales(state, p.arch, prior) if prior is not None else state
 
     def evaluate(step: int) -> dict:
         """Every pair's one-step sample (and where its lookahead lands), each process scoring its share."""
@@ -190,7 +198,7 @@ def tune(run_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_dir: str
         for i in range(rank, len(every), world):
             p = every[i]
             with torch.no_grad():
-                state = p.weights(dit, encoder, p.start, cfg.keep_noise, cfg.rebalance)
+                state = sampled(p, p.start)
             scores[i] = (p.val_acc(state), p.val_acc(p.lookahead(state, cfg.inner_steps, cfg.batch_size,
                                                                  torch.Generator().manual_seed(0)))
                          if cfg.inner_steps and p.arch not in holdout else None)
@@ -222,7 +230,7 @@ def tune(run_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_dir: str
                 start = p.start if cfg.noise != "fresh" else torch.randn(p.start.shape, generator=generator).to(device)
                 drop_task = (torch.rand(1, generator=generator) < dit.cfg.cond_dropout).to(device)  # the DiT's CFG dropout
                 batch = p.batch(cfg.batch_size, generator)
-                state = p.weights(dit, encoder, start, cfg.keep_noise, cfg.rebalance, drop_task)
+                state = sampled(p, start, drop_task)
                 loss = cfg.init_weight * p.loss(state, batch)
                 if cfg.distill and id(p) in teachers:  # a neighbour has no corpus member to distil
                     loss = loss + cfg.distill * p.distill_loss(state, teachers[id(p)], batch)
@@ -255,7 +263,7 @@ def tune(run_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_dir: str
                "own_flops": flops, "base_tune_flops": base_flops, "includes_base_generator": whole, "processes": world,
                "wall_time_s": time.perf_counter() - started, "log": history}
     if accelerator.is_main_process:
-        summary = _write_run(dit.cpu(), run_dir, out_dir, cfg, summary, student)
+        summary = _write_run(dit.cpu(), run_dir, out_dir, cfg, summary, student, prior)
         log(f"wrote {out_dir} ({flops:.3e} FLOPs, {base_flops:.3e} more in the tuned base; {summary['wall_time_s']:.0f} s)")
     accelerator.wait_for_everyone()
     return summary
@@ -328,8 +336,10 @@ def _base_flops(run_dir: Path) -> tuple[int, bool]:
     return (int(json.loads(tuned.read_text())["flops"]) if tuned.is_file() else 0), False
 
 
-def _write_run(dit, run_dir: Path, out_dir: Path, cfg: TuneConfig, summary: dict, student: dict | None = None) -> dict:
-    """The tuned run folder: the base's encoder and latents, the DiT with the sampler it was tuned for, the summary."""
+def _write_run(dit, run_dir: Path, out_dir: Path, cfg: TuneConfig, summary: dict, student: dict | None = None,
+               prior: dict | None = None) -> dict:
+    """The tuned run folder: the base's encoder and latents, the DiT with the sampler it was tuned for, the summary;
+    with ``prior``, the scale prior its samples were matched to (written first, so the sampler never names a missing one)."""
     from weightgen.dit_train import save_one_step_run
 
     # How Generator.from_run must sample this DiT: one step from the start it was tuned on (a student: as before).
@@ -337,6 +347,10 @@ def _write_run(dit, run_dir: Path, out_dir: Path, cfg: TuneConfig, summary: dict
                "rebalance": cfg.rebalance}
     if student is not None:  # the base student's sampler (student_sampler)
         sampler = {**student, "rebalance": cfg.rebalance}
+    sampler["match_scales"] = cfg.match_scales  # as tuned: a calibrated base's own prior is not what this tune saw
+    if prior is not None:
+        (out_dir / "dit").mkdir(parents=True, exist_ok=True)
+        save_prior(out_dir / "dit", prior)
     summary = {**summary, "sampler": sampler}
     base = json.loads((run_dir / "dit" / "config.json").read_text())
     save_one_step_run(dit, run_dir, out_dir, "functional-finetune", sampler, TUNE_FILE, summary, "functional_finetune.csv",

@@ -62,7 +62,7 @@ def match_scales(state_dict: Mapping[str, torch.Tensor], arch, prior: ScalePrior
     for key, role in _matrix_roles(state_dict).items():
         value = state_dict[key]
         own = value.std(correction=0) * math.sqrt(fan_in(role.split("@")[0], value.shape))  # a tensor: differentiable
-        if role in roles and float(own) > 0:
+        if role in roles and float(own.detach()) > 0:
             out[key] = value * (roles[role] / own)
     return out
 
