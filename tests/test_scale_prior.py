@@ -94,6 +94,26 @@ def test_bad_calibrations_are_refused_and_touch_nothing(setup, tmp_path):
         Generator.from_run(out)
 
 
+def test_a_calibration_for_named_families_leaves_the_other_families_as_drawn(setup, tmp_path, monkeypatch):
+    import weightgen.scale_prior as scale_prior
+
+    _, corpus, run = setup
+    real = corpus_scale_prior(corpus)
+    # a second family in the prior, so that naming one of the two is a real choice
+    monkeypatch.setattr(scale_prior, "corpus_scale_prior", lambda root: {**real, "cnn1d": {"conv1d_weight@first": 1.0}})
+    only_cnn1d = calibrate_run(run, corpus, tmp_path / "cnn1d", families=["cnn1d"])
+    assert load_prior(only_cnn1d / "dit") == {"cnn1d": {"conv1d_weight@first": 1.0}}
+    arch, task = "mlp:hidden=20x20", "digits"
+    plain = Generator.from_run(run, steps=2).sample(arch, task, seed=3).state_dicts[0]
+    as_drawn = Generator.from_run(only_cnn1d, steps=2).sample(arch, task, seed=3).state_dicts[0]
+    assert all(torch.equal(a, b) for a, b in zip(plain.values(), as_drawn.values()))
+    assert load_prior(calibrate_run(run, corpus, tmp_path / "mlp", families=["mlp"]) / "dit") == real
+
+    with pytest.raises(ValueError, match="no prior for family transformer; it has cnn1d, mlp"):
+        calibrate_run(run, corpus, tmp_path / "bad", families=["mlp", "transformer"])
+    assert not (tmp_path / "bad").exists() and not (tmp_path / "bad.partial").exists()
+
+
 def test_the_cli_writes_a_calibrated_copy_and_names_a_bad_run(setup, tmp_path):
     from weightgen.cli import app
 
@@ -102,6 +122,9 @@ def test_the_cli_writes_a_calibrated_copy_and_names_a_bad_run(setup, tmp_path):
     ok = runner.invoke(app, ["dit", "match-scales", "--run", str(run), "--corpus", str(corpus), "--out", str(tmp_path / "m")])
     assert ok.exit_code == 0, ok.output
     assert "mlp: 3 roles" in ok.output and (tmp_path / "m" / "dit" / PRIOR_FILE).is_file()
+    named = runner.invoke(app, ["dit", "match-scales", "--run", str(run), "--corpus", str(corpus), "--out",
+                                str(tmp_path / "f"), "--families", "mlp,cnn2d"])
+    assert named.exit_code != 0 and "no prior for family cnn2d" in named.output and not (tmp_path / "f").exists()
     bad = runner.invoke(app, ["dit", "match-scales", "--run", str(tmp_path / "none"), "--corpus", str(corpus),
                               "--out", str(tmp_path / "n")])
     assert bad.exit_code != 0 and "no dit/config.json" in bad.output

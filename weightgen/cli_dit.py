@@ -145,13 +145,14 @@ def dit_match_scales(
     run: Path = typer.Option(..., help="a trained run folder (encoder/ and dit/); left as it is"),
     corpus: Path = typer.Option(DEFAULT_CORPUS, help="corpus whose trained members give each family's layer scales"),
     out: Path = typer.Option(..., help="new run folder: a copy of the run that samples with matched scales"),
+    families: str = typer.Option("", help="comma-separated families to match (default: every family in the corpus); the others sample as drawn"),
 ) -> None:
     """Copy a run so that its samples' matrices take the corpus's per-family, per-layer-role scale (weightgen/scale_prior.py)."""
     from weightgen.corpus import CorpusError
     from weightgen.scale_prior import calibrate_run, load_prior
 
     try:
-        out = calibrate_run(run, corpus, out)
+        out = calibrate_run(run, corpus, out, families=[f for f in families.split(",") if f] or None)
     except (CorpusError, ValueError, OSError) as exc:
         _fail(str(exc))
     prior = load_prior(out / "dit")

@@ -21,7 +21,7 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import torch
 
@@ -86,11 +86,13 @@ def load_prior(dit_dir: str | os.PathLike) -> ScalePrior:
         raise ValueError(f"{path}: not a scale prior ({{family: {{role: std}}}}): {exc}") from None
 
 
-def calibrate_run(run_dir: str | os.PathLike, corpus_root: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
+def calibrate_run(run_dir: str | os.PathLike, corpus_root: str | os.PathLike, out_dir: str | os.PathLike,
+                  families: Sequence[str] | None = None) -> Path:
     """A copy of ``run_dir`` that samples with matched scales: the corpus's prior saved beside its DiT and
     ``match_scales`` set in its ``dit/config.json`` sampler. The run itself is left as it is; ``out_dir`` must
     not exist, so nothing stored is overwritten. A tune of the copy does not keep the option (the tune's loss
-    never sees it), so calibrate after tuning."""
+    never sees it), so calibrate after tuning. ``families`` keeps the prior of those families only, so the
+    others' samples stay as drawn (the match costs CNN1d starts accuracy on the corpus pairs, item 49)."""
     import shutil
 
     run_dir, out_dir = Path(run_dir), Path(out_dir)
@@ -99,7 +101,13 @@ def calibrate_run(run_dir: str | os.PathLike, corpus_root: str | os.PathLike, ou
         raise ValueError(f"{run_dir}: no dit/config.json here; calibrate a trained run folder")
     if out_dir.exists():
         raise ValueError(f"{out_dir}: already exists; choose a new folder for the calibrated run")
-    prior = corpus_scale_prior(corpus_root)  # before copying, so a bad corpus leaves no half-made folder
+    prior = corpus_scale_prior(corpus_root)  # before copying, so a bad corpus or family leaves no half-made folder
+    if families is not None:
+        unknown = sorted(set(families) - set(prior))
+        if unknown or not families:
+            raise ValueError(f"{corpus_root}: no prior for famil{'y' if len(unknown) == 1 else 'ies'} "
+                             f"{', '.join(unknown) or '(none named)'}; it has {', '.join(sorted(prior))}")
+        prior = {family: prior[family] for family in families}
     config = json.loads(config_file.read_text())
     config["sampler"] = {**config.get("sampler", {}), "match_scales": True}
     staging = out_dir.with_name(out_dir.name + ".partial")
