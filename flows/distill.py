@@ -10,7 +10,7 @@ from pydantic import Field
 
 from tasks.distill import distill_task, log_distill_task
 from weightgen.dit import DIT_PRESETS
-from weightgen.dit_distill import LOSS_WEIGHTINGS, DistillConfig
+from weightgen.dit_distill import LOSS_WEIGHTINGS, TARGET_STARTS, DistillConfig
 
 
 @flow(name="distill", flow_run_name="distill-{out_dir}")
@@ -27,11 +27,12 @@ def distill_flow(
     exclude_archs: Annotated[str, Field(description="';'-separated architectures never drawn as neighbours (a suite's unseen ones)")] = "",
     output: Annotated[Literal["latents", "patches"], Field(description="patches: the student writes the weights itself, and sampling skips the decoder")] = "latents",
     target_steps: Annotated[int, Field(ge=0, le=100_000, description="> 0: learn the teacher's network after this many fine-tune steps on the pair's task")] = 0,
+    target_start: Annotated[Literal[TARGET_STARTS], Field(description="retrieval: the targets' fine-tune steps start from the retrieval baseline's init of each pair, not the teacher's sample")] = "teacher",
     loss_weighting: Annotated[Literal[LOSS_WEIGHTINGS], Field(description="tensors: each tensor's relative error counts the same, not each value; elements+vectors: the mean square plus the 1-D tensors' relative errors")] = "elements",
     seed: Annotated[int, Field(ge=0, description="the student's init, its pairs' order and batches, the neighbours and the targets' fine-tune batches")] = 0,
 ) -> dict:
     cfg = DistillConfig(preset=preset, steps=steps, lr=lr, function_weight=function_weight, neighbours=neighbours, output=output,
-                        target_steps=target_steps, loss_weighting=loss_weighting, seed=seed,
+                        target_steps=target_steps, target_start=target_start, loss_weighting=loss_weighting, seed=seed,
                         holdout_archs=[a for a in holdout_archs.split(";") if a],
                         exclude_archs=[a for a in exclude_archs.split(";") if a])
     summary = distill_task(teacher_dir, corpus_dir, out_dir, cfg)

@@ -7,6 +7,7 @@ The tiny corpus and generator the teacher is tuned from is conftest's ``setup``.
 from __future__ import annotations
 
 import json
+import statistics
 from pathlib import Path
 
 import pytest
@@ -391,3 +392,36 @@ def test_the_excluded_architectures_join_names_and_suites_once_each(tmp_path):
     assert got == sorted(set(unseen) | {"mlp:hidden=20"})
     with pytest.raises((SuiteError, OSError), match="missing.yaml"):
         excluded_archs("", [tmp_path / "missing.yaml"])
+
+
+def test_a_student_can_learn_the_retrieval_inits_of_its_pairs_moved_by_fine_tune_steps(setup, teacher, tmp_path):
+    from weightgen.baselines import CorpusIndex
+    from weightgen.dit_distill import corpus_pairs, family_recipe, family_recipes
+    from weightgen.corpus import Corpus
+    from weightgen.tune_target import TuneTarget
+
+    _, corpus, _ = setup
+    base = DistillConfig(preset="tiny", steps=20, pairs_per_step=2, eval_every=20, lr=3e-3, neighbours=2, output="patches")
+    plain = distill(teacher, corpus, tmp_path / "plain", base, log=lambda line: None)
+    kept = distill(teacher, corpus, tmp_path / "kept", DistillConfig(**{**base.__dict__, "target_start": "retrieval"}),
+                   log=lambda line: None)
+    # With no fine-tune steps a corpus pair's target is its own trained member (retrieval's pick for a seen pair):
+    # the targets' accuracy is the members' own, far above the teacher's one-step samples.
+    index, recipes = CorpusIndex(corpus), family_recipes(Corpus(corpus))
+    accuracies = []
+    for arch, task in corpus_pairs(Corpus(corpus)):
+        member = index.finals[(index.finals["arch"] == arch) & (index.finals["task"] == task)]["member"].min()
+        pair = TuneTarget(arch, task, 16, 4, "coords", family_recipe(recipes, arch)[0])
+        accuracies.append(pair.val_acc(index.state_dict(member)))
+    members_median = statistics.median(accuracies)
+    assert kept["log"][0]["teacher_val_acc_median"] == pytest.approx(members_median, abs=1e-6)
+    assert members_median > plain["log"][0]["teacher_val_acc_median"] + 0.1
+    moved = distill(teacher, corpus, tmp_path / "moved", DistillConfig(**{**base.__dict__, "target_start": "retrieval",
+                                                                           "target_steps": 10, "steps": 100, "eval_every": 100}),
+                    log=lambda line: None)
+    assert moved["own_flops"] > kept["own_flops"]  # the targets' fine-tune steps are counted
+    # trained members are harder to write than the teacher's samples: the error falls, but slowly
+    assert moved["log"][-1]["target_error_median"] < 0.97 * moved["log"][0]["target_error_median"]
+    assert json.loads((tmp_path / "moved" / "dit" / "distill.json").read_text())["target_start"] == "retrieval"
+    with pytest.raises(ValueError, match="unknown target_start 'member'; valid: teacher, retrieval"):
+        DistillConfig(target_start="member")

@@ -117,6 +117,7 @@ def dit_distill(
     exclude_suite: list[Path] = typer.Option([], help="a suite whose unseen architectures are never drawn as neighbours (repeatable)"),
     output: str = typer.Option("latents", help="latents | patches: the student writes the weights itself, and its samples skip the decoder"),
     target_steps: int = typer.Option(0, min=0, help="> 0: learn the teacher's network after this many fine-tune steps on the pair's task"),
+    target_start: str = typer.Option("teacher", help="teacher | retrieval: the targets' fine-tune steps start from the retrieval baseline's init of each pair"),
     loss_weighting: str = typer.Option("elements", help="elements: mean square over every value | tensors: each tensor's relative error counts the same | elements+vectors: the mean square plus the 1-D tensors' relative errors"),
     seed: int = typer.Option(0, min=0, help="the student's init, its pairs' order and batches, the neighbours and the targets' fine-tune batches"),
 ) -> None:
@@ -127,8 +128,8 @@ def dit_distill(
     try:
         excluded = excluded_archs(exclude_archs, exclude_suite)
         DistillConfig(preset=preset, steps=steps, lr=lr, function_weight=function_weight, neighbours=neighbours,
-                      exclude_archs=excluded, output=output, target_steps=target_steps, loss_weighting=loss_weighting,
-                      seed=seed)
+                      exclude_archs=excluded, output=output, target_steps=target_steps, target_start=target_start,
+                      loss_weighting=loss_weighting, seed=seed)
     except (SuiteError, ValueError, OSError) as exc:
         _fail(str(exc))
     _prepare_prefect()
@@ -137,7 +138,7 @@ def dit_distill(
     _run_flow(f"distilled DiT {out}", distill_flow, teacher_dir=str(teacher), corpus_dir=str(corpus), out_dir=str(out),
               preset=preset, steps=steps, lr=lr, function_weight=function_weight, holdout_archs=holdout_archs,
               neighbours=neighbours, exclude_archs=";".join(excluded), output=output, target_steps=target_steps,
-              loss_weighting=loss_weighting, seed=seed)
+              target_start=target_start, loss_weighting=loss_weighting, seed=seed)
 
 
 @dit_app.command("match-scales")

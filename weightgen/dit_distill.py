@@ -27,7 +27,14 @@ student's output. The bench charges a sample for the steps it still needs, and a
 this way gives in one pass what the teacher's sample reaches only after K of them. The log's
 ``teacher_*`` figures are then the moved networks' (the student's targets).
 
-No corpus weights and no unseen data are read: the teacher's samples are the targets. The corpus has
+With ``target_start="retrieval"`` those K steps start instead from the ``retrieval`` baseline's init of the
+pair (:mod:`weightgen.baselines`: the nearest corpus member, fitted by weight selection; on a corpus pair, the
+pair's own member). The bench's retrieval starts fine-tune several times faster than generated ones of the
+same accuracy (docs/results.md, items 47 and 50), so this asks whether a student taught such networks across
+each family's widths gives starts like them. The corpus's final checkpoints are read for it; the suites'
+cases never are, as the neighbours keep their architectures out.
+
+Otherwise no corpus weights and no unseen data are read: the teacher's samples are the targets. The corpus has
 a dozen architectures; ``neighbours`` adds that many more per corpus pair, its widths scaled by one
 random factor (:func:`neighbour_arch`), labelled by the teacher alone, so the student learns the
 teacher's answer across each family's widths rather than at a dozen points (``exclude_archs`` keeps
@@ -55,6 +62,7 @@ from weightgen.tokens import COORD_COLUMNS
 
 DISTILL_FILE = "distill.json"
 LOSS_WEIGHTINGS = ("elements", "tensors", "elements+vectors")
+TARGET_STARTS = ("teacher", "retrieval")  # where the targets' fine-tune steps start: the teacher's sample, or retrieval's init
 _TENSOR, _NDIM = COORD_COLUMNS.index("tensor"), COORD_COLUMNS.index("ndim")  # a token's tensor, and that tensor's ndim
 
 
@@ -76,6 +84,7 @@ class DistillConfig:
     exclude_archs: list[str] = field(default_factory=list)  # never among the neighbours (a suite's unseen architectures)
     output: str = "latents"  # "patches": the student writes normalised patches, and sampling it skips the decoder
     target_steps: int = 0  # > 0: the target is the teacher's network after this many fine-tune steps on the pair's task
+    target_start: str = "teacher"  # or "retrieval": those steps start from the retrieval baseline's init (module docstring)
     loss_weighting: str = "elements"  # or "tensors", "elements+vectors": how the output error is summed (module docstring)
     seed: int = 0
 
@@ -95,6 +104,8 @@ class DistillConfig:
             raise ValueError(f"neighbours must be >= 0, got {self.neighbours}")
         if self.target_steps < 0:
             raise ValueError(f"target_steps must be >= 0, got {self.target_steps}")
+        if self.target_start not in TARGET_STARTS:
+            raise ValueError(f"unknown target_start {self.target_start!r}; valid: {', '.join(TARGET_STARTS)}")
         if self.loss_weighting not in LOSS_WEIGHTINGS:
             raise ValueError(f"unknown loss_weighting {self.loss_weighting!r}; valid: {', '.join(LOSS_WEIGHTINGS)}")
 
@@ -227,6 +238,7 @@ def distill(teacher_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_d
     """Train a ``cfg.preset`` student on the teacher's one-step samples of the corpus's pairs; write a run folder."""
     from tqdm.auto import tqdm
 
+    from weightgen.baselines import CorpusIndex, make_init
     from weightgen.corpus import Corpus
     from weightgen.dit import DIT_PRESETS, DiT, DiTConfig
     from weightgen.dit_train import load_dit, save_one_step_run
@@ -268,24 +280,36 @@ def distill(teacher_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_d
     exclude = {parse_arch(a).to_string() for a in cfg.exclude_archs} | holdout | {a for a, _ in seen}
     extra = [target(a, t) for a, t in neighbour_pairs([(p.arch, p.task) for p in pairs], cfg.neighbours, exclude, cfg.seed)]
     keep, mode = sampler["keep_noise"], sampler.get("rebalance", "none")
-    if cfg.target_steps and mode != "none":  # a rebalanced network has no exact patches to write back
-        raise DistillError(f"{teacher_dir}: target_steps needs a teacher sampled without rebalancing (it has {mode!r})")
+    written_targets = bool(cfg.target_steps) or cfg.target_start == "retrieval"  # targets that are networks, not x0s
+    if written_targets and mode != "none":  # a rebalanced network has no exact patches to write back
+        raise DistillError(f"{teacher_dir}: target_steps or a retrieval start needs a teacher sampled without "
+                           f"rebalancing (it has {mode!r})")
+    corpus_index = CorpusIndex(corpus_dir) if cfg.target_start == "retrieval" else None
+
+    def start_network(p) -> dict[str, torch.Tensor]:
+        if corpus_index is None:
+            return teacher_network(p, teacher, encoder, keep)
+        # the pair's seed-0 retrieval init, as the bench builds it (the seed only sets the unfilled tensors' draw)
+        init = make_init("retrieval", p.arch, p.task, 0, corpus_index)
+        return {k: v.to(device) for k, v in init.state_dict.items()}
 
     def fine_tuned(p, index: int) -> tuple[dict[str, torch.Tensor], int]:
-        """The teacher's network after cfg.target_steps fine-tune steps, and its FLOPs.
+        """The start's network after cfg.target_steps fine-tune steps, and its FLOPs.
 
         The steps run outside a FLOP counter, whose per-op hook tripled their wall time: they are counted as
         the corpus counts training, steps × one step's forward and backward (what the counter gives them too).
         """
         _, batch_size = family_recipe(recipes, p.arch)
         with FlopCounterMode(display=False) as sample_counter:
-            start = teacher_network(p, teacher, encoder, keep)
+            start = start_network(p)
+        if not cfg.target_steps:
+            return start, int(sample_counter.get_total_flops())
         with torch.enable_grad():
             moved = p.lookahead(start, cfg.target_steps, batch_size, target_generator(cfg.seed, index))
         return moved, int(sample_counter.get_total_flops()) + cfg.target_steps * count_step_flops(p.model, p.train, batch_size)
 
     def teacher_output(p) -> torch.Tensor:  # what the student learns to give (patches or x0)
-        if cfg.target_steps:
+        if written_targets:
             values = patches_from_state(p.tokens, moved[id(p)])
             if direct:
                 return values
@@ -305,9 +329,10 @@ def distill(teacher_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_d
 
     log(f"{len(pairs)} training (architecture, task) pairs and {len(extra)} neighbours, {len(every) - len(pairs)} "
         f"held out; student {cfg.preset} ({sum(q.numel() for q in student.parameters()):,} parameters) on {device}")
-    moved, moved_flops = {}, 0  # with target_steps: the targets' networks, and what making them cost
-    if cfg.target_steps:
-        for i, p in enumerate(tqdm(every + extra, desc=f"targets: {cfg.target_steps} fine-tune steps", leave=False)):
+    moved, moved_flops = {}, 0  # with written targets: the targets' networks, and what making them cost
+    if written_targets:
+        desc = f"targets: {cfg.target_start}'s network + {cfg.target_steps} fine-tune steps"
+        for i, p in enumerate(tqdm(every + extra, desc=desc, leave=False)):
             moved[id(p)], flops = fine_tuned(p, i)
             moved_flops += flops
     # Counted: the teacher's passes, the distillation and its evaluations (an upper bound on what it costs). A pair's
