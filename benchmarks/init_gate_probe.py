@@ -20,7 +20,6 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from weightgen.checkpoint import model_for_weights
 from weightgen.data import input_shape, load_task
 from weightgen.generate import Generator
 from weightgen.models import build_model
@@ -39,9 +38,9 @@ def gate_rows(suite_file: str, run: str, bench: str, splits=("unseen-arch", "uns
         batch = suite.recipe_for(parse_arch(case.arch).family).batch_size
         x, y = train.x[:batch], train.y[:batch]
         for seed in suite.seeds_for(case):
-            sample = generator.sample(case.arch, case.task, 1, seed).state_dicts[0]
+            # best-of-1 scores the one sample on the same first batch, as `generated-best-of-k` would
+            loss_sample = generator.best_of(case.arch, case.task, 1, seed, batch).scores[0]
             with torch.no_grad():
-                loss_sample = float(F.cross_entropy(model_for_weights(sample, case.arch, case.task).eval()(x), y))
                 random_init = build_model(parse_arch(case.arch), input_shape(case.task), seed=seed).eval()
                 loss_random = float(F.cross_entropy(random_init(x), y))
             saved = {}

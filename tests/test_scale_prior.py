@@ -112,6 +112,9 @@ def test_a_calibration_for_named_families_leaves_the_other_families_as_drawn(set
     with pytest.raises(ValueError, match="no prior for family transformer; it has cnn1d, mlp"):
         calibrate_run(run, corpus, tmp_path / "bad", families=["mlp", "transformer"])
     assert not (tmp_path / "bad").exists() and not (tmp_path / "bad.partial").exists()
+    with pytest.raises(ValueError, match="name at least one family to match"):
+        calibrate_run(run, corpus, tmp_path / "none", families=[])
+    assert not (tmp_path / "none").exists()
 
 
 def test_the_cli_writes_a_calibrated_copy_and_names_a_bad_run(setup, tmp_path):

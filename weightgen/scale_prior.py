@@ -103,10 +103,12 @@ def calibrate_run(run_dir: str | os.PathLike, corpus_root: str | os.PathLike, ou
         raise ValueError(f"{out_dir}: already exists; choose a new folder for the calibrated run")
     prior = corpus_scale_prior(corpus_root)  # before copying, so a bad corpus or family leaves no half-made folder
     if families is not None:
+        if not families:
+            raise ValueError(f"name at least one family to match; {corpus_root} has {', '.join(sorted(prior))}")
         unknown = sorted(set(families) - set(prior))
-        if unknown or not families:
+        if unknown:
             raise ValueError(f"{corpus_root}: no prior for famil{'y' if len(unknown) == 1 else 'ies'} "
-                             f"{', '.join(unknown) or '(none named)'}; it has {', '.join(sorted(prior))}")
+                             f"{', '.join(unknown)}; it has {', '.join(sorted(prior))}")
         prior = {family: prior[family] for family in families}
     config = json.loads(config_file.read_text())
     config["sampler"] = {**config.get("sampler", {}), "match_scales": True}
