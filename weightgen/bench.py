@@ -30,6 +30,7 @@ import torch
 
 from weightgen.bench_score import (GOAL_SAVED, agreement, amortisation, generated_beats, grid_limits, kappa, score,
                                    summarize)
+from weightgen.head_fit import HEAD_FIT_SUFFIX
 from weightgen.specs import parse_arch, parse_task
 from weightgen.suite import GENERATED_METHODS, METHODS, Case, Suite, check_splits
 
@@ -108,6 +109,9 @@ def make_init(suite: Suite, method: str, arch: str, task: str, seed: int):
     from weightgen.baselines import Init
     from weightgen.baselines import make_init as baseline_init
 
+    if method.endswith(HEAD_FIT_SUFFIX):
+        return _with_fitted_head(make_init(suite, method.removesuffix(HEAD_FIT_SUFFIX), arch, task, seed), method,
+                                 arch, task, seed)
     if method == "generated":
         generation = _generator(suite.generator, suite.ddim_steps, suite.guidance).sample(arch, task, 1, seed)
         return Init(method, generation.state_dicts[0], generation.flops, generation.wall_time, suite.generator)
@@ -118,6 +122,20 @@ def make_init(suite: Suite, method: str, arch: str, task: str, seed: int):
         return Init(method, generation.state_dicts[generation.chosen], generation.flops, generation.wall_time,
                     suite.generator, f"sample {generation.chosen} of {suite.samples}")
     return baseline_init(method, arch, task, seed, _corpus_index(suite.corpus))
+
+
+def _with_fitted_head(base, method: str, arch: str, task: str, seed: int):
+    """``base`` (an ``Init``) with its head refitted to the task's training examples; both costs are charged."""
+    from weightgen.baselines import Init
+    from weightgen.head_fit import with_fitted_head
+
+    if base.state_dict is None:  # the base method does not apply to this case, so neither does its head fit
+        return Init(method, None, base.flops, base.wall_time, base.source, base.note)
+    fit = with_fitted_head(arch, task, base.state_dict, seed)
+    note = f"head {fit.head} fitted on {fit.examples} training examples: train acc {fit.train_acc_before:.3f} → " \
+           f"{fit.train_acc_after:.3f}"
+    return Init(method, fit.state_dict, base.flops + fit.flops, base.wall_time + fit.wall_time, base.source,
+                "; ".join(n for n in (base.note, note) if n))
 
 
 def run_job(suite: Suite, job: Job, methods: Sequence[str] | None = None) -> dict[str, Any]:

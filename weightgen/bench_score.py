@@ -25,7 +25,8 @@ import pandas as pd
 import torch
 
 from weightgen.specs import parse_arch
-from weightgen.suite import GENERATED_METHODS, METHODS, Suite
+from weightgen.head_fit import HEAD_FIT_SUFFIX
+from weightgen.suite import GENERATED_METHODS, PROTOCOL_METHODS, Suite
 
 GOAL_SAVED = 0.9  # BENCHMARK.md's claim: the target with <= 10 % of random init's compute
 # the columns of a job's rows (weightgen.bench.run_job); scoring adds target, steps and compute saved
@@ -131,7 +132,11 @@ def grid_limits(table: pd.DataFrame, goal: float = GOAL_SAVED) -> pd.DataFrame:
 
 
 def _method_order(method: str) -> int:
-    return METHODS.index(method) if method in METHODS else len(METHODS)
+    """The protocol's order, each method's ``+head`` variant right after it; unknown names last."""
+    base = method.removesuffix(HEAD_FIT_SUFFIX)
+    if base not in PROTOCOL_METHODS:
+        return 2 * len(PROTOCOL_METHODS)
+    return 2 * PROTOCOL_METHODS.index(base) + (base != method)
 
 
 def generated_beats(table: pd.DataFrame, method: str = "generated") -> pd.DataFrame:

@@ -10,6 +10,7 @@ identical for every init), the init methods and the target cases, each tagged wi
     recipe: {lr: 0.003, batch_size: 100, steps: 1000, eval_every: 25}
     recipes: {cnn1d: {lr: 0.01}}  # per-family overrides of the recipe
     methods: [random, moment, noisy-nearest, retrieval, weight-selection, generated, generated-best-of-k]
+                                  # any may carry "+head": its head refitted to training examples
     samples: 4                    # k of generated-best-of-k
     cases:
       - {arch: "mlp:hidden=96x96", task: mnist1d, split: unseen-arch}
@@ -26,14 +27,22 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from weightgen.head_fit import HEAD_FIT_SUFFIX
 from weightgen.specs import SpecError, load_settings, parse_arch
 from weightgen.zoo import _COMPATIBLE, ArchString, FamilyRecipes, TaskString
 
 SPLITS = ("seen", "unseen-arch", "unseen-task", "unseen-both")
-GENERATED_METHODS = ("generated", "generated-best-of-k")
-METHODS = ("random", "moment", "noisy-nearest", "retrieval", "weight-selection") + GENERATED_METHODS
+# The protocol's methods (BENCHMARK.md), the default of every suite.
+PROTOCOL_METHODS = ("random", "moment", "noisy-nearest", "retrieval", "weight-selection", "generated",
+                    "generated-best-of-k")
+# Each of them with its head refitted to the task's training examples (weightgen.head_fit): `retrieval+head`,
+# `generated+head`, ...; `random+head` is the control (a random body's features, a fitted head). `random`
+# itself stays the framework's init: the target and every saving are relative to it.
+HEAD_FIT_METHODS = tuple(m + HEAD_FIT_SUFFIX for m in PROTOCOL_METHODS)
+METHODS = PROTOCOL_METHODS + HEAD_FIT_METHODS
+GENERATED_METHODS = tuple(m for m in METHODS if m.startswith("generated"))
 Split = Literal["seen", "unseen-arch", "unseen-task", "unseen-both"]
-Method = Literal["random", "moment", "noisy-nearest", "retrieval", "weight-selection", "generated", "generated-best-of-k"]
+Method = Literal[METHODS]
 
 
 class SuiteError(SpecError):
@@ -66,7 +75,7 @@ class Suite(FamilyRecipes):
     corpus: str = "corpus/default"
     generator: str = "runs/default"
     seeds: list[int] = Field(default=[100], min_length=1)
-    methods: list[Method] = Field(default=list(METHODS), min_length=1)
+    methods: list[Method] = Field(default=list(PROTOCOL_METHODS), min_length=1)
     samples: int = Field(4, ge=1, le=64, description="k of generated-best-of-k")
     guidance: float = Field(1.0, ge=0.0, le=20.0)
     ddim_steps: int = Field(50, ge=1, le=1000)
