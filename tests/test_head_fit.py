@@ -119,3 +119,25 @@ def test_head_fit_methods_in_a_suite_and_the_bench(setup):
     assert make_init(suite, "noisy-nearest+head", "mlp:hidden=20", "digits", 100).state_dict is None
     with pytest.raises(SuiteError, match="unknown method"):
         suite.narrowed(["retrieval+tail"])
+
+
+def test_generate_fit_head_writes_the_fitted_head_and_charges_it(setup, tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from weightgen.checkpoint import load_model
+    from weightgen.cli import app
+
+    _, _, run = setup
+    runner = CliRunner()
+    common = ["generate", "--arch", "mlp:hidden=20", "--task", "digits", "--run", str(run), "--ddim-steps", "2"]
+    plain = runner.invoke(app, common + ["--out", str(tmp_path / "plain")])
+    fitted = runner.invoke(app, common + ["--out", str(tmp_path / "fitted"), "--fit-head", "--head-examples", "200"])
+    assert plain.exit_code == 0 and fitted.exit_code == 0, fitted.output
+    plain_config = json.loads((tmp_path / "plain" / "config.json").read_text())
+    config = json.loads((tmp_path / "fitted" / "config.json").read_text())
+    assert config["head_fit"]["examples"] == 200 and config["head_fit"]["head"] == "net.3"
+    assert config["flops"] == plain_config["flops"] + config["head_fit"]["flops"]
+    a, b = load_model(tmp_path / "plain").state_dict(), load_model(tmp_path / "fitted").state_dict()
+    assert torch.equal(a["net.1.weight"], b["net.1.weight"]) and not torch.equal(a["net.3.weight"], b["net.3.weight"])

@@ -213,7 +213,7 @@ def summary_markdown(suite: Suite, summary: pd.DataFrame, beats: pd.DataFrame, a
                      "test_acc_at_init", "novelty_median", "novelty_kappa_median", "random_kappa", "not_applicable"]]
     text = [f"# Suite `{suite.name}`", "", shown.reset_index().to_markdown(index=False, floatfmt=".3f"), ""]
     if len(beats):
-        text += ["## Share of cases where `generated` beats each baseline", "",
+        text += ["## Share of cases where a generated method beats each baseline", "",
                  beats.to_markdown(index=False, floatfmt=".2f"), ""]
     if len(limits):
         text += [f"## Cases whose evaluation grid cannot show a {GOAL_SAVED:.0%} saving", "",

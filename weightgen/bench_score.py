@@ -139,19 +139,22 @@ def _method_order(method: str) -> int:
     return 2 * PROTOCOL_METHODS.index(base) + (base != method)
 
 
-def generated_beats(table: pd.DataFrame, method: str = "generated") -> pd.DataFrame:
-    """Per split × baseline: the share of cases where ``method``'s median compute_saved beats the baseline's."""
+def generated_beats(table: pd.DataFrame, methods: tuple[str, ...] = ("generated", "generated+head")) -> pd.DataFrame:
+    """Per generated method × split × baseline: the share of cases where its median compute_saved beats the baseline's.
+
+    ``methods``: the generated methods to judge, those of them the table has (``generated`` is the headline;
+    ``generated+head`` is judged too when benched, most usefully against ``retrieval+head``).
+    """
     ok = table[table["status"] == "ok"].assign(saved=lambda t: t["compute_saved"].fillna(0.0))
     per_case = ok.groupby(["split", "case_index", "method"])["saved"].median().unstack("method")
-    if method not in per_case:
-        return pd.DataFrame()
     rows = []
-    for baseline in [m for m in per_case.columns if m != method]:
-        both = per_case[[method, baseline]].dropna()
-        for split, group in both.groupby(level="split"):
-            wins = int((group[method] > group[baseline]).sum())
-            rows.append({"split": split, "baseline": baseline, "cases": len(group), "wins": wins,
-                         "share": wins / len(group) if len(group) else math.nan})
+    for method in [m for m in methods if m in per_case]:
+        for baseline in [m for m in per_case.columns if m != method]:
+            both = per_case[[method, baseline]].dropna()
+            for split, group in both.groupby(level="split"):
+                wins = int((group[method] > group[baseline]).sum())
+                rows.append({"method": method, "split": split, "baseline": baseline, "cases": len(group),
+                             "wins": wins, "share": wins / len(group) if len(group) else math.nan})
     return pd.DataFrame(rows)
 
 
