@@ -30,8 +30,8 @@ import pandas as pd
 import torch
 
 from weightgen.corpus import Corpus
-from weightgen.dit_distill import corpus_pairs
 from weightgen.generate import Generator
+from weightgen.pairs import corpus_pairs
 from weightgen.scale_prior import corpus_scale_prior, match_scales
 from weightgen.specs import parse_arch
 from weightgen.tune_target import TuneTarget

@@ -19,9 +19,9 @@ import torch
 
 from weightgen.corpus import Corpus
 from weightgen.data import input_shape, load_task
-from weightgen.dit_distill import corpus_pairs
 from weightgen.generate import Generator
 from weightgen.models import build_model
+from weightgen.pairs import corpus_pairs
 from weightgen.specs import parse_arch
 from weightgen.training import evaluate
 

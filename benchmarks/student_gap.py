@@ -2,7 +2,7 @@
 
 A student distilled with ``--target-steps K`` learns, per corpus pair, the teacher's one-step network
 moved by K fine-tune steps. This rebuilds those targets (the same seeded batches as the distillation,
-``weightgen.dit_distill.target_generator``), samples the student, and scores on the pair's validation
+``weightgen.pairs.target_generator``), samples the student, and scores on the pair's validation
 split:
 
 ``teacher``               the teacher's one-step network
@@ -30,11 +30,11 @@ import torch
 from tqdm.auto import tqdm
 
 from weightgen.corpus import Corpus
-from weightgen.dit_distill import (corpus_pairs, family_recipe, family_recipes, target_generator, teacher_network,
-                                   teacher_sampler)
+from weightgen.dit_distill import teacher_network, teacher_sampler
 from weightgen.dit_train import load_dit
 from weightgen.encoder import PatchAutoencoder
 from weightgen.generate import Generator
+from weightgen.pairs import corpus_pairs, family_recipe, family_recipes, target_generator
 from weightgen.specs import parse_arch
 from weightgen.tune_target import TuneTarget
 

@@ -166,30 +166,6 @@ def test_only_a_one_step_teacher_is_distilled_and_bad_settings_are_refused(setup
     assert result.exit_code != 0 and "one-step DiT" in result.output and not (tmp_path / "cli").exists()
 
 
-def test_neighbours_scale_a_family_s_widths_and_never_draw_an_excluded_or_given_architecture():
-    from weightgen.dit_distill import neighbour_pairs
-    from weightgen.specs import parse_arch
-
-    given = [("mlp:hidden=64x64", "mnist1d"), ("cnn2d:channels=8x16", "digits"), ("transformer:patch=8", "digits"),
-             ("cnn1d:channels=32x32x32", "mnist1d")]
-    drawn = neighbour_pairs(given, 6, exclude={"mlp:hidden=48x48"}, seed=3)
-    assert drawn == neighbour_pairs(given, 6, exclude={"mlp:hidden=48x48"}, seed=3)  # seeded
-    assert drawn != neighbour_pairs(given, 6, exclude={"mlp:hidden=48x48"}, seed=4)
-    assert len(drawn) == 24 and len(set(drawn)) == 24 and not set(drawn) & set(given)
-    for (arch, task), (source, source_task) in zip(drawn, [g for g in given for _ in range(6)]):
-        spec, origin = parse_arch(arch), parse_arch(source)
-        assert task == source_task and spec.family == origin.family
-        if spec.family == "transformer":
-            assert spec.dim % spec.heads == 0 and (spec.depth, spec.patch) == (origin.depth, origin.patch)
-        else:  # one factor for every layer: the same depth, the same ratios (up to rounding)
-            widths, old = (s.hidden if s.family == "mlp" else s.channels for s in (spec, origin))
-            assert len(widths) == len(old) and all(0.5 * o - 1 <= w <= 2 * o + 1 for w, o in zip(widths, old))
-    # An excluded architecture is drawn again: with the range pinned to it, nothing else is possible.
-    assert neighbour_pairs([("mlp:hidden=32", "digits")], 3, exclude=set(), seed=0)
-    many = neighbour_pairs([("mlp:hidden=32", "digits")], 40, exclude={f"mlp:hidden={w}" for w in range(16, 40)}, seed=0)
-    assert all(not 16 <= parse_arch(a).hidden[0] < 40 for a, _ in many)
-
-
 def test_a_student_distilled_with_neighbours_trains_on_them_and_scores_the_corpus_pairs(setup, teacher, tmp_path):
     _, corpus, _ = setup
     lines = []
@@ -239,8 +215,8 @@ def test_the_targets_fine_tune_flops_are_what_a_flop_counter_gives_those_steps()
 
 
 def test_a_student_can_learn_where_fine_tuning_takes_the_teachers_sample(setup, teacher, tmp_path):
-    from weightgen.dit_distill import family_recipes
     from weightgen.corpus import Corpus
+    from weightgen.pairs import family_recipes
 
     _, corpus, _ = setup
     assert family_recipes(Corpus(corpus))["mlp"]["lr"] > 0  # each family's recipe, as the corpus trained it
@@ -396,8 +372,8 @@ def test_the_excluded_architectures_join_names_and_suites_once_each(tmp_path):
 
 def test_a_student_can_learn_the_retrieval_inits_of_its_pairs_moved_by_fine_tune_steps(setup, teacher, tmp_path):
     from weightgen.baselines import CorpusIndex
-    from weightgen.dit_distill import corpus_pairs, family_recipe, family_recipes
     from weightgen.corpus import Corpus
+    from weightgen.pairs import corpus_pairs, family_recipe, family_recipes
     from weightgen.tune_target import TuneTarget
 
     _, corpus, _ = setup

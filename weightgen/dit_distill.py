@@ -36,7 +36,7 @@ cases never are, as the neighbours keep their architectures out.
 
 Otherwise no corpus weights and no unseen data are read: the teacher's samples are the targets. The corpus has
 a dozen architectures; ``neighbours`` adds that many more per corpus pair, its widths scaled by one
-random factor (:func:`neighbour_arch`), labelled by the teacher alone, so the student learns the
+random factor (:func:`weightgen.pairs.neighbour_arch`), labelled by the teacher alone, so the student learns the
 teacher's answer across each family's widths rather than at a dozen points (``exclude_archs`` keeps
 named architectures, e.g. a suite's unseen ones, out of them). The student's
 run folder samples like the teacher (``dit/config.json``'s ``sampler``), and its ``dit/distill.json``
@@ -46,7 +46,6 @@ counts the generator's whole training cost, the teacher's included, for the benc
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -58,6 +57,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from weightgen.flops import RepeatedFlops
 from weightgen.io import file_digest
+from weightgen.pairs import corpus_pairs, family_recipe, family_recipes, neighbour_pairs, target_generator
 from weightgen.tokens import COORD_COLUMNS
 
 DISTILL_FILE = "distill.json"
@@ -141,45 +141,6 @@ def output_error(out: torch.Tensor, target: torch.Tensor, coords: torch.Tensor, 
     return error
 
 
-WIDTH_FIELDS = {"mlp": "hidden", "cnn1d": "channels", "cnn2d": "channels"}  # the transformer's dim: a multiple of heads
-
-
-def neighbour_arch(arch: str, generator: torch.Generator, low: float = 0.5, high: float = 2.0) -> str:
-    """``arch`` with its widths scaled by one random factor in [low, high] (log-uniform), as a spec string.
-
-    One factor for every layer keeps the family's shape (a 64x64 MLP becomes 90x90, an 8x16 CNN 11x22).
-    """
-    from weightgen.specs import parse_arch
-
-    spec = parse_arch(arch)
-    factor = float(torch.empty(1).uniform_(math.log(low), math.log(high), generator=generator).exp())
-
-    def scale(width: int, multiple: int = 1) -> int:
-        return max(multiple, round(width * factor / multiple) * multiple)
-
-    if spec.family == "transformer":
-        return spec.model_copy(update={"dim": scale(spec.dim, spec.heads)}).to_string()
-    name = WIDTH_FIELDS[spec.family]
-    return spec.model_copy(update={name: [scale(w) for w in getattr(spec, name)]}).to_string()
-
-
-def neighbour_pairs(pairs: list[tuple[str, str]], count: int, exclude: set[str], seed: int = 0) -> list[tuple[str, str]]:
-    """``count`` new (architecture, task) pairs per pair: its architecture's widths scaled, on the same task.
-
-    Never a pair already given and never an architecture in ``exclude``; seeded, so one list per seed.
-    """
-    generator, taken, out = torch.Generator().manual_seed(seed), set(pairs), []
-    for arch, task in pairs:
-        for _ in range(count):
-            for _attempt in range(20):  # a draw that lands on a taken or excluded architecture is drawn again
-                pair = (neighbour_arch(arch, generator), task)
-                if pair not in taken and pair[0] not in exclude:
-                    taken.add(pair)
-                    out.append(pair)
-                    break
-    return out
-
-
 def teacher_sampler(run_dir: Path) -> dict:
     """The teacher's one-step sampler from its ``dit/config.json``; a clear error for any other DiT."""
     config_file = run_dir / "dit" / "config.json"
@@ -203,34 +164,6 @@ def teacher_network(p, teacher, encoder, keep: str) -> dict[str, torch.Tensor]:
 
     with torch.no_grad():
         return p.state_from_latents(encoder, p.one_step_x0(teacher, p.start) + kept_start(p.start, p.coords, keep))
-
-
-def target_generator(seed: int, index: int) -> torch.Generator:
-    """The batches of the ``index``-th pair's target fine-tune (the corpus pairs first, in order, then the neighbours)."""
-    return torch.Generator().manual_seed(seed * 1_000_003 + index)
-
-
-def family_recipes(corpus) -> dict[str, dict]:
-    """Each family's fine-tune recipe (lr, batch_size) as the corpus trained it; a neighbour takes its family's."""
-    return {m["arch"]["family"]: m["recipe"] for m in corpus.members() if "recipe" in m}
-
-
-def family_recipe(recipes: dict[str, dict], arch: str) -> tuple[float, int]:
-    """``arch``'s (lr, batch_size) from :func:`family_recipes`; 3e-3 and 100 where the corpus recorded none."""
-    from weightgen.specs import parse_arch
-
-    recipe = recipes.get(parse_arch(arch).family, {})
-    return float(recipe.get("lr", 3e-3)), int(recipe.get("batch_size", 100))
-
-
-def corpus_pairs(corpus) -> list[tuple[str, str]]:
-    """The corpus's own (architecture, task) pairs, sorted, imported checkpoints left out.
-
-    The distillation numbers its targets in this order (:func:`target_generator`'s ``index``).
-    """
-    frame = corpus.require_nonempty()
-    frame = frame[frame["family"] != "external"]  # imported checkpoints: no pair of ours to sample
-    return sorted(set(zip(frame["arch"], frame["task"])))
 
 
 def distill(teacher_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_dir: str | os.PathLike,
@@ -416,7 +349,5 @@ def log_distill(summary: dict, tags: dict[str, str] | None = None) -> str:
     return log_summary_run("dit", f"dit-distill-{Path(summary['teacher_run']).name}", "distill", summary, counts, metrics, tags)
 
 
-__all__ = ["DISTILL_FILE", "LOSS_WEIGHTINGS", "DistillConfig", "DistillError", "corpus_pairs", "distill", "family_recipe",
-           "family_recipes", "log_distill",
-           "neighbour_arch", "neighbour_pairs", "output_error", "target_generator", "teacher_network", "teacher_sampler",
-           "tensor_balanced_error"]
+__all__ = ["DISTILL_FILE", "LOSS_WEIGHTINGS", "DistillConfig", "DistillError", "distill", "log_distill", "output_error",
+           "teacher_network", "teacher_sampler", "tensor_balanced_error"]

@@ -16,7 +16,7 @@ checkpoint, lowest seed) to the sample, on the same training batch — soft targ
 labels, from networks that are already part of the generator's training data.
 
 ``neighbours`` adds that many width-scaled architectures per corpus pair, on the pair's task (as the
-distillation draws them, :func:`weightgen.dit_distill.neighbour_pairs`): the tune then scores samples
+distillation draws them, :func:`weightgen.pairs.neighbour_pairs`): the tune then scores samples
 across each family's widths, not at the dozen the corpus trained, and ``exclude_archs`` keeps named
 architectures (a suite's unseen ones) out of them. Neighbours are trained on and never scored, and the
 distill term skips them (they have no corpus member). ``init_weight`` weighs the sample's own loss; 0
@@ -143,9 +143,9 @@ def tune(run_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_dir: str
     from accelerate.utils import gather_object
 
     from weightgen.corpus import Corpus
-    from weightgen.dit_distill import family_recipe, family_recipes, neighbour_pairs
     from weightgen.dit_train import load_dit
     from weightgen.encoder import PatchAutoencoder
+    from weightgen.pairs import family_recipe, family_recipes, neighbour_pairs
 
     cfg = cfg or TuneConfig()
     run_dir, out_dir = Path(run_dir), Path(out_dir)
