@@ -121,6 +121,31 @@ def test_head_fit_methods_in_a_suite_and_the_bench(setup):
         suite.narrowed(["retrieval+tail"])
 
 
+def test_a_suite_with_head_fit_methods_runs_scores_and_logs_to_mlflow(setup, tmp_path):
+    import mlflow
+
+    from weightgen.bench import run_suite
+    from weightgen.tracking import tracking_uri
+
+    _, corpus, run = setup
+    suite = load_suite({
+        "name": "heads-e2e", "corpus": str(corpus), "generator": str(run), "seeds": [100], "ddim_steps": 2,
+        "recipe": {"steps": 20, "eval_every": 10, "batch_size": 64},
+        "methods": ["random", "retrieval", "retrieval+head", "generated", "generated+head"],
+        "cases": [{"arch": "mlp:hidden=20", "task": "digits", "split": "unseen-arch"}]})
+    outcome = run_suite(suite, tmp_path / "out")
+    table = outcome["table"]
+    assert list(table["method"]) == ["random", "retrieval", "retrieval+head", "generated", "generated+head"]
+    head_rows = table[table["method"].str.endswith("+head")]
+    assert (head_rows["status"] == "ok").all() and head_rows["note"].str.contains("fitted on").all()
+    beats = outcome["beats"]
+    assert set(beats["method"]) == {"generated", "generated+head"}
+    mlflow.set_tracking_uri(tracking_uri())
+    logged = mlflow.get_run(outcome["mlflow_run_id"]).data.metrics  # MLflow takes no "+" in a metric's name
+    assert "compute_saved_median/unseen-arch/retrieval_head" in logged
+    assert "compute_saved_median/unseen-arch/generated_head" in logged
+
+
 def test_generate_fit_head_writes_the_fitted_head_and_charges_it(setup, tmp_path):
     import json
 

@@ -247,12 +247,18 @@ def finish(suite: Suite, results: list[dict[str, Any]], manifest: pd.DataFrame, 
 
 
 def flat_metrics(summary: pd.DataFrame, amort: dict[str, float], wall_time: float) -> dict[str, float]:
-    """``compute_saved_median/<split>/<method>``, ``reach_rate/...``, ``final_vs_random/...``, amortisation, wall time."""
+    """``compute_saved_median/<split>/<method>``, ``reach_rate/...``, ``final_vs_random/...``, amortisation, wall time.
+
+    Names as MLflow takes them (:func:`weightgen.tracking.metric_name`): ``retrieval+head`` is ``retrieval_head`` here.
+    """
+    from weightgen.tracking import metric_name
+
     metrics = {"wall_time_s": float(wall_time)}
     for (split, method), row in summary.iterrows():
         for key in ("compute_saved_median", "reach_rate", "final_vs_random"):
-            metrics[f"{key}/{split}/{method}"] = float(row[key])
-    metrics.update({f"amortisation/{k}": float(v) for k, v in amort.items() if v is not None and math.isfinite(v)})
+            metrics[metric_name(f"{key}/{split}/{method}")] = float(row[key])
+    metrics.update({metric_name(f"amortisation/{k}"): float(v) for k, v in amort.items()
+                    if v is not None and math.isfinite(v)})
     return metrics
 
 

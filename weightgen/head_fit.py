@@ -4,8 +4,8 @@ An init has two parts that transfer differently. The body (every layer but the l
 the head reads classes off them. A body from a related network can make good features for a new task
 while its head is wrong: on ``label_perm`` tasks the same features need their rows of the head in
 another order. With the body fixed, the best head for a batch of training examples is a convex problem — multinomial logistic
-regression with an L2 penalty — so it is solved, not learnt: L-BFGS from zero on the features,
-standardised so that one penalty fits every feature scale, then folded back into the head's weights.
+regression with an L2 penalty — so it is solved, not learnt: L-BFGS from zero on the features, centred and
+divided by their RMS so that one penalty fits every network's feature scale, then folded back into the head.
 
 Every FLOP is counted (``FlopCounterMode`` around the body's forward pass over the examples and every
 solver step) and charged to the init, as the protocol asks of any init method. Only training examples
@@ -119,8 +119,12 @@ def _logistic_regression(features: torch.Tensor, y: torch.Tensor, head: nn.Linea
     """(weight, bias) of the fitted head in the head's own units, and train accuracy before/after."""
     with torch.no_grad():
         before = float((F.linear(features, head.weight.double(), head.bias.double()).argmax(1) == y).double().mean())
-    mean, std = features.mean(0), features.std(0).clamp(min=1e-6)  # a dead unit (std 0) gets weight ≈ 0 below
-    z = (features - mean) / std
+    # Centred per feature, scaled by one number for all of them (their RMS), so the penalty is the same in every
+    # direction of feature space. Scaling each feature by its own std instead (version 1) let near-constant
+    # units get weights up to 200× a trained head's, which fine-tuning then had to undo (docs/results.md, item 51).
+    mean = features.mean(0)
+    scale = (features - mean).pow(2).mean().sqrt().clamp(min=1e-12)
+    z = (features - mean) / scale
     w = torch.zeros(num_classes, z.shape[1], dtype=torch.float64, requires_grad=True)
     b = torch.zeros(num_classes, dtype=torch.float64, requires_grad=True)
     solver = torch.optim.LBFGS([w, b], lr=1, max_iter=iterations, line_search_fn="strong_wolfe")
@@ -134,7 +138,7 @@ def _logistic_regression(features: torch.Tensor, y: torch.Tensor, head: nn.Linea
     solver.step(loss)
     with torch.no_grad():
         after = float(((z @ w.T + b).argmax(1) == y).double().mean())
-        weight = w / std  # fold the standardisation into the head: w·(f − μ)/σ + b = (w/σ)·f + (b − (w/σ)·μ)
+        weight = w / scale  # fold the scaling into the head: w·(f − μ)/s + b = (w/s)·f + (b − (w/s)·μ)
         bias = b - weight @ mean
     return weight.to(head.weight.dtype), bias.to(head.weight.dtype), before, after
 

@@ -8,6 +8,7 @@ embedded store and takes precedence (tests point it at a temporary folder). Expe
 from __future__ import annotations
 
 import os
+import re
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -75,6 +76,14 @@ def log_summary_run(stage: str, run_name: str, kind: str, summary: dict[str, Any
             mlflow.log_metrics({k: v for k, v in row.items() if k != "step"}, step=row["step"])
         mlflow.log_metrics(metrics)
         return run.info.run_id
+
+
+_NOT_IN_A_METRIC_NAME = re.compile(r"[^A-Za-z0-9_\-. :/]")  # what MLflow refuses in a metric's name
+
+
+def metric_name(name: str) -> str:
+    """``name`` with each character MLflow refuses in a metric name as ``_``: ``retrieval+head`` → ``retrieval_head``."""
+    return _NOT_IN_A_METRIC_NAME.sub("_", name)
 
 
 def _param_value(value: Any) -> Any:
