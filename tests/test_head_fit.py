@@ -166,3 +166,15 @@ def test_generate_fit_head_writes_the_fitted_head_and_charges_it(setup, tmp_path
     assert config["flops"] == plain_config["flops"] + config["head_fit"]["flops"]
     a, b = load_model(tmp_path / "plain").state_dict(), load_model(tmp_path / "fitted").state_dict()
     assert torch.equal(a["net.1.weight"], b["net.1.weight"]) and not torch.equal(a["net.3.weight"], b["net.3.weight"])
+
+
+def test_a_head_fit_method_is_drawn_in_its_base_method_s_colour():
+    from weightgen.bench_score import method_order
+    from weightgen.plots import method_styles
+
+    styles = method_styles(["random", "retrieval", "retrieval+head", "generated+head"])
+    assert styles["retrieval+head"]["color"] == styles["retrieval"]["color"] != styles["random"]["color"]
+    assert styles["retrieval+head"]["head"] and not styles["retrieval"]["head"]
+    assert len({styles[m]["color"] for m in ("random", "retrieval", "generated+head")}) == 3
+    ordered = sorted(["generated+head", "retrieval+head", "random", "retrieval", "no-such"], key=method_order)
+    assert ordered == ["random", "retrieval", "retrieval+head", "generated+head", "no-such"]

@@ -114,7 +114,7 @@ def summarize(table: pd.DataFrame) -> pd.DataFrame:
     na = table[table["status"] == "n/a"].groupby(["split", "method"]).size()
     summary["not_applicable"] = na.reindex(summary.index).fillna(0).astype(int)
     order = {s: i for i, s in enumerate(("seen", "unseen-arch", "unseen-task", "unseen-both"))}
-    return summary.sort_index(key=lambda ix: ix.map(order) if ix.name == "split" else ix.map(_method_order))
+    return summary.sort_index(key=lambda ix: ix.map(order) if ix.name == "split" else ix.map(method_order))
 
 
 def grid_limits(table: pd.DataFrame, goal: float = GOAL_SAVED) -> pd.DataFrame:
@@ -131,7 +131,7 @@ def grid_limits(table: pd.DataFrame, goal: float = GOAL_SAVED) -> pd.DataFrame:
     return per_case[per_case["grid_ceiling"] < goal].reset_index()
 
 
-def _method_order(method: str) -> int:
+def method_order(method: str) -> int:
     """The protocol's order, each method's ``+head`` variant right after it; unknown names last."""
     base = method.removesuffix(HEAD_FIT_SUFFIX)
     if base not in PROTOCOL_METHODS:

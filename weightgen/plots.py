@@ -30,6 +30,12 @@ def corpus_accuracy_plot(manifest, path: str | Path) -> Path:
     return path
 
 
+def method_styles(methods) -> dict[str, dict]:
+    """One colour per init method, its ``+head`` variant in the same colour, dashed (curves) or hatched (bars)."""
+    bases = list(dict.fromkeys(m.removesuffix("+head") for m in methods))
+    return {m: {"color": f"C{bases.index(m.removesuffix('+head')) % 10}", "head": m.endswith("+head")} for m in methods}
+
+
 def learning_curves_plot(suite, table, curves, path: str | Path) -> Path:
     """One panel per suite case: each method's validation accuracy (mean over seeds) against fine-tune step,
     with the target as a dashed line."""
@@ -40,13 +46,15 @@ def learning_curves_plot(suite, table, curves, path: str | Path) -> Path:
     cols = min(4, n)
     rows = math.ceil(n / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
-    colours = {m: f"C{i}" for i, m in enumerate(suite.methods)}
+    styles = method_styles(suite.methods)
     for i, case in enumerate(suite.cases):
         ax = axes[i // cols][i % cols]
         mine = curves[curves["case_index"] == i]
         for method, group in mine.groupby("method", sort=False):
             mean = group.groupby("step")["val_acc"].mean()
-            ax.plot(mean.index, mean.values, label=method, color=colours.get(method), lw=1.4 if method != "random" else 2.2)
+            style = styles.get(method, {"color": None, "head": False})
+            ax.plot(mean.index, mean.values, label=method, color=style["color"], ls="--" if style["head"] else "-",
+                    lw=1.4 if method != "random" else 2.2)
         target = table[table["case_index"] == i]["target"]
         if len(target) and target.notna().any():
             ax.axhline(float(target.iloc[0]), ls="--", color="grey", lw=1)
@@ -67,19 +75,23 @@ def learning_curves_plot(suite, table, curves, path: str | Path) -> Path:
 def compute_saved_plot(summary, path: str | Path, goal: float = 0.9) -> Path:
     """Median compute saved per split (groups) and init method (bars), with the 90% goal as a line."""
     path = Path(path)
+    from weightgen.bench_score import method_order
+
     frame = summary["compute_saved_median"].unstack("method")
-    methods = list(frame.columns)
+    methods = sorted(frame.columns, key=method_order)  # the summary's order, so colours match the curves plot
     width = 0.8 / max(len(methods), 1)
-    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(frame)), 3.8))
+    styles = method_styles(methods)
+    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(frame)) + 2.2, 3.8))
     for k, method in enumerate(methods):
         xs = [i + (k - (len(methods) - 1) / 2) * width for i in range(len(frame))]
-        ax.bar(xs, frame[method].fillna(0.0).values, width, label=method)
+        ax.bar(xs, frame[method].fillna(0.0).values, width, label=method, color=styles[method]["color"],
+               hatch="//" if styles[method]["head"] else None, edgecolor="white" if styles[method]["head"] else None)
     ax.axhline(goal, ls="--", color="grey", lw=1)
     ax.axhline(0, color="black", lw=0.8)
     ax.set_xticks(range(len(frame)))
     ax.set_xticklabels(frame.index)
     ax.set_ylabel("median compute saved")
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))  # beside the bars, never over them
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
