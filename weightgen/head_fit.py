@@ -27,10 +27,10 @@ from torch.utils.flop_counter import FlopCounterMode
 
 HEAD_FIT_SUFFIX = "+head"
 DEFAULT_EXAMPLES = 1000  # about ten fine-tune batches of 100, read once, forward only
-# On standardised features, per example (the loss is a mean). These were chosen by benchmarks/head_fit_probe.py
+# On the scaled features, per example (the loss is a mean). These were chosen by benchmarks/head_fit_probe.py
 # on random bodies of five pairs that are no suite's cases, before any bench figure (docs/results.md, item 51):
-# L2 1e-2 has the lowest validation loss of {1e-3, 1e-2, 1e-1} on most pairs; 10 L-BFGS iterations on 1,000
-# examples is the cheapest setting whose median validation accuracy is within 0.01 of the best.
+# L2 1e-2 had the lowest validation loss of {1e-3, 1e-2, 1e-1} on most pairs; 10 L-BFGS iterations on 1,000
+# examples was the cheapest setting whose median validation accuracy is within 0.01 of the best.
 DEFAULT_L2 = 1e-2
 DEFAULT_ITERATIONS = 10
 
@@ -92,10 +92,12 @@ def fit_head(model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: in
     started, was_training = time.perf_counter(), model.training
     model.eval()
     counter = FlopCounterMode(display=False)
-    with counter:
-        features = _features(model, head, x)
-        weight, bias, before, after = _logistic_regression(features, y, head, num_classes, l2, iterations)
-    model.train(was_training)
+    try:
+        with counter:
+            features = _features(model, head, x)
+            weight, bias, before, after = _logistic_regression(features, y, head, num_classes, l2, iterations)
+    finally:
+        model.train(was_training)
     with torch.no_grad():
         head.weight.copy_(weight)
         head.bias.copy_(bias)
@@ -120,8 +122,8 @@ def _logistic_regression(features: torch.Tensor, y: torch.Tensor, head: nn.Linea
     with torch.no_grad():
         before = float((F.linear(features, head.weight.double(), head.bias.double()).argmax(1) == y).double().mean())
     # Centred per feature, scaled by one number for all of them (their RMS), so the penalty is the same in every
-    # direction of feature space. Scaling each feature by its own std instead (version 1) let near-constant
-    # units get weights up to 200× a trained head's, which fine-tuning then had to undo (docs/results.md, item 51).
+    # direction of feature space. Scaling each feature by its own std instead (version 1) gave near-constant units
+    # weights of up to 212 (a random head's largest: 0.08), which fine-tuning then had to undo (docs/results.md, item 51).
     mean = features.mean(0)
     scale = (features - mean).pow(2).mean().sqrt().clamp(min=1e-12)
     z = (features - mean) / scale
