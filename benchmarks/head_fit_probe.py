@@ -2,8 +2,8 @@
 
 For each pair and each (L2, L-BFGS iterations, examples), a freshly initialised network gets its head
 fitted (``weightgen.head_fit.fit_head``) and is scored on the validation split, with no fine-tuning.
-This is how the defaults in ``weightgen/head_fit.py`` were chosen, before any bench ran with them;
-it reads no suite case.
+This is how the defaults in ``weightgen/head_fit.py`` were chosen (on its first version, before any bench
+ran with them; docs/results.md, item 51); it reads no suite case.
 
     .venv/bin/python benchmarks/head_fit_probe.py
     .venv/bin/python benchmarks/head_fit_probe.py --l2 1e-3,1e-2,1e-1 --iterations 10 --examples 1000 --finetune 600

@@ -32,8 +32,11 @@ def corpus_accuracy_plot(manifest, path: str | Path) -> Path:
 
 def method_styles(methods) -> dict[str, dict]:
     """One colour per init method, its ``+head`` variant in the same colour, dashed (curves) or hatched (bars)."""
-    bases = list(dict.fromkeys(m.removesuffix("+head") for m in methods))
-    return {m: {"color": f"C{bases.index(m.removesuffix('+head')) % 10}", "head": m.endswith("+head")} for m in methods}
+    from weightgen.head_fit import HEAD_FIT_SUFFIX
+
+    bases = list(dict.fromkeys(m.removesuffix(HEAD_FIT_SUFFIX) for m in methods))
+    return {m: {"color": f"C{bases.index(m.removesuffix(HEAD_FIT_SUFFIX)) % 10}", "head": m.endswith(HEAD_FIT_SUFFIX)}
+            for m in methods}
 
 
 def learning_curves_plot(suite, table, curves, path: str | Path) -> Path:
