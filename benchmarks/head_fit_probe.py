@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 
 from weightgen.data import input_shape, load_task
-from weightgen.head_fit import fit_head, training_examples
+from weightgen.head_fit import classifier_head, fit_head, training_examples
 from weightgen.models import build_model
 from weightgen.specs import Recipe
 from weightgen.training import evaluate, train
@@ -47,8 +47,8 @@ def main() -> None:
     for arch, task in PAIRS:
         data = load_task(task)
         if args.finetune:
-            rows.append({"arch": arch, "task": task, "l2": "random init", "head_norm": _head_norm(
-                build_model(arch, input_shape(task), seed=args.seed)), **_finetune(
+            rows.append({"arch": arch, "task": task, "l2": "random init", "head_max_weight": _head_max_weight(
+                build_model(arch, input_shape(task), seed=args.seed), data.val.x), **_finetune(
                 build_model(arch, input_shape(task), seed=args.seed), arch, data, args.finetune, args.seed)})
         for l2, iterations, examples in grid:
             model = build_model(arch, input_shape(task), seed=args.seed)
@@ -57,7 +57,7 @@ def main() -> None:
             val_loss, val_acc = evaluate(model, data.val)
             rows.append({"arch": arch, "task": task, "l2": l2, "iterations": iterations, "examples": examples,
                          "flops": fit.flops, "train_acc": fit.train_acc_after, "val_acc": val_acc, "val_loss": val_loss,
-                         "head_norm": _head_norm(model),
+                         "head_max_weight": _head_max_weight(model, x),
                          **(_finetune(model, arch, data, args.finetune, args.seed) if args.finetune else {})})
     table = pd.DataFrame(rows)
     with pd.option_context("display.width", 250, "display.max_rows", None, "display.max_columns", None):
@@ -68,10 +68,9 @@ def main() -> None:
                   .to_string(float_format=lambda v: f"{v:.3g}"))
 
 
-def _head_norm(model: torch.nn.Module) -> float:
-    """Largest absolute weight of the head (the last linear layer)."""
-    head = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
-    return float(head.weight.detach().abs().max())
+def _head_max_weight(model: torch.nn.Module, x: torch.Tensor) -> float:
+    """Largest absolute weight of the classifier head, found as the fit finds it."""
+    return float(classifier_head(model, x)[1].weight.detach().abs().max())
 
 
 def _finetune(model: torch.nn.Module, arch: str, data, steps: int, seed: int) -> dict[str, float]:

@@ -139,7 +139,8 @@ def method_order(method: str) -> int:
     return 2 * PROTOCOL_METHODS.index(base) + (base != method)
 
 
-def generated_beats(table: pd.DataFrame, methods: tuple[str, ...] = ("generated", "generated+head")) -> pd.DataFrame:
+def generated_beats(table: pd.DataFrame,
+                    methods: tuple[str, ...] = ("generated", "generated" + HEAD_FIT_SUFFIX)) -> pd.DataFrame:
     """Per generated method × split × baseline: the share of cases where its median compute_saved beats the baseline's.
 
     ``methods``: the generated methods to judge, those of them the table has (``generated`` is the headline;

@@ -3,9 +3,10 @@
 An init has two parts that transfer differently. The body (every layer but the last) makes features;
 the head reads classes off them. A body from a related network can make good features for a new task
 while its head is wrong: on ``label_perm`` tasks the same features need their rows of the head in
-another order. With the body fixed, the best head for a batch of training examples is a convex problem — multinomial logistic
-regression with an L2 penalty — so it is solved, not learnt: L-BFGS from zero on the features, centred and
-divided by their RMS so that one penalty fits every network's feature scale, then folded back into the head.
+another order. With the body fixed, the best head for a batch of training examples is a convex problem —
+multinomial logistic regression with an L2 penalty — so it is solved, not learnt: L-BFGS from zero on the
+features, centred and divided by their RMS so that one penalty fits every network's feature scale, then folded
+back into the head.
 
 Every FLOP is counted (``FlopCounterMode`` around the body's forward pass over the examples and every
 solver step) and charged to the init, as the protocol asks of any init method. Only training examples
