@@ -202,3 +202,46 @@ def test_the_tunes_flop_count_is_what_a_counter_around_its_loop_gives(setup, tmp
         counts[steps] = (summary["own_flops"], everything.get_total_flops())
     assert counts[4][0] > counts[1][0] > 0
     assert counts[4][0] - counts[1][0] == counts[4][1] - counts[1][1]
+
+
+def test_a_fitted_head_is_the_bench_s_fit_and_passes_the_gradient_to_the_body_alone():
+    from weightgen.head_fit import fit_head
+    from weightgen.models import build_model
+    from weightgen.data import input_shape
+    from weightgen.tune_target import TuneTarget
+
+    p = TuneTarget("mlp:hidden=16", "digits", 8, 8, "coords")
+    state = {k: v.detach().clone().requires_grad_(True) for k, v in p.model.state_dict().items()}
+    fitted = p.with_fitted_head(state, torch.Generator().manual_seed(0), examples=300)
+    head = p.head[0]
+    assert set(fitted) == set(state) and head == "net.3"
+    assert all(fitted[k] is state[k] for k in state if not k.startswith(head + "."))  # the body is the sample's own
+    assert not fitted[head + ".weight"].requires_grad and not torch.equal(fitted[head + ".weight"], state[head + ".weight"])
+    # The same rows through head_fit.fit_head, the bench's `+head` fit, give the same head.
+    rows = torch.randperm(len(p.train), generator=torch.Generator().manual_seed(0))[:300]
+    model = build_model("mlp:hidden=16", input_shape("digits"), seed=0)
+    fit = fit_head(model, p.train.x[rows], p.train.y[rows], 10)
+    torch.testing.assert_close(fitted[head + ".weight"], fit.state_dict[head + ".weight"], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(fitted[head + ".bias"], fit.state_dict[head + ".bias"], rtol=1e-5, atol=1e-6)
+    # The fitted head fits the body's features far better than the sample's own head, and the loss reaches the body.
+    loss = p.loss(fitted, rows)
+    assert float(loss.detach()) < float(p.loss(state, rows).detach()) - 0.5
+    loss.backward()
+    assert state[head + ".weight"].grad is None  # the sample's own head no longer counts
+    body = [v for k, v in state.items() if not k.startswith(head + ".")]
+    assert body and all(v.grad is not None and float(v.grad.abs().sum()) > 0 for v in body)
+
+
+def test_a_tune_for_a_fitted_head_records_it_and_scores_with_it(setup, tmp_path):
+    _, corpus, run = setup
+    cfg = TuneConfig(steps=2, pairs_per_step=2, batch_size=16, eval_every=2, inner_steps=2)
+    plain = tune(run, corpus, tmp_path / "plain", cfg, log=lambda line: None)
+    lines = []
+    fitted = tune(run, corpus, tmp_path / "fitted", TuneConfig(**{**asdict(cfg), "fit_head": True}), log=lines.append)
+    assert fitted["fit_head"] and not plain["fit_head"]
+    assert any("(head fitted)" in line for line in lines)
+    # Same DiT at step 0, scored with a fitted head instead of its own: the step-0 accuracies differ.
+    assert fitted["log"][0]["val_acc_median"] != plain["log"][0]["val_acc_median"]
+    tuned, base = load_dit(tmp_path / "fitted" / "dit"), load_dit(run / "dit")
+    assert any(not torch.equal(a, b) for a, b in zip(tuned.state_dict().values(), base.state_dict().values()))
+    assert not tuned_already(run, corpus, tmp_path / "fitted", cfg)  # a plain tune is not a fitted-head one

@@ -90,6 +90,7 @@ class TuneConfig:
     init_weight: float = 1.0  # × the sample's own loss; 0 with inner_steps: scored only where the lookahead lands
     families: list[str] = field(default_factory=list)  # trained on only these families' pairs (all pairs are still scored)
     match_scales: bool = False  # the samples' matrices at the corpus's trained scale per layer role (weightgen.scale_prior), as sampled
+    fit_head: bool = False  # score each sample with its head refitted to its body (TuneTarget.with_fitted_head): a body for `generated+head`
 
     def __post_init__(self):
         from weightgen.sampling import keep_kind
@@ -186,10 +187,13 @@ def tune(run_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_dir: str
     optimizer = torch.optim.AdamW(dit.parameters(), lr=cfg.lr)
     prior = corpus_scale_prior(corpus_dir) if cfg.match_scales else None
 
-    def sampled(p: TuneTarget, start: torch.Tensor, drop_task: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """The pair's one-step network as the tuned run will sample it (its scales matched when asked)."""
+    def sampled(p: TuneTarget, start: torch.Tensor, generator: torch.Generator,
+                drop_task: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """The pair's one-step network as the tuned run will sample it (its scales matched when asked), with its
+        head refitted on training examples drawn from ``generator`` when the tune is for a fitted head."""
         state = p.weights(dit, encoder, start, cfg.keep_noise, cfg.rebalance, drop_task)
-        return match_scales(state, p.arch, prior) if prior is not None else state
+        state = match_scales(state, p.arch, prior) if prior is not None else state
+        return p.with_fitted_head(state, generator) if cfg.fit_head else state
 
     def evaluate(step: int) -> dict:
         """Every pair's one-step sample (and where its lookahead lands), each process scoring its share."""
@@ -198,7 +202,7 @@ def tune(run_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_dir: str
         for i in range(rank, len(every), world):
             p = every[i]
             with torch.no_grad():
-                state = sampled(p, p.start)
+                state = sampled(p, p.start, torch.Generator().manual_seed(0))
             scores[i] = (p.val_acc(state), p.val_acc(p.lookahead(state, cfg.inner_steps, cfg.batch_size,
                                                                  torch.Generator().manual_seed(0)))
                          if cfg.inner_steps and p.arch not in holdout else None)
@@ -213,7 +217,7 @@ def tune(run_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_dir: str
         if held:
             row["heldout_val_acc_median"] = float(pd.Series([accs[id(p)] for p in held]).median())
             row.update({f"heldout/{p.arch}@{p.task}": accs[id(p)] for p in held})
-        log(f"step {step:5d}  one-step sample val acc: training pairs median {row['val_acc_median']:.3f} "
+        log(f"step {step:5d}  one-step sample{' (head fitted)' if cfg.fit_head else ''} val acc: training pairs median {row['val_acc_median']:.3f} "
             f"min {row['val_acc_min']:.3f}" + (f"; held out median {row['heldout_val_acc_median']:.3f}" if held else "")
             + (f"; after {cfg.inner_steps} steps {row['lookahead_val_acc_median']:.3f}" if cfg.inner_steps else ""))
         return row
@@ -230,7 +234,7 @@ def tune(run_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_dir: str
                 start = p.start if cfg.noise != "fresh" else torch.randn(p.start.shape, generator=generator).to(device)
                 drop_task = (torch.rand(1, generator=generator) < dit.cfg.cond_dropout).to(device)  # the DiT's CFG dropout
                 batch = p.batch(cfg.batch_size, generator)
-                state = sampled(p, start, drop_task)
+                state = sampled(p, start, generator, drop_task)
                 loss = cfg.init_weight * p.loss(state, batch)
                 if cfg.distill and id(p) in teachers:  # a neighbour has no corpus member to distil
                     loss = loss + cfg.distill * p.distill_loss(state, teachers[id(p)], batch)

@@ -122,14 +122,25 @@ def _logistic_regression(features: torch.Tensor, y: torch.Tensor, head: nn.Linea
     """(weight, bias) of the fitted head in the head's own units, and train accuracy before/after."""
     with torch.no_grad():
         before = float((F.linear(features, head.weight.double(), head.bias.double()).argmax(1) == y).double().mean())
+    weight, bias = logistic_head(features, y, num_classes, l2, iterations)
+    with torch.no_grad():
+        after = float((F.linear(features, weight, bias).argmax(1) == y).double().mean())
+    return weight.to(head.weight.dtype), bias.to(head.weight.dtype), before, after
+
+
+def logistic_head(features: torch.Tensor, y: torch.Tensor, num_classes: int, l2: float = DEFAULT_L2,
+                  iterations: int = DEFAULT_ITERATIONS) -> tuple[torch.Tensor, torch.Tensor]:
+    """The L2-penalised multinomial logistic regression of ``y`` on ``features`` [n, d]: (weight [C, d], bias [C]),
+    in the features' own units and dtype, detached (the fit is solved, not differentiated through)."""
+    features = features.detach()
     # Centred per feature, scaled by one number for all of them (their RMS), so the penalty is the same in every
     # direction of feature space. Scaling each feature by its own std instead (version 1) gave near-constant units
     # weights of up to 212 (a random head's largest: 0.08), which fine-tuning then had to undo (docs/results.md, item 51).
     mean = features.mean(0)
     scale = (features - mean).pow(2).mean().sqrt().clamp(min=1e-12)
     z = (features - mean) / scale
-    w = torch.zeros(num_classes, z.shape[1], dtype=torch.float64, requires_grad=True)
-    b = torch.zeros(num_classes, dtype=torch.float64, requires_grad=True)
+    w = torch.zeros(num_classes, z.shape[1], dtype=z.dtype, device=z.device, requires_grad=True)
+    b = torch.zeros(num_classes, dtype=z.dtype, device=z.device, requires_grad=True)
     solver = torch.optim.LBFGS([w, b], lr=1, max_iter=iterations, line_search_fn="strong_wolfe")
 
     def loss() -> torch.Tensor:
@@ -138,12 +149,12 @@ def _logistic_regression(features: torch.Tensor, y: torch.Tensor, head: nn.Linea
         value.backward()
         return value
 
-    solver.step(loss)
+    with torch.enable_grad():  # the solver needs gradients even where the caller turned them off
+        solver.step(loss)
     with torch.no_grad():
-        after = float(((z @ w.T + b).argmax(1) == y).double().mean())
         weight = w / scale  # fold the scaling into the head: w·(f − μ)/s + b = (w/s)·f + (b − (w/s)·μ)
         bias = b - weight @ mean
-    return weight.to(head.weight.dtype), bias.to(head.weight.dtype), before, after
+    return weight, bias
 
 
 def training_examples(train_x: torch.Tensor, train_y: torch.Tensor, examples: int, seed: int):

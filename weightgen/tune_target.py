@@ -64,6 +64,7 @@ class TuneTarget:
         self.family = torch.tensor([family_id(parse_arch(arch).family)])
         self.features = task_features(task)[None]
         self.model = build_model(arch, input_shape(task), seed=0)
+        self.head = None  # (name, nn.Linear) of the classifier head, found on first use (with_fitted_head)
         data = load_task(task)
         self.train, self.val = data.train, data.val
         # The start Generator.sample(seed=0) uses for this pair: coordinate noise, or the seed-0 Gaussian draw.
@@ -136,6 +137,31 @@ class TuneTarget:
             target = F.log_softmax(functional_call(self.model, teacher, (x,)), -1)
         return F.kl_div(F.log_softmax(functional_call(self.model, state, (x,)), -1), target, log_target=True,
                         reduction="batchmean")
+
+    def with_fitted_head(self, state, generator: torch.Generator, examples: int = 1000) -> dict[str, torch.Tensor]:
+        """``state`` with its classifier head replaced by :func:`weightgen.head_fit.logistic_head` on its body's features.
+
+        The fit reads ``examples`` training examples drawn from ``generator``, as ``generated+head`` fits a sample's
+        head before it is fine-tuned. The fitted head is a constant: the gradient reaches the body through the
+        features the head reads, not through the fit. At the fit's optimum on the same examples that is the exact
+        gradient of the best head's loss (the envelope theorem); on other batches, and after the lookahead, it is a
+        first-order approximation, as the lookahead itself is.
+        """
+        from weightgen.head_fit import classifier_head, logistic_head
+
+        if self.head is None:
+            self.head = classifier_head(self.model, self.train.x[:2])
+        name, module = self.head
+        rows = torch.randperm(len(self.train), generator=generator)[:examples].to(self.train.y.device)
+        captured: list[torch.Tensor] = []
+        handle = module.register_forward_pre_hook(lambda _m, args: captured.append(args[0]))
+        try:
+            with torch.no_grad():
+                functional_call(self.model, {k: v.detach() for k, v in state.items()}, (self.train.x[rows],))
+        finally:
+            handle.remove()
+        weight, bias = logistic_head(captured[-1].flatten(1).double(), self.train.y[rows], module.out_features)
+        return {**state, f"{name}.weight": weight.float(), f"{name}.bias": bias.float()}
 
     def lookahead(self, state, steps: int, batch_size: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
         """``state`` moved by ``steps`` AdamW steps at the recipe's LR, the move detached (first-order).
