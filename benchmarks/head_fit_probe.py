@@ -11,6 +11,12 @@ ran with them; docs/results.md, item 51); it reads no suite case.
 With ``--finetune N`` each fitted network (and the same random init without the fit) is then fine-tuned N steps
 with the zoo's recipe (LR 0.01 for CNN1d, 0.003 otherwise; batch 100), and its validation accuracy is printed at
 steps 0, N/6, N/2 and N: a head that starts higher but fine-tunes slower than random init is no head start.
+``steps`` is the first evaluation (every 10 steps) at 99 % of random init's final validation accuracy, as the
+bench's target is set, and ``saved`` is 1 − steps / random's steps (the fit's FLOPs not charged).
+``--keep-norm no,yes`` fits each head both ways (``fit_head(keep_norm=...)``); ``--seeds`` averages over inits.
+
+    .venv/bin/python benchmarks/head_fit_probe.py --l2 1e-2 --iterations 10 --examples 1000 --finetune 1000 \
+        --keep-norm no,yes --seeds 7,8,9
 """
 
 from __future__ import annotations
@@ -34,38 +40,48 @@ PAIRS = [("mlp:hidden=32x32", "digits:rot90=1"), ("cnn2d:channels=8x16", "digits
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--seeds", default="7", help="','-separated inits (and example subsets) per pair")
     parser.add_argument("--l2", default="1e-3,1e-2,1e-1")
     parser.add_argument("--iterations", default="20,100")
     parser.add_argument("--examples", default="500,1000")
+    parser.add_argument("--keep-norm", default="no", help="'no', 'yes' or 'no,yes': fit_head's keep_norm")
     parser.add_argument("--finetune", type=int, default=0, help="fine-tune each fitted network this many steps")
     args = parser.parse_args()
     torch.set_num_threads(1)
     grid = list(itertools.product(*([float(v) for v in args.l2.split(",")], [int(v) for v in args.iterations.split(",")],
-                                    [int(v) for v in args.examples.split(",")])))
+                                    [int(v) for v in args.examples.split(",")],
+                                    [v == "yes" for v in args.keep_norm.split(",")])))
     rows = []
-    for arch, task in PAIRS:
+    for (arch, task), seed in itertools.product(PAIRS, [int(v) for v in args.seeds.split(",")]):
         data = load_task(task)
+        random = {}
         if args.finetune:
-            rows.append({"arch": arch, "task": task, "l2": "random init", "head_max_weight": _head_max_weight(
-                build_model(arch, input_shape(task), seed=args.seed), data.val.x), **_finetune(
-                build_model(arch, input_shape(task), seed=args.seed), arch, data, args.finetune, args.seed)})
-        for l2, iterations, examples in grid:
-            model = build_model(arch, input_shape(task), seed=args.seed)
-            x, y = training_examples(data.train.x, data.train.y, examples, args.seed)
-            fit = fit_head(model, x, y, data.num_classes, l2=l2, iterations=iterations)
+            random = _finetune(build_model(arch, input_shape(task), seed=seed), arch, data, args.finetune, seed)
+            rows.append({"arch": arch, "task": task, "seed": seed, "l2": "random init", "head_max_weight": _head_max_weight(
+                build_model(arch, input_shape(task), seed=seed), data.val.x), **_scored(random, random)})
+        for l2, iterations, examples, keep_norm in grid:
+            model = build_model(arch, input_shape(task), seed=seed)
+            x, y = training_examples(data.train.x, data.train.y, examples, seed)
+            fit = fit_head(model, x, y, data.num_classes, l2=l2, iterations=iterations, keep_norm=keep_norm)
             val_loss, val_acc = evaluate(model, data.val)
-            rows.append({"arch": arch, "task": task, "l2": l2, "iterations": iterations, "examples": examples,
+            rows.append({"arch": arch, "task": task, "seed": seed, "l2": l2, "iterations": iterations,
+                         "examples": examples, "keep_norm": keep_norm,
                          "flops": fit.flops, "train_acc": fit.train_acc_after, "val_acc": val_acc, "val_loss": val_loss,
                          "head_max_weight": _head_max_weight(model, x),
-                         **(_finetune(model, arch, data, args.finetune, args.seed) if args.finetune else {})})
+                         **(_scored(_finetune(model, arch, data, args.finetune, seed), random) if args.finetune else {})})
     table = pd.DataFrame(rows)
     with pd.option_context("display.width", 250, "display.max_rows", None, "display.max_columns", None):
         print(table.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
         if not args.finetune:
             print("\nmedian over pairs:")
-            print(table.groupby(["l2", "iterations", "examples"])[["flops", "val_acc", "val_loss"]].median()
+            print(table.groupby(["l2", "iterations", "examples", "keep_norm"])[["flops", "val_acc", "val_loss"]].median()
                   .to_string(float_format=lambda v: f"{v:.3g}"))
+        else:
+            fitted = table[table["l2"] != "random init"]
+            print("\nsaved (1 − steps / random's steps) per pair, mean over seeds; then the median over pairs:")
+            per_pair = fitted.groupby(["arch", "l2", "iterations", "examples", "keep_norm"])["saved"].mean().unstack("arch")
+            per_pair["median"] = per_pair.median(axis=1)
+            print(per_pair.to_string(float_format=lambda v: f"{v:.3f}"))
 
 
 def _head_max_weight(model: torch.nn.Module, x: torch.Tensor) -> float:
@@ -73,10 +89,20 @@ def _head_max_weight(model: torch.nn.Module, x: torch.Tensor) -> float:
     return float(classifier_head(model, x)[1].weight.detach().abs().max())
 
 
-def _finetune(model: torch.nn.Module, arch: str, data, steps: int, seed: int) -> dict[str, float]:
+def _finetune(model: torch.nn.Module, arch: str, data, steps: int, seed: int) -> dict:
     lr = 0.01 if arch.startswith("cnn1d") else 0.003  # the zoo's and the suites' recipe
-    result = train(model, data, Recipe(lr=lr, batch_size=100, steps=steps, eval_every=max(1, steps // 6)), seed=seed)
-    return {f"val@{p.step}": p.val_acc for p in result.curve if p.step in (0, steps // 6, steps // 2, steps)}
+    result = train(model, data, Recipe(lr=lr, batch_size=100, steps=steps, eval_every=10), seed=seed)
+    return {p.step: p.val_acc for p in result.curve}
+
+
+def _scored(curve: dict, random: dict) -> dict:
+    """The curve at steps 0, N/6, N/2, N; its steps to 99 % of random init's final accuracy; the share saved."""
+    last = max(curve)
+    target = 0.99 * random[max(random)]
+    reached = min((s for s, acc in curve.items() if acc >= target), default=float("nan"))
+    random_steps = min(s for s, acc in random.items() if acc >= target)
+    shown = {f"val@{s}": curve[s] for s in sorted(curve) if s in (0, last // 6 // 10 * 10, last // 2, last)}
+    return {**shown, "steps": reached, "saved": 1 - reached / random_steps if random_steps else float("nan")}
 
 
 if __name__ == "__main__":

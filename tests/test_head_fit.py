@@ -60,6 +60,21 @@ def test_the_fit_replaces_the_head_alone_and_the_model_predicts_what_the_solver_
     assert fit.flops > body_forward and fit.wall_time > 0
 
 
+def test_a_fit_that_keeps_the_norm_predicts_the_same_classes_at_the_old_head_s_size():
+    x, y = _blobs()
+    heads = []
+    for keep_norm in (False, True):
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(6, 12), nn.ReLU(), nn.Linear(12, 3))
+        old = model[2].weight.detach().norm()
+        fit_head(model, x, y, 3, keep_norm=keep_norm)
+        with torch.no_grad():
+            heads.append((model(x).argmax(1), model[2].weight.norm(), old))
+    (full_pred, full_norm, old), (kept_pred, kept_norm, _) = heads
+    assert torch.equal(full_pred, kept_pred)
+    assert float(kept_norm) == pytest.approx(float(old), rel=1e-5) and float(full_norm) > 2 * float(old)
+
+
 def test_the_fit_is_deterministic_and_reads_a_seeded_subset():
     x, y = _blobs()
     fits = []

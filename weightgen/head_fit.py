@@ -75,11 +75,13 @@ def classifier_head(model: nn.Module, example: torch.Tensor) -> tuple[str, nn.Li
 
 
 def fit_head(model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int, *, l2: float = DEFAULT_L2,
-             iterations: int = DEFAULT_ITERATIONS) -> HeadFit:
+             iterations: int = DEFAULT_ITERATIONS, keep_norm: bool = False) -> HeadFit:
     """Replace ``model``'s classifier head (in place) by the L2-penalised logistic regression on its features.
 
     ``x``/``y``: the training examples to fit on (all of them are used; pick the subset before). The body's
     features are taken in eval mode, as the bench scores the init; the model's mode is restored after.
+    ``keep_norm``: the fitted head is scaled (weight and bias by one positive factor, so every prediction's
+    argmax is the fit's) to the Frobenius norm of the head it replaces — the fit's direction at the old scale.
     """
     if len(x) != len(y) or len(x) < 2:
         raise HeadFitError(f"need at least 2 examples with one label each, got {len(x)} inputs and {len(y)} labels")
@@ -99,6 +101,9 @@ def fit_head(model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: in
             weight, bias, before, after = _logistic_regression(features, y, head, num_classes, l2, iterations)
     finally:
         model.train(was_training)
+    if keep_norm:
+        factor = head.weight.detach().norm() / weight.norm().clamp(min=1e-12)
+        weight, bias = weight * factor, bias * factor
     with torch.no_grad():
         head.weight.copy_(weight)
         head.bias.copy_(bias)

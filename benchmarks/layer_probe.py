@@ -1,0 +1,94 @@
+"""Which layers of a generated network hold its fine-tune back? Each role's tensors swapped with random init's.
+
+The bench's generated transformers start above chance and still end below random init's final accuracy
+(docs/results.md, items 46 and 52). This asks where that comes from. For each (architecture, task) pair and
+seed, the run's sample (``Generator.sample``, as the bench samples it) and the same seed's random init are
+fine-tuned with the suites' recipe (AdamW, LR 0.01 for CNN1d and 0.003 otherwise, batch 100), and so are
+two starts per layer role: the sample with that role's tensors taken from random init (``-role``), and random
+init with that role's tensors taken from the sample (``+role``). A role whose removal lifts the sample's
+curve, or whose addition pulls random init's down, is where the harm is. The fit is scored as the bench
+scores a start: the first evaluation (every 10 steps) at 99 % of random init's final validation accuracy,
+and the final accuracy. The default pairs are in no suite and the tasks are corpus tasks, so nothing here
+is chosen on a bench case.
+
+    .venv/bin/python benchmarks/layer_probe.py --run runs/xsp-k100-s3-lr1e-4 --steps 600 --seeds 0,1
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+
+import pandas as pd
+import torch
+
+from weightgen.data import input_shape, load_task
+from weightgen.generate import Generator
+from weightgen.models import build_model
+from weightgen.specs import Recipe
+from weightgen.training import train
+
+PAIRS = [("transformer:dim=20,heads=4,patch=8", "digits"), ("transformer:dim=20,heads=4,patch=8", "digits:rot90=1"),
+         ("transformer:dim=16,depth=2,heads=2,patch=8", "digits"),
+         ("transformer:dim=16,depth=2,heads=2,patch=8", "digits:rot90=1")]
+# A tensor's role, by the first pattern its name contains (the transformer's names; other families fall to
+# "matrices" / "biases", so the probe runs on any architecture).
+ROLES = [("norm", "norms"), ("self_attn", "attention"), ("linear", "feedforward"), ("embed", "embedding"),
+         ("head", "head")]
+
+
+def role(name: str) -> str:
+    for pattern, label in ROLES:
+        if pattern in name:
+            return label
+    return "biases" if name.endswith("bias") else "matrices"
+
+
+def starts(sample: dict[str, torch.Tensor], init: dict[str, torch.Tensor]) -> dict[str, dict[str, torch.Tensor]]:
+    """The sample, random init, and per role: the sample without it (``-role``) and random init with it (``+role``)."""
+    out = {"generated": sample, "random": init}
+    for r in sorted({role(k) for k in sample}):
+        out[f"-{r}"] = {k: init[k] if role(k) == r else v for k, v in sample.items()}
+        out[f"+{r}"] = {k: sample[k] if role(k) == r else v for k, v in init.items()}
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", required=True, help="generator run folder (as `weightgen bench --run`)")
+    parser.add_argument("--pairs", default="", help="';'-separated arch@task pairs (default: transformers in no suite)")
+    parser.add_argument("--seeds", default="0,1")
+    parser.add_argument("--steps", type=int, default=600)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    pairs = [tuple(p.split("@")) for p in args.pairs.split(";") if p] or PAIRS
+    generator = Generator.from_run(args.run)
+    rows = []
+    for (arch, task), seed in itertools.product(pairs, [int(s) for s in args.seeds.split(",")]):
+        data = load_task(task)
+        sample = {k: v.float() for k, v in generator.sample(arch, task, seed=seed).state_dicts[0].items()}
+        init = build_model(arch, input_shape(task), seed=seed).state_dict()
+        curves = {}
+        for name, state in starts(sample, init).items():
+            model = build_model(arch, input_shape(task), seed=seed)
+            model.load_state_dict(state)
+            lr = 0.01 if arch.startswith("cnn1d") else 0.003
+            result = train(model, data, Recipe(lr=lr, batch_size=100, steps=args.steps, eval_every=10), seed=seed)
+            curves[name] = {p.step: p.val_acc for p in result.curve}
+        target = 0.99 * curves["random"][args.steps]
+        random_steps = min(s for s, a in curves["random"].items() if a >= target)
+        for name, curve in curves.items():
+            steps = min((s for s, a in curve.items() if a >= target), default=float("nan"))
+            rows.append({"arch": arch, "task": task, "seed": seed, "start": name, "val@0": curve[0],
+                         "val@50": curve.get(50), "val@200": curve.get(200), "final": curve[args.steps], "steps": steps,
+                         "saved": 1 - steps / random_steps if random_steps else float("nan")})
+        print(pd.DataFrame(rows[-len(curves):]).to_string(index=False, float_format=lambda v: f"{v:.3f}"), flush=True)
+    table = pd.DataFrame(rows)
+    print("\nmedian over pairs and seeds (saved: not reached counts as -1):")
+    summary = table.assign(saved=table["saved"].fillna(-1.0)).groupby("start")[
+        ["val@0", "val@50", "val@200", "final", "saved"]].median()
+    print(summary.sort_values("final").to_string(float_format=lambda v: f"{v:.3f}"))
+
+
+if __name__ == "__main__":
+    main()
