@@ -53,6 +53,28 @@ def starts(sample: dict[str, torch.Tensor], init: dict[str, torch.Tensor]) -> di
     return out
 
 
+def finetune_scores(arch: str, task: str, seed: int, states: dict[str, dict[str, torch.Tensor]], steps: int) -> list[dict]:
+    """Each start (``states``, one of them "random") fine-tuned ``steps`` steps with the suites' recipe, scored
+    as the bench scores a start against random init's final validation accuracy (see the module docstring)."""
+    data = load_task(task)
+    curves = {}
+    for name, state in states.items():
+        model = build_model(arch, input_shape(task), seed=seed)
+        model.load_state_dict(state)
+        lr = 0.01 if arch.startswith("cnn1d") else 0.003
+        result = train(model, data, Recipe(lr=lr, batch_size=100, steps=steps, eval_every=10), seed=seed)
+        curves[name] = {p.step: p.val_acc for p in result.curve}
+    target = 0.99 * curves["random"][steps]
+    random_steps = min(s for s, a in curves["random"].items() if a >= target)
+    rows = []
+    for name, curve in curves.items():
+        reached = min((s for s, a in curve.items() if a >= target), default=float("nan"))
+        rows.append({"arch": arch, "task": task, "seed": seed, "start": name, "val@0": curve[0],
+                     "val@50": curve.get(50), "val@200": curve.get(200), "final": curve[steps], "steps": reached,
+                     "saved": 1 - reached / random_steps if random_steps else float("nan")})
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", required=True, help="generator run folder (as `weightgen bench --run`)")
@@ -65,24 +87,16 @@ def main() -> None:
     generator = Generator.from_run(args.run)
     rows = []
     for (arch, task), seed in itertools.product(pairs, [int(s) for s in args.seeds.split(",")]):
-        data = load_task(task)
         sample = {k: v.float() for k, v in generator.sample(arch, task, seed=seed).state_dicts[0].items()}
         init = build_model(arch, input_shape(task), seed=seed).state_dict()
-        curves = {}
-        for name, state in starts(sample, init).items():
-            model = build_model(arch, input_shape(task), seed=seed)
-            model.load_state_dict(state)
-            lr = 0.01 if arch.startswith("cnn1d") else 0.003
-            result = train(model, data, Recipe(lr=lr, batch_size=100, steps=args.steps, eval_every=10), seed=seed)
-            curves[name] = {p.step: p.val_acc for p in result.curve}
-        target = 0.99 * curves["random"][args.steps]
-        random_steps = min(s for s, a in curves["random"].items() if a >= target)
-        for name, curve in curves.items():
-            steps = min((s for s, a in curve.items() if a >= target), default=float("nan"))
-            rows.append({"arch": arch, "task": task, "seed": seed, "start": name, "val@0": curve[0],
-                         "val@50": curve.get(50), "val@200": curve.get(200), "final": curve[args.steps], "steps": steps,
-                         "saved": 1 - steps / random_steps if random_steps else float("nan")})
-        print(pd.DataFrame(rows[-len(curves):]).to_string(index=False, float_format=lambda v: f"{v:.3f}"), flush=True)
+        scored = finetune_scores(arch, task, seed, starts(sample, init), args.steps)
+        rows += scored
+        print(pd.DataFrame(scored).to_string(index=False, float_format=lambda v: f"{v:.3f}"), flush=True)
+    print_summary(rows)
+
+
+def print_summary(rows: list[dict]) -> None:
+    """The medians per start over every pair and seed; a start that never reaches the target counts as saving −1."""
     table = pd.DataFrame(rows)
     print("\nmedian over pairs and seeds (saved: not reached counts as -1):")
     summary = table.assign(saved=table["saved"].fillna(-1.0)).groupby("start")[
