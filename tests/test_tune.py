@@ -34,7 +34,8 @@ def test_tuning_by_the_task_writes_a_new_run_that_samples_the_way_it_was_tuned(s
     assert generator_training_flops(tmp_path / "tuned") == generator_training_flops(run) + summary["flops"]
     generator = Generator.from_run(tmp_path / "tuned", steps=25)
     assert generator.sampler == {"steps": 1, "guidance": 1.0, "noise": "coords", "keep_noise": "matrices",
-                                 "rebalance": "none", "output": "latents", "relabel": False, "match_scales": False}
+                                 "rebalance": "none", "output": "latents", "relabel": False, "match_scales": False,
+                                 "init_spectrum": False}
     assert generator.sample("mlp:hidden=20", "digits").flops > 0  # an unseen width samples too
     again = tune(run, corpus, tmp_path / "again", cfg, log=lambda line: None)
     assert again["log"] == summary["log"]  # seeded: the same tune twice gives the same curve

@@ -162,6 +162,22 @@ def dit_match_scales(
                   f"({', '.join(f'{family}: {len(roles)} roles' for family, roles in prior.items())})")
 
 
+@dit_app.command("init-spectrum")
+def dit_init_spectrum(
+    run: Path = typer.Option(..., help="a trained run folder (encoder/ and dit/); left as it is"),
+    out: Path = typer.Option(..., help="new run folder: a copy of the run whose samples take a random init's spectrum"),
+) -> None:
+    """Copy a run so that each sampled matrix keeps its singular vectors and norm and takes the singular values of
+    the target's random init (weightgen/spectrum.py)."""
+    from weightgen.spectrum import init_spectrum_run
+
+    try:
+        out = init_spectrum_run(run, out)
+    except (ValueError, OSError) as exc:
+        _fail(str(exc))
+    console.print(f"{out}: samples with the spectrum of the target's random init (a copy of {run})")
+
+
 @dit_app.command("sample")
 def dit_sample(
     arch: str = typer.Option(..., help="architecture spec, e.g. mlp:hidden=64x64"),

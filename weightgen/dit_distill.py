@@ -152,6 +152,9 @@ def teacher_sampler(run_dir: Path) -> dict:
     if sampler.get("match_scales", False):  # the student would copy the option but learn the unmatched samples
         raise DistillError(f"{run_dir}: its samples' scales are matched to a corpus (`weightgen dit match-scales`); "
                            "distil the run it was made from")
+    if sampler.get("init_spectrum", False):  # likewise: the student would learn the samples before the reshape
+        raise DistillError(f"{run_dir}: its samples' spectra are reshaped (`weightgen dit init-spectrum`); "
+                           "distil the run it was made from")
     if sampler.get("steps") != 1 or sampler.get("noise") != "coords":
         raise DistillError(f"{run_dir}: the teacher samples with {sampler or 'DDIM from Gaussian noise'}; only a "
                            "one-step DiT from coordinate noise (a `weightgen dit tune` run) can be distilled")

@@ -352,6 +352,7 @@ def _write_run(dit, run_dir: Path, out_dir: Path, cfg: TuneConfig, summary: dict
     if student is not None:  # the base student's sampler (student_sampler)
         sampler = {**student, "rebalance": cfg.rebalance}
     sampler["match_scales"] = cfg.match_scales  # as tuned: a calibrated base's own prior is not what this tune saw
+    sampler.pop("init_spectrum", None)  # the tune's loss never saw the reshape (weightgen.spectrum): reshape after tuning
     if prior is not None:
         (out_dir / "dit").mkdir(parents=True, exist_ok=True)
         save_prior(out_dir / "dit", prior)

@@ -45,7 +45,8 @@ class Generator:
     ``rebalance`` (:data:`weightgen.rebalance.MODES`) sets each sampled layer to the scale of the target's
     own random init without changing the function (ReLU chains only; :mod:`weightgen.rebalance`).
     ``scale_prior`` (:mod:`weightgen.scale_prior`) sets each sampled matrix to the scale trained networks of
-    its family give its layer role; None leaves the sampled scales.
+    its family give its layer role; None leaves the sampled scales. ``init_spectrum`` gives each sampled matrix the
+    singular values of the target's random init at the sample's seed, at the matrix's own norm (:mod:`weightgen.spectrum`).
     ``output`` ``patches``: the DiT writes the weights' patches itself in one step (a distilled student
     of :mod:`weightgen.dit_distill`), and the encoder's decoder is never run. With ``relabel`` a task that
     permutes another's labels is sampled as that base task and its output layer relabelled, which is exact
@@ -56,7 +57,8 @@ class Generator:
 
     def __init__(self, dit, encoder, steps: int = 50, guidance: float = 1.0, source: str = "",
                  noise: str = "gaussian", keep_noise: str | bool = "none", rebalance: str = "none",
-                 output: str = "latents", relabel: bool = False, scale_prior: dict | None = None):
+                 output: str = "latents", relabel: bool = False, scale_prior: dict | None = None,
+                 init_spectrum: bool = False):
         from weightgen.rebalance import check_mode
         from weightgen.sampling import OUTPUT_KINDS, keep_kind
 
@@ -71,15 +73,15 @@ class Generator:
         self.output = output
         self.dit, self.encoder = dit.eval(), encoder.eval()
         self.steps, self.guidance, self.source, self.relabel = steps, guidance, source, relabel
-        self.scale_prior = scale_prior
+        self.scale_prior, self.init_spectrum = scale_prior, init_spectrum
 
     @property
     def sampler(self) -> dict:
         """How samples are drawn, for logs: steps, guidance, noise, keep_noise, rebalance, output, relabel,
-        match_scales."""
+        match_scales, init_spectrum."""
         return {"steps": self.steps, "guidance": self.guidance, "noise": self.noise, "keep_noise": self.keep_noise,
                 "rebalance": self.rebalance, "output": self.output, "relabel": self.relabel,
-                "match_scales": self.scale_prior is not None}
+                "match_scales": self.scale_prior is not None, "init_spectrum": self.init_spectrum}
 
     @classmethod
     def from_run(cls, run_dir: str | os.PathLike, steps: int = 50, guidance: float = 1.0, relabel: bool = False) -> "Generator":
@@ -112,7 +114,7 @@ class Generator:
             return cls(load_dit(run_dir / "dit"), PatchAutoencoder.load(run_dir / "encoder"), steps, guidance,
                        source=str(run_dir), noise=noise, keep_noise=keep_noise,
                        rebalance=sampler.get("rebalance", "none"), output=sampler.get("output", "latents"), relabel=relabel,
-                       scale_prior=prior)
+                       scale_prior=prior, init_spectrum=bool(sampler.get("init_spectrum", False)))
         except (CheckpointError, KeyError, TypeError, ValueError, OSError) as exc:
             raise GeneratorError(f"{run_dir}: cannot load the generator: {exc}") from None
 
@@ -136,6 +138,13 @@ class Generator:
                 states = [rebalance(s, arch, reference, self.rebalance) for s in states]
             if self.scale_prior is not None:
                 states = [match_scales(s, arch, self.scale_prior) for s in states]
+        extra_flops = 0  # what FlopCounterMode does not see: the SVDs, counted by weightgen.spectrum
+        if self.init_spectrum:
+            from weightgen.spectrum import with_init_spectrum
+
+            reference = build_model(arch, input_shape(task), seed=seed).state_dict()
+            reshaped = [with_init_spectrum(s, reference) for s in states]
+            states, extra_flops = [s for s, _ in reshaped], sum(f for _, f in reshaped)
         if perm is not None:  # the base task's networks with their classes renamed: exact, and no FLOPs
             layer = output_layer(arch, input_shape(task))
             states = [relabel_classes(s, layer, perm) for s in states]
@@ -143,7 +152,7 @@ class Generator:
             bad = non_finite(state)
             if bad:
                 raise GeneratorError(f"sample {i} for {arch} on {task} has non-finite weights in {', '.join(bad[:3])}")
-        return Generation(states, int(counter.get_total_flops()), time.perf_counter() - started)
+        return Generation(states, int(counter.get_total_flops()) + extra_flops, time.perf_counter() - started)
 
     def best_of(self, arch, task, k: int, seed: int = 0, batch_size: int = 100) -> Generation:
         """k samples; keep the one with the lowest cross-entropy on the first ``batch_size`` training examples."""

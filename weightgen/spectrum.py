@@ -1,0 +1,83 @@
+"""A sample's matrices with the spectrum's shape of a random init: the generator's directions, a random init's spread.
+
+The generated matrices put their energy in fewer directions than a trained or random network's (docs/results.md,
+item 48), and a generated start can fine-tune slower than random init though it starts higher. This keeps each
+generated matrix's singular vectors — the directions the generator chose — and replaces its singular values by
+those of the target's own random init at the sample's seed, rescaled to the sample's Frobenius norm: the matrix
+keeps its directions and its size, and spreads its energy as a random init does. Vectors (biases, norm
+parameters) and matrices with fewer than two rows or columns stay as sampled. Kernels are flattened to
+[out, in × k]. It is a sampler option (``"init_spectrum": true`` in a run's ``dit/config.json``; written by
+``weightgen dit init-spectrum``), chosen on pairs that are in no suite (``benchmarks/spectrum_reshape_probe.py``,
+item 55), and its FLOPs are counted from the standard operation counts of the SVDs and the product.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import torch
+
+
+def svd_flops(rows: int, cols: int, vectors: bool) -> int:
+    """Golub & Van Loan's counts (Matrix Computations, 4th ed., 8.6): R-SVD with U1, Σ and V, or Σ alone."""
+    m, n = max(rows, cols), min(rows, cols)
+    return int(6 * m * n * n + 20 * n ** 3) if vectors else int(4 * m * n * n - 4 * n ** 3 // 3)
+
+
+def reshaped(sample: torch.Tensor, reference: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """``sample``'s singular vectors with ``reference``'s singular values at ``sample``'s norm, and the FLOPs spent."""
+    rows = sample.shape[0] if sample.dim() >= 2 else 0
+    cols = sample[0].numel() if rows else 0
+    if min(rows, cols) < 2:
+        return sample, 0
+    if reference.shape != sample.shape:
+        raise ValueError(f"reference shape {tuple(reference.shape)} is not the sample's {tuple(sample.shape)}")
+    matrix = sample.reshape(rows, cols).double()
+    u, _, vh = torch.linalg.svd(matrix, full_matrices=False)
+    values = torch.linalg.svdvals(reference.reshape(rows, cols).double())
+    out = (u * values) @ vh
+    out = out * matrix.norm() / out.norm().clamp(min=1e-12)
+    k = min(rows, cols)
+    flops = svd_flops(rows, cols, True) + svd_flops(rows, cols, False) + 2 * rows * cols * k + 4 * rows * cols
+    return out.reshape(sample.shape).to(sample.dtype), flops
+
+
+def with_init_spectrum(state: dict[str, torch.Tensor], reference: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], int]:
+    """Every matrix of ``state`` reshaped by :func:`reshaped` against ``reference`` (a random init of the same
+    network); the new state_dict and the FLOPs."""
+    out, flops = {}, 0
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and name in reference:
+            out[name], spent = reshaped(tensor, reference[name])
+            flops += spent
+        else:
+            out[name] = tensor
+    return out, flops
+
+
+def init_spectrum_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
+    """A copy of ``run_dir`` whose sampler reshapes every sample's spectrum (``init_spectrum`` in ``dit/config.json``).
+
+    The run is left as it is, and ``out_dir`` must not exist, so nothing stored is overwritten; the copy is
+    staged beside it and renamed into place, so a failure leaves no half-made run.
+    """
+    run_dir, out_dir = Path(run_dir), Path(out_dir)
+    config_file = run_dir / "dit" / "config.json"
+    if not config_file.is_file():
+        raise ValueError(f"{run_dir}: no dit/config.json here; give a trained run folder")
+    if out_dir.exists():
+        raise ValueError(f"{out_dir}: already exists; choose a new folder for the copy")
+    config = json.loads(config_file.read_text())
+    config["sampler"] = {**config.get("sampler", {}), "init_spectrum": True}
+    staging = out_dir.with_name(out_dir.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(run_dir, staging)
+    (staging / "dit" / "config.json").write_text(json.dumps(config, indent=1) + "\n")
+    staging.rename(out_dir)
+    return out_dir
+
+
+__all__ = ["init_spectrum_run", "reshaped", "svd_flops", "with_init_spectrum"]
