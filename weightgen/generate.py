@@ -175,6 +175,35 @@ class Generator:
                           generation.wall_time + time.perf_counter() - started, scores, chosen)
 
 
+def copy_run_with_sampler(run_dir: str | os.PathLike, out_dir: str | os.PathLike, options: dict,
+                          write_dit=None) -> Path:
+    """A copy of ``run_dir`` whose ``dit/config.json`` sampler also has ``options`` (what ``Generator.from_run`` reads).
+
+    The run is left as it is, and ``out_dir`` must not exist, so nothing stored is overwritten. The copy is staged
+    beside it (``write_dit``, if given, adds files to the staged ``dit/`` folder) and renamed into place, so a
+    failure leaves no half-made run.
+    """
+    import json
+    import shutil
+
+    run_dir, out_dir = Path(run_dir), Path(out_dir)
+    config_file = run_dir / "dit" / "config.json"
+    if not config_file.is_file():
+        raise ValueError(f"{run_dir}: no dit/config.json here; give a trained run folder")
+    if out_dir.exists():
+        raise ValueError(f"{out_dir}: already exists; choose a new folder for the copy")
+    config = json.loads(config_file.read_text())
+    config["sampler"] = {**config.get("sampler", {}), **options}
+    staging = out_dir.with_name(out_dir.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(run_dir, staging)
+    if write_dit is not None:
+        write_dit(staging / "dit")
+    (staging / "dit" / "config.json").write_text(json.dumps(config, indent=1) + "\n")
+    staging.rename(out_dir)
+    return out_dir
+
+
 def save_generated(folder: str | os.PathLike, state_dict: dict[str, torch.Tensor], arch, task,
                    generator: Generator | None = None, **details) -> Path:
     """A hub-style folder (model.safetensors + config.json) that ``weightgen.checkpoint.load_model`` loads."""

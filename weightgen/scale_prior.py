@@ -93,14 +93,8 @@ def calibrate_run(run_dir: str | os.PathLike, corpus_root: str | os.PathLike, ou
     not exist, so nothing stored is overwritten. A tune of the copy does not keep the option (the tune's loss
     never sees it), so calibrate after tuning. ``families`` keeps the prior of those families only, so the
     others' samples stay as drawn (the match costs CNN1d starts accuracy on the corpus pairs, item 49)."""
-    import shutil
+    from weightgen.generate import copy_run_with_sampler
 
-    run_dir, out_dir = Path(run_dir), Path(out_dir)
-    config_file = run_dir / "dit" / "config.json"
-    if not config_file.is_file():
-        raise ValueError(f"{run_dir}: no dit/config.json here; calibrate a trained run folder")
-    if out_dir.exists():
-        raise ValueError(f"{out_dir}: already exists; choose a new folder for the calibrated run")
     prior = corpus_scale_prior(corpus_root)  # before copying, so a bad corpus or family leaves no half-made folder
     if families is not None:
         if not families:
@@ -110,12 +104,4 @@ def calibrate_run(run_dir: str | os.PathLike, corpus_root: str | os.PathLike, ou
             raise ValueError(f"{corpus_root}: no prior for famil{'y' if len(unknown) == 1 else 'ies'} "
                              f"{', '.join(unknown)}; it has {', '.join(sorted(prior))}")
         prior = {family: prior[family] for family in families}
-    config = json.loads(config_file.read_text())
-    config["sampler"] = {**config.get("sampler", {}), "match_scales": True}
-    staging = out_dir.with_name(out_dir.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    shutil.copytree(run_dir, staging)
-    save_prior(staging / "dit", prior)
-    (staging / "dit" / "config.json").write_text(json.dumps(config, indent=1) + "\n")
-    staging.rename(out_dir)
-    return out_dir
+    return copy_run_with_sampler(run_dir, out_dir, {"match_scales": True}, lambda dit_dir: save_prior(dit_dir, prior))

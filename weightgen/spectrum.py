@@ -13,9 +13,7 @@ item 55), and its FLOPs are counted from the standard operation counts of the SV
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 from pathlib import Path
 
 import torch
@@ -59,25 +57,11 @@ def with_init_spectrum(state: dict[str, torch.Tensor], reference: dict[str, torc
 
 
 def init_spectrum_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
-    """A copy of ``run_dir`` whose sampler reshapes every sample's spectrum (``init_spectrum`` in ``dit/config.json``).
+    """A copy of ``run_dir`` whose sampler reshapes every sample's spectrum (``init_spectrum`` in ``dit/config.json``);
+    the run is left as it is and an existing ``out_dir`` is refused (``generate.copy_run_with_sampler``)."""
+    from weightgen.generate import copy_run_with_sampler
 
-    The run is left as it is, and ``out_dir`` must not exist, so nothing stored is overwritten; the copy is
-    staged beside it and renamed into place, so a failure leaves no half-made run.
-    """
-    run_dir, out_dir = Path(run_dir), Path(out_dir)
-    config_file = run_dir / "dit" / "config.json"
-    if not config_file.is_file():
-        raise ValueError(f"{run_dir}: no dit/config.json here; give a trained run folder")
-    if out_dir.exists():
-        raise ValueError(f"{out_dir}: already exists; choose a new folder for the copy")
-    config = json.loads(config_file.read_text())
-    config["sampler"] = {**config.get("sampler", {}), "init_spectrum": True}
-    staging = out_dir.with_name(out_dir.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    shutil.copytree(run_dir, staging)
-    (staging / "dit" / "config.json").write_text(json.dumps(config, indent=1) + "\n")
-    staging.rename(out_dir)
-    return out_dir
+    return copy_run_with_sampler(run_dir, out_dir, {"init_spectrum": True})
 
 
 __all__ = ["init_spectrum_run", "reshaped", "svd_flops", "with_init_spectrum"]
