@@ -75,6 +75,25 @@ def finetune_scores(arch: str, task: str, seed: int, states: dict[str, dict[str,
     return rows
 
 
+def probe(run: str, pairs: list[tuple[str, str]], seeds: list[int], steps: int, make_starts) -> list[dict]:
+    """For each pair and seed, the run's sample and the seed's random init turned into starts by ``make_starts``
+    (``make_starts(sample, init)`` → {name: state_dict}, one of them "random"), each fine-tuned and scored."""
+    generator = Generator.from_run(run)
+    rows = []
+    for (arch, task), seed in itertools.product(pairs, seeds):
+        sample = {k: v.float() for k, v in generator.sample(arch, task, seed=seed).state_dicts[0].items()}
+        init = build_model(arch, input_shape(task), seed=seed).state_dict()
+        scored = finetune_scores(arch, task, seed, make_starts(sample, init), steps)
+        rows += scored
+        print(pd.DataFrame(scored).to_string(index=False, float_format=lambda v: f"{v:.3f}"), flush=True)
+    return rows
+
+
+def parse_pairs(text: str, default: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """';'-separated ``arch@task`` pairs, or ``default`` when none is given."""
+    return [tuple(p.split("@")) for p in text.split(";") if p] or default
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", required=True, help="generator run folder (as `weightgen bench --run`)")
@@ -83,16 +102,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=600)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    pairs = [tuple(p.split("@")) for p in args.pairs.split(";") if p] or PAIRS
-    generator = Generator.from_run(args.run)
-    rows = []
-    for (arch, task), seed in itertools.product(pairs, [int(s) for s in args.seeds.split(",")]):
-        sample = {k: v.float() for k, v in generator.sample(arch, task, seed=seed).state_dicts[0].items()}
-        init = build_model(arch, input_shape(task), seed=seed).state_dict()
-        scored = finetune_scores(arch, task, seed, starts(sample, init), args.steps)
-        rows += scored
-        print(pd.DataFrame(scored).to_string(index=False, float_format=lambda v: f"{v:.3f}"), flush=True)
-    print_summary(rows)
+    print_summary(probe(args.run, parse_pairs(args.pairs, PAIRS), [int(s) for s in args.seeds.split(",")], args.steps,
+                        starts))
 
 
 def print_summary(rows: list[dict]) -> None:

@@ -14,7 +14,6 @@ sample's own Frobenius norm. Vectors (biases, norms) stay the sample's. Each sta
 from __future__ import annotations
 
 import argparse
-import itertools
 import sys
 from pathlib import Path
 
@@ -22,27 +21,27 @@ import pandas as pd
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from layer_probe import finetune_scores, print_summary  # noqa: E402
+from layer_probe import parse_pairs, print_summary, probe  # noqa: E402
 
-from weightgen.data import input_shape  # noqa: E402
-from weightgen.generate import Generator  # noqa: E402
-from weightgen.models import build_model  # noqa: E402
+from weightgen.spectrum import reshaped  # noqa: E402
 
 PAIRS = [("mlp:hidden=80x80", "mnist1d"), ("mlp:hidden=40x40", "digits:rot90=1"),
          ("cnn1d:channels=24x24", "mnist1d:template_seed=1"), ("cnn2d:channels=10x20", "digits:rot90=3"),
          ("transformer:dim=20,heads=4,patch=8", "digits")]
 
 
-def with_spectrum(sample: torch.Tensor, reference: torch.Tensor, keep_norm: bool) -> torch.Tensor:
-    """``sample``'s singular vectors with ``reference``'s singular values (at ``sample``'s norm when ``keep_norm``)."""
-    if sample.dim() < 2 or min(sample.shape[0], sample[0].numel()) < 2:
-        return sample
-    u, _, vh = torch.linalg.svd(sample.reshape(sample.shape[0], -1).double(), full_matrices=False)
-    values = torch.linalg.svdvals(reference.reshape(reference.shape[0], -1).double())
-    out = u @ torch.diag(values) @ vh
-    if keep_norm:
-        out = out * sample.double().norm() / out.norm().clamp(min=1e-12)
-    return out.reshape(sample.shape).to(sample.dtype)
+def at_init_scale(sample: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """``weightgen.spectrum.reshaped`` at ``reference``'s norm instead of the sample's (``flat``); vectors as sampled."""
+    out, spent = reshaped(sample, reference)
+    return out * reference.norm() / out.norm().clamp(min=1e-12) if spent else out
+
+
+def starts(sample: dict[str, torch.Tensor], init: dict[str, torch.Tensor]) -> dict[str, dict[str, torch.Tensor]]:
+    """The sample, random init, and the sample with random init's spectrum at either scale (``flat-scaled`` is the
+    sampler option ``init_spectrum``)."""
+    return {"generated": sample, "random": init,
+            "flat": {k: at_init_scale(v, init[k]) for k, v in sample.items()},
+            "flat-scaled": {k: reshaped(v, init[k])[0] for k, v in sample.items()}}
 
 
 def main() -> None:
@@ -53,18 +52,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1000)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    pairs = [tuple(p.split("@")) for p in args.pairs.split(";") if p] or PAIRS
-    generator = Generator.from_run(args.run)
-    rows = []
-    for (arch, task), seed in itertools.product(pairs, [int(s) for s in args.seeds.split(",")]):
-        sample = {k: v.float() for k, v in generator.sample(arch, task, seed=seed).state_dicts[0].items()}
-        init = build_model(arch, input_shape(task), seed=seed).state_dict()
-        starts = {"generated": sample, "random": init,
-                  "flat": {k: with_spectrum(v, init[k], False) for k, v in sample.items()},
-                  "flat-scaled": {k: with_spectrum(v, init[k], True) for k, v in sample.items()}}
-        scored = finetune_scores(arch, task, seed, starts, args.steps)
-        rows += scored
-        print(pd.DataFrame(scored).to_string(index=False, float_format=lambda v: f"{v:.3f}"), flush=True)
+    rows = probe(args.run, parse_pairs(args.pairs, PAIRS), [int(s) for s in args.seeds.split(",")], args.steps,
+                 starts)
     print_summary(rows)
     table = pd.DataFrame(rows).assign(family=lambda t: t["arch"].str.split(":").str[0])
     print("\nsaved per family (median over pairs and seeds; not reached = -1):")
