@@ -18,7 +18,8 @@ def flow_parameters(cfg: TuneConfig) -> dict:
             "inner_steps": cfg.inner_steps, "rebalance": cfg.rebalance, "distill": cfg.distill,
             "holdout_archs": ";".join(cfg.holdout_archs), "neighbours": cfg.neighbours,
             "exclude_archs": ";".join(cfg.exclude_archs), "init_weight": cfg.init_weight, "eval_every": cfg.eval_every,
-            "families": ",".join(cfg.families), "match_scales": cfg.match_scales, "fit_head": cfg.fit_head}
+            "families": ",".join(cfg.families), "match_scales": cfg.match_scales, "fit_head": cfg.fit_head,
+            "init_spectrum": cfg.init_spectrum}
 
 
 @flow(name="tune", flow_run_name="tune-{out_dir}")
@@ -42,12 +43,13 @@ def tune_flow(
     processes: Annotated[int, Field(ge=1, le=64, description="tune processes (accelerate launch when > 1; a GPU each when there are GPUs)")] = 1,
     match_scales: Annotated[bool, Field(description="samples' matrices at the corpus's trained scale per layer role, as sampled")] = False,
     fit_head: Annotated[bool, Field(description="score each sample with its head refitted to its body: a body for generated+head")] = False,
+    init_spectrum: Annotated[bool, Field(description="score and sample each sample after the init-spectrum reshape (weightgen.spectrum)")] = False,
 ) -> dict:
     cfg = TuneConfig(steps=steps, lr=lr, noise=noise, bias_penalty=bias_penalty, inner_steps=inner_steps, rebalance=rebalance,
                      distill=distill, holdout_archs=[a for a in holdout_archs.split(";") if a], neighbours=neighbours,
                      exclude_archs=[a for a in exclude_archs.split(";") if a], init_weight=init_weight,
                      eval_every=eval_every, families=[f for f in families.split(",") if f], match_scales=match_scales,
-                     fit_head=fit_head)
+                     fit_head=fit_head, init_spectrum=init_spectrum)
     summary = tune_task(run_dir, corpus_dir, out_dir, cfg, processes)
     tags = {"prefect.flow_run_id": str(flow_run.id or ""), "prefect.parent_flow_run_id": str(flow_run.parent_flow_run_id or ""),
             "prefect.root_flow_run_id": str(flow_run.root_flow_run_id or flow_run.id or "")}

@@ -97,7 +97,7 @@ def test_a_tune_config_survives_the_flows_parameters(monkeypatch):
     monkeypatch.setattr(flows.tune, "tune_task", tune_task)
     cfg = TuneConfig(steps=7, inner_steps=3, init_weight=0.0, neighbours=2, exclude_archs=["mlp:hidden=20", "mlp:hidden=30"],
                      holdout_archs=["mlp:hidden=24x24"], distill=0.5, rebalance="logits", noise="fixed", eval_every=3,
-                     families=["mlp", "transformer"], match_scales=True, fit_head=True)
+                     families=["mlp", "transformer"], match_scales=True, fit_head=True, init_spectrum=True)
     with pytest.raises(Reached) as reached:
         flows.tune.tune_flow.fn(run_dir="r", corpus_dir="c", out_dir="o", **flows.tune.flow_parameters(cfg))
     assert reached.value.args[0] == cfg

@@ -1,8 +1,10 @@
-"""The init-spectrum sampler option (weightgen.spectrum): what it keeps, what it changes, what it costs, and the run copy."""
+"""The init-spectrum sampler option (weightgen.spectrum): what it keeps, what it changes, what it costs, the run copy,
+and the tune through it."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 
 import pytest
 import torch
@@ -11,6 +13,7 @@ from typer.testing import CliRunner
 from weightgen.cli import app
 from weightgen.data import input_shape
 from weightgen.dit_distill import DistillError, teacher_sampler
+from weightgen.dit_train import load_dit
 from weightgen.dit_tune import TuneConfig, tune
 from weightgen.generate import Generator
 from weightgen.models import build_model
@@ -76,12 +79,35 @@ def test_the_run_copy_samples_with_the_reshape_and_leaves_the_run_as_it_was(setu
     reference = build_model("mlp:hidden=16", input_shape("digits"), seed=3).state_dict()
     expected, _ = with_init_spectrum(a.state_dicts[0], reference)
     assert all(torch.equal(expected[k], b.state_dicts[0][k]) for k in expected)
-    # A tune's loss never sees the reshape, so a tuned copy drops it; a distillation refuses such a teacher.
+    # A plain tune's loss never sees the reshape, so a tuned copy drops it; a distillation refuses such a teacher.
     tuned = tmp_path / "tuned"
     tune(copy, corpus, tuned, TuneConfig(steps=1, pairs_per_step=1, batch_size=8, eval_every=1), log=lambda line: None)
-    assert "init_spectrum" not in json.loads((tuned / "dit" / "config.json").read_text())["sampler"]
+    assert json.loads((tuned / "dit" / "config.json").read_text())["sampler"]["init_spectrum"] is False
     retuned = init_spectrum_run(tuned, tmp_path / "tuned-spec")
     with pytest.raises(DistillError, match="init-spectrum"):
         teacher_sampler(retuned)
     result = CliRunner().invoke(app, ["dit", "init-spectrum", "--run", str(run), "--out", str(copy)])
     assert result.exit_code != 0 and "already exists" in result.output
+
+
+def test_the_reshape_is_differentiable_where_the_singular_values_are_distinct():
+    sample = torch.randn(5, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    reference = torch.randn(5, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    assert torch.autograd.gradcheck(lambda m: reshaped(m, reference)[0], (sample,))
+
+
+def test_a_tune_through_the_reshape_scores_the_reshaped_sample_and_keeps_the_option(setup, tmp_path):
+    _, corpus, run = setup
+    cfg = TuneConfig(steps=2, pairs_per_step=2, batch_size=16, eval_every=2, inner_steps=2)
+    plain = tune(run, corpus, tmp_path / "plain", cfg, log=lambda line: None)
+    through = tune(run, corpus, tmp_path / "through", TuneConfig(**{**asdict(cfg), "init_spectrum": True}),
+                   log=lambda line: None)
+    assert through["init_spectrum"] and not plain["init_spectrum"] and through["skipped_steps"] == []
+    assert through["own_flops"] > plain["own_flops"]  # the SVDs are charged
+    # Same seed, pairs and batches: the gradient through the reshape moves the DiT elsewhere than the plain tune's.
+    tuned, without = load_dit(tmp_path / "through" / "dit"), load_dit(tmp_path / "plain" / "dit")
+    assert any(not torch.allclose(a, b) for a, b in zip(tuned.state_dict().values(), without.state_dict().values()))
+    assert all(torch.isfinite(v).all() for v in tuned.state_dict().values())
+    # The tuned run samples the way it was scored: with the reshape.
+    assert Generator.from_run(tmp_path / "through").sampler["init_spectrum"] is True
+    assert Generator.from_run(tmp_path / "plain").sampler["init_spectrum"] is False

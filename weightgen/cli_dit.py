@@ -53,6 +53,7 @@ def dit_tune(
     processes: int = typer.Option(1, min=1, help="tune processes (accelerate launch when > 1): each takes a share of every step's pairs"),
     match_scales: bool = typer.Option(False, help="tune and sample with each matrix at the corpus's trained scale for its layer role"),
     fit_head: bool = typer.Option(False, help="score each sample with its head refitted to its body's features: a body for generated+head"),
+    init_spectrum: bool = typer.Option(False, help="score (and sample) each sample after the init-spectrum reshape, tuned through its SVDs"),
 ) -> None:
     """Tune the DiT by the task: its one-step samples are built and scored by cross-entropy (weightgen/dit_tune.py).
 
@@ -65,7 +66,8 @@ def dit_tune(
         cfg = TuneConfig(steps=steps, lr=lr, noise=noise, bias_penalty=bias_penalty, inner_steps=inner_steps,
                          rebalance=rebalance, distill=distill, holdout_archs=[a for a in holdout_archs.split(";") if a],
                          neighbours=neighbours, exclude_archs=excluded, init_weight=init_weight, eval_every=eval_every,
-                         families=[f for f in families.split(",") if f], match_scales=match_scales, fit_head=fit_head)
+                         families=[f for f in families.split(",") if f], match_scales=match_scales, fit_head=fit_head,
+                         init_spectrum=init_spectrum)
     except (SuiteError, ValueError, OSError) as exc:
         _fail(str(exc))
     tune_through_flow(run, corpus, out, cfg, processes)

@@ -64,6 +64,7 @@ from weightgen.io import file_digest
 from weightgen.rebalance import check_mode
 from weightgen.scale_prior import corpus_scale_prior, match_scales, save_prior
 from weightgen.specs import FAMILIES, parse_arch
+from weightgen.spectrum import with_init_spectrum
 from weightgen.tune_target import TuneTarget
 
 TUNE_FILE = "functional_finetune.json"
@@ -91,6 +92,7 @@ class TuneConfig:
     families: list[str] = field(default_factory=list)  # trained on only these families' pairs (all pairs are still scored)
     match_scales: bool = False  # the samples' matrices at the corpus's trained scale per layer role (weightgen.scale_prior), as sampled
     fit_head: bool = False  # score each sample with its head refitted to its body (TuneTarget.with_fitted_head): a body for `generated+head`
+    init_spectrum: bool = False  # score each sample after the sampler's spectrum reshape (weightgen.spectrum), through its SVDs
 
     def __post_init__(self):
         from weightgen.sampling import keep_kind
@@ -188,12 +190,16 @@ def tune(run_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_dir: str
     prior = corpus_scale_prior(corpus_dir) if cfg.match_scales else None
 
     def sampled(p: TuneTarget, start: torch.Tensor, generator: torch.Generator,
-                drop_task: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """The pair's one-step network as the tuned run will sample it (its scales matched when asked), with its
-        head refitted on training examples drawn from ``generator`` when the tune is for a fitted head."""
+                drop_task: torch.Tensor | None = None) -> tuple[dict[str, torch.Tensor], int]:
+        """The pair's one-step network as the tuned run will sample it (its scales matched, its spectrum reshaped
+        when asked), with its head refitted on training examples drawn from ``generator`` when the tune is for a
+        fitted head; and the reshape's SVD FLOPs, which the FLOP counter does not see."""
         state = p.weights(dit, encoder, start, cfg.keep_noise, cfg.rebalance, drop_task)
         state = match_scales(state, p.arch, prior) if prior is not None else state
-        return p.with_fitted_head(state, generator) if cfg.fit_head else state
+        svd_flops = 0
+        if cfg.init_spectrum:  # against the pair's seed-0 init, as Generator.sample(seed=0) reshapes it
+            state, svd_flops = with_init_spectrum(state, p.model.state_dict())
+        return (p.with_fitted_head(state, generator) if cfg.fit_head else state), svd_flops
 
     def evaluate(step: int) -> dict:
         """Every pair's one-step sample (and where its lookahead lands), each process scoring its share."""
@@ -202,7 +208,9 @@ def tune(run_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_dir: str
         for i in range(rank, len(every), world):
             p = every[i]
             with torch.no_grad():
-                state = sampled(p, p.start, torch.Generator().manual_seed(0))
+                state, svd_flops = sampled(p, p.start, torch.Generator().manual_seed(0))
+            if step:  # as the counter around an evaluation, which step 0 runs without
+                counted.total += svd_flops
             scores[i] = (p.val_acc(state), p.val_acc(p.lookahead(state, cfg.inner_steps, cfg.batch_size,
                                                                  torch.Generator().manual_seed(0)))
                          if cfg.inner_steps and p.arch not in holdout else None)
@@ -222,9 +230,9 @@ def tune(run_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_dir: str
             + (f"; after {cfg.inner_steps} steps {row['lookahead_val_acc_median']:.3f}" if cfg.inner_steps else ""))
         return row
 
-    history, running, started = [evaluate(0)], 0.0, time.perf_counter()
-    params = [q for q in dit.parameters() if q.requires_grad]
     counted = RepeatedFlops()  # a pair's step (and an evaluation) has the same shapes each time: counted once, then added
+    history, running, started, skipped = [evaluate(0)], 0.0, time.perf_counter(), []
+    params = [q for q in dit.parameters() if q.requires_grad]
     for step in range(1, cfg.steps + 1):
         optimizer.zero_grad(set_to_none=True)
         draws = step_draws(cfg.seed, step, len(pairs), cfg.pairs_per_step)
@@ -234,7 +242,7 @@ def tune(run_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_dir: str
                 start = p.start if cfg.noise != "fresh" else torch.randn(p.start.shape, generator=generator).to(device)
                 drop_task = (torch.rand(1, generator=generator) < dit.cfg.cond_dropout).to(device)  # the DiT's CFG dropout
                 batch = p.batch(cfg.batch_size, generator)
-                state = sampled(p, start, generator, drop_task)
+                state, svd_flops = sampled(p, start, generator, drop_task)
                 loss = cfg.init_weight * p.loss(state, batch)
                 if cfg.distill and id(p) in teachers:  # a neighbour has no corpus member to distil
                     loss = loss + cfg.distill * p.distill_loss(state, teachers[id(p)], batch)
@@ -246,11 +254,16 @@ def tune(run_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_dir: str
                     loss = loss + cfg.bias_penalty * torch.stack([b.pow(2).mean() for b in biases]).mean()
                 loss = loss / len(draws)
                 loss.backward()
+            counted.total += 3 * svd_flops  # the SVDs forward and backward (less than twice forward): an upper bound
             running += loss.item()
         if world > 1:
             _sum_gradients(accelerator, params)
-        torch.nn.utils.clip_grad_norm_(dit.parameters(), 1.0)
-        optimizer.step()
+        if all(torch.isfinite(q.grad).all() for q in params if q.grad is not None):
+            torch.nn.utils.clip_grad_norm_(dit.parameters(), 1.0)
+            optimizer.step()
+        else:  # an SVD's gradient diverges where two singular values meet; one such step would poison the DiT
+            skipped.append(step)
+            log(f"step {step:5d}  non-finite gradient: step skipped ({len(skipped)} so far)")
         if step % cfg.eval_every == 0 or step == cfg.steps:
             total = float(accelerator.reduce(torch.tensor(running, device=device), "sum"))
             window = step - history[-1]["step"]  # the steps since the last evaluation (the last window may be short)
@@ -265,7 +278,7 @@ def tune(run_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_dir: str
     summary = {"base_run": str(run_dir), "base_dit_sha256": file_digest(run_dir / "dit" / "model.safetensors"),
                "corpus": str(corpus_dir), **asdict(cfg), "flops": flops + base_flops,
                "own_flops": flops, "base_tune_flops": base_flops, "includes_base_generator": whole, "processes": world,
-               "wall_time_s": time.perf_counter() - started, "log": history}
+               "skipped_steps": skipped, "wall_time_s": time.perf_counter() - started, "log": history}
     if accelerator.is_main_process:
         summary = _write_run(dit.cpu(), run_dir, out_dir, cfg, summary, student, prior)
         log(f"wrote {out_dir} ({flops:.3e} FLOPs, {base_flops:.3e} more in the tuned base; {summary['wall_time_s']:.0f} s)")
@@ -352,7 +365,7 @@ def _write_run(dit, run_dir: Path, out_dir: Path, cfg: TuneConfig, summary: dict
     if student is not None:  # the base student's sampler (student_sampler)
         sampler = {**student, "rebalance": cfg.rebalance}
     sampler["match_scales"] = cfg.match_scales  # as tuned: a calibrated base's own prior is not what this tune saw
-    sampler.pop("init_spectrum", None)  # the tune's loss never saw the reshape (weightgen.spectrum): reshape after tuning
+    sampler["init_spectrum"] = cfg.init_spectrum  # likewise: the reshape stays only if the tune's loss saw it
     if prior is not None:
         (out_dir / "dit").mkdir(parents=True, exist_ok=True)
         save_prior(out_dir / "dit", prior)
