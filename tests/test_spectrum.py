@@ -111,3 +111,19 @@ def test_a_tune_through_the_reshape_scores_the_reshaped_sample_and_keeps_the_opt
     # The tuned run samples the way it was scored: with the reshape.
     assert Generator.from_run(tmp_path / "through").sampler["init_spectrum"] is True
     assert Generator.from_run(tmp_path / "plain").sampler["init_spectrum"] is False
+
+
+def test_a_step_whose_gradient_is_not_finite_is_skipped_and_never_reaches_the_dit(setup, tmp_path, monkeypatch):
+    import weightgen.dit_tune
+
+    def poisoned(state, reference):  # what an SVD's gradient gives where two singular values meet
+        return {k: v * torch.tensor(float("nan")) if v.dim() >= 2 else v for k, v in state.items()}, 0
+
+    monkeypatch.setattr(weightgen.dit_tune, "with_init_spectrum", poisoned)
+    _, corpus, run = setup
+    lines = []
+    summary = tune(run, corpus, tmp_path / "poisoned", TuneConfig(steps=2, pairs_per_step=1, batch_size=8, eval_every=2,
+                                                                  init_spectrum=True), log=lines.append)
+    assert summary["skipped_steps"] == [1, 2] and sum("non-finite gradient" in line for line in lines) == 2
+    tuned, base = load_dit(tmp_path / "poisoned" / "dit"), load_dit(run / "dit")
+    assert all(torch.equal(a, b) for a, b in zip(tuned.state_dict().values(), base.state_dict().values()))
