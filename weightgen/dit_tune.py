@@ -144,6 +144,7 @@ def tune(run_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_dir: str
     """
     from accelerate import Accelerator
     from accelerate.utils import gather_object
+    from tqdm.auto import tqdm
 
     from weightgen.corpus import Corpus
     from weightgen.dit_train import load_dit
@@ -233,7 +234,7 @@ def tune(run_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_dir: str
     counted = RepeatedFlops()  # a pair's step (and an evaluation) has the same shapes each time: counted once, then added
     history, running, started, skipped = [evaluate(0)], 0.0, time.perf_counter(), []
     params = [q for q in dit.parameters() if q.requires_grad]
-    for step in range(1, cfg.steps + 1):
+    for step in tqdm(range(1, cfg.steps + 1), desc="tune", leave=False, disable=not accelerator.is_main_process):
         optimizer.zero_grad(set_to_none=True)
         draws = step_draws(cfg.seed, step, len(pairs), cfg.pairs_per_step)
         for i, generator in draws[rank::world]:  # this process's share of the step's pairs
