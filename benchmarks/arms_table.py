@@ -1,0 +1,77 @@
+"""Arms of a lever across seeds and suites: each bench's split medians side by side, with the seeds' mean.
+
+A lever is judged by several distillation seeds on two suites (docs/results.md, items 32 and 55), and the
+benches of one arm live in folders named by hand. This reads finished bench folders only (no training) and
+prints, per suite, method and split, every arm's median compute saved for each seed and their mean, and how many
+seeds the arm beats the first arm named on (same seed, same suite):
+
+    .venv/bin/python benchmarks/arms_table.py \\
+        plain:3:default=runs/bench/head2-default spec:3:default=runs/bench/spec-default ... \\
+        --methods generated,generated+head
+
+Each argument is ``ARM:SEED:SUITE=BENCH_DIR``; the medians are the bench's own (not reached = 0, over runs). Name
+the same ``ARM:SEED:SUITE`` twice and the later folder's methods override the earlier's (a method benched apart).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pandas as pd
+
+SPLITS = ("unseen-arch", "unseen-task")
+
+
+def split_medians(bench_dir: str | Path, methods: list[str]) -> pd.Series:
+    """[method, split] → median compute saved over the bench's runs (not reached = 0), as the bench prints it, for
+    those of ``methods`` the bench ran."""
+    results = pd.read_parquet(Path(bench_dir) / "results.parquet")
+    ok = results[(results["status"] == "ok") & results["method"].isin(methods) & results["split"].isin(SPLITS)]
+    return ok.assign(saved=ok["compute_saved"].fillna(0.0)).groupby(["method", "split"])["saved"].median()
+
+
+def parse(spec: str) -> tuple[str, int, str, str]:
+    """``ARM:SEED:SUITE=DIR`` as (arm, seed, suite, dir), or a SystemExit naming the bad argument."""
+    try:
+        label, bench_dir = spec.split("=", 1)
+        arm, seed, suite = label.split(":")
+        return arm, int(seed), suite, bench_dir
+    except ValueError:
+        raise SystemExit(f"{spec!r}: expected ARM:SEED:SUITE=BENCH_DIR") from None
+
+
+def arms_table(specs: list[str], methods: list[str]) -> pd.DataFrame:
+    """One row per (suite, method, split, arm): the seeds' medians, their mean, and wins over the first arm."""
+    found = {}  # a later folder for the same (arm, seed, suite) overrides the methods it holds
+    for arm, seed, suite, bench_dir in map(parse, specs):
+        for (method, split), saved in split_medians(bench_dir, methods).items():
+            found[suite, method, split, arm, seed] = saved
+    if not found:
+        raise SystemExit(f"none of the benches ran {', '.join(methods)}")
+    frame = pd.DataFrame([dict(zip(("suite", "method", "split", "arm", "seed", "saved"), (*k, v))) for k, v in found.items()])
+    first = parse(specs[0])[0]
+    keys = ["suite", "method", "split", "seed"]
+    control = frame[frame["arm"] == first].set_index(keys)["saved"]
+    frame["beats_first"] = [saved > control.get(tuple(r[k] for k in keys), float("nan"))
+                            for saved, (_, r) in zip(frame["saved"], frame.iterrows())]
+    wide = frame.pivot_table(index=["suite", "method", "split", "arm"], columns="seed", values="saved")
+    wide.columns = [f"seed {s}" for s in wide.columns]
+    wide["mean"] = wide.mean(axis=1)
+    wide[f"beats {first}"] = frame.groupby(["suite", "method", "split", "arm"])["beats_first"].sum().astype(int)
+    order = {arm: i for i, arm in enumerate(dict.fromkeys(parse(s)[0] for s in specs))}
+    return wide.sort_index(level="arm", key=lambda a: a.map(order)).sort_index(level=["suite", "method", "split"],
+                                                                               sort_remaining=False)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("benches", nargs="+", help="ARM:SEED:SUITE=BENCH_DIR")
+    parser.add_argument("--methods", default="generated,generated+head")
+    args = parser.parse_args(argv)
+    with pd.option_context("display.width", 200, "display.max_rows", 500, "display.float_format", "{:.3f}".format):
+        print(arms_table(args.benches, [m for m in args.methods.split(",") if m]))
+
+
+if __name__ == "__main__":
+    main()
