@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("benches", nargs="+", help="ARM:SEED:SUITE=BENCH_DIR")
     parser.add_argument("--methods", default="generated,generated+head")
     args = parser.parse_args(argv)
-    with pd.option_context("display.width", 200, "display.max_rows", 500, "display.float_format", "{:.3f}".format):
+    with pd.option_context("display.width", 200, "display.max_rows", 500, "display.max_columns", None, "display.float_format", "{:.3f}".format):
         print(arms_table(args.benches, [m for m in args.methods.split(",") if m]))
 
 

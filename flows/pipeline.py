@@ -6,7 +6,9 @@ loss — a bias-penalty tune into ``<run_dir>/tuned``, then a lookahead tune int
 stage off, the evaluation benches the diffusion DiT in ``run_dir``. The distil stage (off by default)
 teaches a smaller DiT the tuned one's samples (``weightgen.dit_distill``) into ``<run_dir>/distilled``,
 keeping the evaluation suite's unseen architectures out of its neighbours, and the evaluation benches
-that student instead.
+that student instead. With ``distill.tune_steps`` it then tunes the student as it samples (at a tenth of the
+teacher's LR, with a lookahead and width-scaled neighbours: docs/results.md, items 46 and 56) into
+``<run_dir>/distilled-tuned``, optionally through the init-spectrum reshape, and the evaluation benches that.
 
 Parameters are pydantic models with constraints: the Prefect UI draws a form from them, and a bad
 value is refused (``ParameterTypeError`` in Python, HTTP 409/422 from the API) before any work starts.
@@ -43,7 +45,7 @@ from typing import Annotated, Any, Literal
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from weightgen.dit import DIT_PRESETS
 from weightgen.dit_distill import LOSS_WEIGHTINGS
@@ -125,6 +127,40 @@ class DistillSettings(Settings):
     target_steps: int = Field(0, ge=0, le=100_000, description="> 0: learn the teacher's network after this many fine-tune steps")
     loss_weighting: Literal[LOSS_WEIGHTINGS] = Field("elements", description="tensors: each tensor's relative error counts the same, not each value; elements+vectors: the mean square plus the 1-D tensors' relative errors")
     seed: int = Field(0, ge=0, description="the distillation's seed (the student's init, batches, neighbours, targets)")
+    tune_steps: int = Field(0, ge=0, le=1_000_000, description="then tune the student as it samples for this many steps, into <run_dir>/distilled-tuned (0: no tune)")
+    tune_lr: float = Field(1e-4, gt=0, le=1, description="the student tune's LR (a tenth of the teacher's: results item 46)")
+    tune_inner_steps: int = Field(50, ge=0, le=10_000, description="the student tune's lookahead: each sample also scored after this many fine-tune steps")
+    tune_neighbours: int = Field(4, ge=0, le=64, description="the student tune's width-scaled architectures per corpus pair (the suite's unseen ones kept out)")
+    init_spectrum: bool = Field(False, description="tune the student through the init-spectrum reshape, and sample it so (needs tune_steps)")
+
+    @model_validator(mode="after")
+    def _spectrum_needs_a_tune(self) -> "DistillSettings":
+        if self.init_spectrum and not self.tune_steps:
+            raise ValueError("init_spectrum tunes the student through the reshape: set tune_steps > 0 "
+                             "(or copy a run with `weightgen dit init-spectrum`)")
+        return self
+
+    def distill_parameters(self) -> dict:
+        """distill_flow's own settings (the student tune's are not its)."""
+        return self.model_dump(exclude={"enabled", "tune_steps", "tune_lr", "tune_inner_steps", "tune_neighbours",
+                                        "init_spectrum"})
+
+    def student_tune(self, exclude_archs: list[str]):
+        """The student tune's TuneConfig (results items 46 and 56), or None when ``tune_steps`` is 0."""
+        from weightgen.dit_tune import TuneConfig
+
+        if not self.tune_steps:
+            return None
+        return TuneConfig(steps=self.tune_steps, lr=self.tune_lr, inner_steps=self.tune_inner_steps, bias_penalty=1.0,
+                          neighbours=self.tune_neighbours, exclude_archs=list(exclude_archs), seed=self.seed,
+                          init_spectrum=self.init_spectrum)
+
+    def folders(self, run_dir: str) -> tuple[str, ...]:
+        """The run folders this stage writes: the student, then its tune (none when off)."""
+        if not self.enabled:
+            return ()
+        student = str(Path(run_dir) / "distilled")
+        return (student, student + "-tuned") if self.tune_steps else (student,)
 
 
 class EvaluateSettings(Settings):
@@ -148,10 +184,10 @@ def stage_key(stage: str, settings: dict[str, Any], reads: dict[str, str]) -> st
 
 
 def outputs_present(stage: str, corpus_dir: str, run_dir: str, grid: str = "", bench_dir: str = "",
-                    tuned: tuple[str, ...] = ()) -> bool:
+                    tuned: tuple[str, ...] = (), distilled: tuple[str, ...] = ()) -> bool:
     """Whether a finished stage's outputs are still on disk (a cached result is only trusted then).
 
-    ``tuned``: the run folders the tune stage writes.
+    ``tuned``, ``distilled``: the run folders the tune and distil stages write.
     """
     run = Path(run_dir)
     if stage == "corpus":
@@ -164,10 +200,9 @@ def outputs_present(stage: str, corpus_dir: str, run_dir: str, grid: str = "", b
         return all((run / name).exists() for name in ("encoder_stage.json", "latents.safetensors", "encoder"))
     if stage == "dit":
         return (run / "dit" / "model.safetensors").is_file()
-    if stage == "tune":
-        return bool(tuned) and all((Path(folder) / "dit" / "model.safetensors").is_file() for folder in tuned)
-    if stage == "distill":
-        return (run / "distilled" / "dit" / "model.safetensors").is_file()
+    if stage in ("tune", "distill"):
+        folders = tuned if stage == "tune" else distilled
+        return bool(folders) and all((Path(folder) / "dit" / "model.safetensors").is_file() for folder in folders)
     if stage == "evaluate":
         return Path(bench_dir).is_dir() and any(Path(bench_dir).iterdir())
     raise ValueError(f"unknown stage {stage!r}")
@@ -225,11 +260,23 @@ def tune_stage(key: str, corpus_dir: str, run_dir: str, settings: dict) -> dict:
 
 
 @task(name="distill-stage", cache_key_fn=_given_key, persist_result=True, result_serializer="json")
-def distill_stage(key: str, corpus_dir: str, teacher_dir: str, out_dir: str, exclude_archs: str, settings: dict) -> dict:
+def distill_stage(key: str, corpus_dir: str, teacher_dir: str, run_dir: str, exclude_archs: str, settings: dict) -> dict:
+    """The distillation into ``<run_dir>/distilled``, then (``tune_steps``) the student's tune as its own subflow."""
     from flows.distill import distill_flow
+    from flows.tune import flow_parameters, tune_flow
 
-    return _run_subflow(distill_flow, {"teacher_dir": teacher_dir, "corpus_dir": corpus_dir, "out_dir": out_dir,
-                                       "exclude_archs": exclude_archs, **settings})
+    distill = DistillSettings(**settings, enabled=True)
+    folders = distill.folders(run_dir)
+    done = _run_subflow(distill_flow, {"teacher_dir": teacher_dir, "corpus_dir": corpus_dir, "out_dir": folders[0],
+                                       "exclude_archs": exclude_archs, **distill.distill_parameters()})
+    cfg = distill.student_tune([a for a in exclude_archs.split(";") if a])
+    if cfg is None:
+        return {"summary": {**done["summary"], "generator_run": folders[0]}, "flow_run_id": done["flow_run_id"]}
+    tuned = _run_subflow(tune_flow, {"run_dir": folders[0], "corpus_dir": corpus_dir, "out_dir": folders[1],
+                                     **flow_parameters(cfg)})
+    summary = {**done["summary"], "generator_run": folders[1],
+               **{f"student_tune_{k}": v for k, v in tuned["summary"].items() if k != "mlflow_run"}}
+    return {"summary": summary, "flow_run_id": f"{done['flow_run_id']},{tuned['flow_run_id']}"}
 
 
 @task(name="evaluate-stage", cache_key_fn=_given_key, persist_result=True, result_serializer="json")
@@ -344,10 +391,11 @@ def pipeline_flow(
     results: dict[str, dict] = {}
     runs: dict[str, list[str]] = {}
     tuned = tuple(str(out) for out, _ in tune.phases(run_dir))  # the tune stage's run folders (none when off)
+    distilled = distill.folders(run_dir)  # the distil stage's: the student, and its tune
 
     def run_stage(stage: str, stage_task, reads: dict[str, str], settings: dict, *args) -> None:
         key = stage_key(stage, settings, {"corpus_dir": corpus_abs, "run_dir": run_abs, **reads})
-        fresh = not reuse or not outputs_present(stage, corpus_dir, run_dir, corpus.grid, bench_dir, tuned)
+        fresh = not reuse or not outputs_present(stage, corpus_dir, run_dir, corpus.grid, bench_dir, tuned, distilled)
         state = stage_task.with_options(refresh_cache=fresh)(key, *args, settings, return_state=True)
         out = state.result()
         cached = state.name == "Cached"
@@ -369,10 +417,9 @@ def pipeline_flow(
         if distill.enabled:
             reads = {"manifest": manifest, "teacher": file_digest(Path(generator) / "dit" / "model.safetensors"),
                      "suite": file_digest(evaluate.suite)}  # the suite names the architectures kept out
-            student = str(Path(run_dir) / "distilled")
             run_stage("distill", distill_stage, reads, distill.model_dump(exclude={"enabled"}), corpus_dir, generator,
-                      student, ";".join(load_suite(evaluate.suite).unseen_archs()))
-            generator = student
+                      run_dir, ";".join(load_suite(evaluate.suite).unseen_archs()))
+            generator = results["distill"]["generator_run"]
         if evaluate.enabled:
             reads = {"manifest": manifest, "dit": file_digest(Path(generator) / "dit" / "model.safetensors"),
                      "encoder": file_digest(Path(generator) / "encoder" / "model.safetensors"),

@@ -21,7 +21,7 @@ SUITE = {"name": "pipe", "seeds": [100], "recipe": {"lr": 0.01, "batch_size": 64
 
 @pytest.mark.parametrize("bad", [{"corpus": {"workers": 0}}, {"dit": {"preset": "XL"}}, {"encoder": {"holdout": 1.0}},
                                  {"name": "has spaces"}, {"evaluate": {"suite": "s.yaml", "typo": 1}},
-                                 {"tune": {"inner_steps": 0}}])
+                                 {"tune": {"inner_steps": 0}}, {"distill": {"init_spectrum": True}}])
 def test_bad_parameters_are_refused_before_any_work(bad, tmp_path, monkeypatch):
     monkeypatch.setenv("WEIGHTGEN_MLRUNS", str(tmp_path / "mlruns"))
     with pytest.raises(ParameterTypeError):
@@ -59,7 +59,8 @@ def test_pipeline_links_its_mlflow_runs_registers_models_and_reuses_finished_sta
                   encoder={"patch_size": 8, "latent_dim": 4, "steps": 20, "min_step": 0, "holdout": 0.25},
                   dit={"steps": 4, "batch_size": 4, "preset": "tiny", "checkpoint_every": 0, "eval_every": 0, "samples": 1},
                   tune={"steps": 2, "lookahead_steps": 1, "inner_steps": 2},
-                  distill={"enabled": True, "preset": "tiny", "steps": 2, "neighbours": 1, "seed": 3},
+                  distill={"enabled": True, "preset": "tiny", "steps": 2, "neighbours": 1, "seed": 3, "tune_steps": 1,
+                           "tune_inner_steps": 1, "tune_neighbours": 1, "init_spectrum": True},
                   evaluate={"suite": str(tmp_path / "suite.yaml"), "workers": 1})
     first = pipeline_flow(**params)
     assert set(first["stages"]) == {"corpus", "encoder", "dit", "tune", "distill", "evaluate"}
@@ -68,13 +69,18 @@ def test_pipeline_links_its_mlflow_runs_registers_models_and_reuses_finished_sta
     assert first["stages"]["tune"]["generator_run"] == str(lookahead) and first["stages"]["tune"]["phases"] == 2
     summary = __import__("json").loads((lookahead / "dit" / "functional_finetune.json").read_text())
     assert summary["base_run"] == str(tmp_path / "run" / "tuned") and summary["inner_steps"] == 2 and summary["steps"] == 1
-    # The distil stage learnt from the last tune, kept the suite's unseen architecture out, and was benched.
+    # The distil stage learnt from the last tune, kept the suite's unseen architecture out, tuned the student
+    # through the reshape, and the tuned student was benched.
     student = tmp_path / "run" / "distilled"
     distilled = __import__("json").loads((student / "dit" / "distill.json").read_text())
     assert distilled["teacher_run"] == str(lookahead) and distilled["exclude_archs"] == ["mlp:hidden=12"]
     assert distilled["seed"] == 3  # the stage's settings reach the distillation
+    student_tune = __import__("json").loads((tmp_path / "run" / "distilled-tuned" / "dit" / "functional_finetune.json").read_text())
+    assert student_tune["base_run"] == str(student) and student_tune["exclude_archs"] == ["mlp:hidden=12"]
+    assert (student_tune["lr"], student_tune["init_spectrum"], student_tune["neighbours"]) == (1e-4, True, 1)
+    assert first["stages"]["distill"]["generator_run"] == str(tmp_path / "run" / "distilled-tuned")
     results = __import__("pandas").read_csv(tmp_path / "run" / "bench" / "results.csv")
-    assert set(results.loc[results["method"] == "generated", "source"]) == {str(student)}
+    assert set(results.loc[results["method"] == "generated", "source"]) == {str(tmp_path / "run" / "distilled-tuned")}
     assert first["metrics"]["tune/tune_flops"] == summary["flops"] > summary["own_flops"] > 0
     assert first["metrics"]["corpus/corpus_members"] == 2 and "evaluate/reach_rate/unseen-arch/generated" in first["metrics"]
     assert (tmp_path / "run" / "bench").is_dir()  # evaluate's default out_dir: <run_dir>/bench
@@ -94,6 +100,7 @@ def test_pipeline_links_its_mlflow_runs_registers_models_and_reuses_finished_sta
             assert tags["weightgen.pipeline_flow_run_id"] == first["flow_run_id"]
             assert tags["weightgen.pipeline_run_id"] == first["mlflow_run_id"] and tags["mlflow.runName"]
     assert len(first["mlflow_runs"]["tune"]) == 2  # one MLflow run per tune phase
+    assert len(first["mlflow_runs"]["distill"]) == 2  # the distillation's and the student tune's
     (dit_run,) = first["mlflow_runs"]["dit"]
     assert _tags(dit_run)["prefect.parent_flow_run_id"] == first["flow_run_id"]
     for model, (run_id,) in (("weightgen-encoder", first["mlflow_runs"]["encoder"]), ("weightgen-dit", (dit_run,))):
