@@ -126,7 +126,7 @@ class DistillSettings(Settings):
     output: Literal["latents", "patches"] = Field("latents", description="patches: the student writes the weights itself (no decoder at sampling)")
     target_steps: int = Field(0, ge=0, le=100_000, description="> 0: learn the teacher's network after this many fine-tune steps")
     loss_weighting: Literal[LOSS_WEIGHTINGS] = Field("elements", description="tensors: each tensor's relative error counts the same, not each value; elements+vectors: the mean square plus the 1-D tensors' relative errors")
-    seed: int = Field(0, ge=0, description="the distillation's seed (the student's init, batches, neighbours, targets)")
+    seed: int = Field(0, ge=0, description="the distillation's seed (the student's init, batches, neighbours, targets), and the student tune's")
     tune_steps: int = Field(0, ge=0, le=1_000_000, description="then tune the student as it samples for this many steps, into <run_dir>/distilled-tuned (0: no tune)")
     tune_lr: float = Field(1e-4, gt=0, le=1, description="the student tune's LR (a tenth of the teacher's: results item 46)")
     tune_inner_steps: int = Field(50, ge=0, le=10_000, description="the student tune's lookahead: each sample also scored after this many fine-tune steps")

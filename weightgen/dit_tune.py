@@ -24,6 +24,10 @@ with a lookahead scores a sample only by where fine-tuning takes it. ``families`
 families' pairs (and their neighbours) alone, while every pair is still scored, so an evaluation shows
 what the others pay for it.
 
+``init_spectrum`` scores each sample after the sampler's spectrum reshape (:mod:`weightgen.spectrum`): the
+gradient passes through the SVDs, and the tuned run samples with the reshape. A step whose gradient is not
+finite (an SVD's, where two singular values meet) is skipped and listed in the summary's ``skipped_steps``.
+
 The base may be a distilled student that writes patches itself (``weightgen dit distill --output
 patches``): it is tuned as it samples, with no decoder, and the tuned run keeps its sampler and counts
 its whole cost, the teacher and the distillation included.
