@@ -116,7 +116,7 @@ def test_a_tune_through_the_reshape_scores_the_reshaped_sample_and_keeps_the_opt
 def test_a_step_whose_gradient_is_not_finite_is_skipped_and_never_reaches_the_dit(setup, tmp_path, monkeypatch):
     import weightgen.dit_tune
 
-    def poisoned(state, reference):  # what an SVD's gradient gives where two singular values meet
+    def poisoned(state, reference):  # a stand-in for an SVD whose gradient is not finite: NaN reaches the gradient
         return {k: v * torch.tensor(float("nan")) if v.dim() >= 2 else v for k, v in state.items()}, 0
 
     monkeypatch.setattr(weightgen.dit_tune, "with_init_spectrum", poisoned)
