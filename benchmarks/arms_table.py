@@ -43,25 +43,25 @@ def parse(spec: str) -> tuple[str, int, str, str]:
 
 def arms_table(specs: list[str], methods: list[str]) -> pd.DataFrame:
     """One row per (suite, method, split, arm): the seeds' medians, their mean, and wins over the first arm."""
+    parsed = [parse(spec) for spec in specs]
     found = {}  # a later folder for the same (arm, seed, suite) overrides the methods it holds
-    for arm, seed, suite, bench_dir in map(parse, specs):
+    for arm, seed, suite, bench_dir in parsed:
         for (method, split), saved in split_medians(bench_dir, methods).items():
             found[suite, method, split, arm, seed] = saved
     if not found:
         raise SystemExit(f"none of the benches ran {', '.join(methods)}")
-    frame = pd.DataFrame([dict(zip(("suite", "method", "split", "arm", "seed", "saved"), (*k, v))) for k, v in found.items()])
-    first = parse(specs[0])[0]
+    frame = pd.Series(found, name="saved").rename_axis(["suite", "method", "split", "arm", "seed"]).reset_index()
+    arms = list(dict.fromkeys(arm for arm, *_ in parsed))
     keys = ["suite", "method", "split", "seed"]
-    control = frame[frame["arm"] == first].set_index(keys)["saved"]
-    frame["beats_first"] = [saved > control.get(tuple(r[k] for k in keys), float("nan"))
-                            for saved, (_, r) in zip(frame["saved"], frame.iterrows())]
-    wide = frame.pivot_table(index=["suite", "method", "split", "arm"], columns="seed", values="saved")
+    frame = frame.join(frame[frame["arm"] == arms[0]].set_index(keys)["saved"].rename("first"), on=keys)
+    frame["beats_first"] = frame["saved"] > frame["first"]  # False where the first arm has no figure
+    frame["arm"] = pd.Categorical(frame["arm"], categories=arms)  # rows in the order the arms were named
+    rows = ["suite", "method", "split", "arm"]
+    wide = frame.pivot_table(index=rows, columns="seed", values="saved", observed=True)
     wide.columns = [f"seed {s}" for s in wide.columns]
     wide["mean"] = wide.mean(axis=1)
-    wide[f"beats {first}"] = frame.groupby(["suite", "method", "split", "arm"])["beats_first"].sum().astype(int)
-    order = {arm: i for i, arm in enumerate(dict.fromkeys(parse(s)[0] for s in specs))}
-    return wide.sort_index(level="arm", key=lambda a: a.map(order)).sort_index(level=["suite", "method", "split"],
-                                                                               sort_remaining=False)
+    wide[f"beats {arms[0]}"] = frame.groupby(rows, observed=True)["beats_first"].sum().astype(int)
+    return wide
 
 
 def main(argv: list[str] | None = None) -> None:
