@@ -24,8 +24,8 @@ from prefect.runtime import flow_run
 from prefect.states import Failed
 from pydantic import Field
 
-from flows.pipeline import (FLOW_RUN_TAG, NAME_PATTERN, PIPELINE_FLOW_RUN_TAG, PIPELINE_RUN_TAG, CorpusSettings, DiTSettings,
-                            EncoderSettings, EvaluateSettings, TuneSettings, pipeline_flow)
+from flows.pipeline import FLOW_RUN_TAG, NAME_PATTERN, PIPELINE_FLOW_RUN_TAG, PIPELINE_RUN_TAG, pipeline_flow
+from flows.stage_settings import CorpusSettings, DiTSettings, EncoderSettings, EvaluateSettings, TuneSettings
 from weightgen.regression import Baseline, Comparison, compare, load_baseline
 
 DEFAULT_BASELINE = "configs/nightly-baseline.yaml"

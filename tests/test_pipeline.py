@@ -126,7 +126,7 @@ def test_nightly_defaults_fit_together_and_a_fresh_night_clears_only_its_own_fol
     import pandas as pd
 
     from flows.nightly import prepare_work_dir
-    from flows.pipeline import DiTSettings, EncoderSettings, TuneSettings
+    from flows.stage_settings import DiTSettings, EncoderSettings, TuneSettings
     from weightgen.regression import load_baseline
     from weightgen.specs import parse_arch
     from weightgen.suite import check_splits, load_suite
