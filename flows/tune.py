@@ -17,7 +17,8 @@ def flow_parameters(cfg: TuneConfig) -> dict:
     return {"steps": cfg.steps, "lr": cfg.lr, "noise": cfg.noise, "bias_penalty": cfg.bias_penalty,
             "inner_steps": cfg.inner_steps, "rebalance": cfg.rebalance, "distill": cfg.distill,
             "holdout_archs": ";".join(cfg.holdout_archs), "neighbours": cfg.neighbours,
-            "exclude_archs": ";".join(cfg.exclude_archs), "init_weight": cfg.init_weight, "eval_every": cfg.eval_every,
+            "exclude_archs": ";".join(cfg.exclude_archs), "task_neighbours": cfg.task_neighbours,
+            "exclude_tasks": ";".join(cfg.exclude_tasks), "init_weight": cfg.init_weight, "eval_every": cfg.eval_every,
             "families": ",".join(cfg.families), "match_scales": cfg.match_scales, "fit_head": cfg.fit_head,
             "init_spectrum": cfg.init_spectrum}
 
@@ -37,6 +38,8 @@ def tune_flow(
     holdout_archs: Annotated[str, Field(description="';'-separated corpus architectures kept out and scored as unseen")] = "",
     neighbours: Annotated[int, Field(ge=0, le=64, description="+ width-scaled architectures per corpus pair, on its task")] = 0,
     exclude_archs: Annotated[str, Field(description="';'-separated architectures never drawn as neighbours")] = "",
+    task_neighbours: Annotated[int, Field(ge=0, le=64, description="+ pairs per corpus pair of its architecture on a task one knob away")] = 0,
+    exclude_tasks: Annotated[str, Field(description="';'-separated tasks never drawn as task neighbours (a suite's unseen ones)")] = "",
     init_weight: Annotated[float, Field(ge=0, description="x the sample's own loss (0 with a lookahead: scored where it lands)")] = 1.0,
     eval_every: Annotated[int, Field(ge=1, le=1_000_000, description="score the corpus pairs every this many steps")] = 250,
     families: Annotated[str, Field(description="','-separated families whose pairs alone are trained on (all are scored)")] = "",
@@ -47,7 +50,8 @@ def tune_flow(
 ) -> dict:
     cfg = TuneConfig(steps=steps, lr=lr, noise=noise, bias_penalty=bias_penalty, inner_steps=inner_steps, rebalance=rebalance,
                      distill=distill, holdout_archs=[a for a in holdout_archs.split(";") if a], neighbours=neighbours,
-                     exclude_archs=[a for a in exclude_archs.split(";") if a], init_weight=init_weight,
+                     exclude_archs=[a for a in exclude_archs.split(";") if a], task_neighbours=task_neighbours,
+                     exclude_tasks=[t for t in exclude_tasks.split(";") if t], init_weight=init_weight,
                      eval_every=eval_every, families=[f for f in families.split(",") if f], match_scales=match_scales,
                      fit_head=fit_head, init_spectrum=init_spectrum)
     summary = tune_task(run_dir, corpus_dir, out_dir, cfg, processes)

@@ -78,7 +78,8 @@ def test_tune_parameters_are_refused_before_any_work():
     tune_flow.validate_parameters({"steps": 10, "inner_steps": 20, "rebalance": "logits"})
     for bad, field in (({"inner_steps": -1}, "inner_steps"), ({"rebalance": "weights"}, "rebalance"),
                        ({"bias_penalty": -1.0}, "bias_penalty"), ({"noise": "uniform"}, "noise"),
-                       ({"neighbours": -1}, "neighbours"), ({"init_weight": -1.0}, "init_weight")):
+                       ({"neighbours": -1}, "neighbours"), ({"task_neighbours": -1}, "task_neighbours"),
+                       ({"init_weight": -1.0}, "init_weight")):
         with pytest.raises(Exception, match=field):
             tune_flow.validate_parameters(bad)
 
@@ -96,6 +97,7 @@ def test_a_tune_config_survives_the_flows_parameters(monkeypatch):
 
     monkeypatch.setattr(flows.tune, "tune_task", tune_task)
     cfg = TuneConfig(steps=7, inner_steps=3, init_weight=0.0, neighbours=2, exclude_archs=["mlp:hidden=20", "mlp:hidden=30"],
+                     task_neighbours=3, exclude_tasks=["digits:rot90=2", "mnist1d:label_perm=2"],
                      holdout_archs=["mlp:hidden=24x24"], distill=0.5, rebalance="logits", noise="fixed", eval_every=3,
                      families=["mlp", "transformer"], match_scales=True, fit_head=True, init_spectrum=True)
     with pytest.raises(Reached) as reached:

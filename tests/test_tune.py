@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -19,6 +20,8 @@ from weightgen.dit_tune import TuneConfig, of_families, tune
 from weightgen.flops import generator_training_flops
 from weightgen.generate import Generator, GeneratorError
 from weightgen.tune_runs import tuned_already
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_tuning_by_the_task_writes_a_new_run_that_samples_the_way_it_was_tuned(setup, tmp_path):
@@ -246,3 +249,30 @@ def test_a_tune_for_a_fitted_head_records_it_and_scores_with_it(setup, tmp_path)
     tuned, base = load_dit(tmp_path / "fitted" / "dit"), load_dit(run / "dit")
     assert any(not torch.equal(a, b) for a, b in zip(tuned.state_dict().values(), base.state_dict().values()))
     assert not tuned_already(run, corpus, tmp_path / "fitted", cfg)  # a plain tune is not a fitted-head one
+
+
+def test_a_tune_trains_on_task_neighbours_and_keeps_a_suite_s_unseen_tasks_out(setup, tmp_path):
+    """``task_neighbours``: each corpus pair's architecture on tasks one knob away, scored by their data alone."""
+    from weightgen.cli_dit import excluded_tasks
+    from weightgen.specs import SpecError
+
+    _, corpus, run = setup
+    lines = []
+    cfg = TuneConfig(steps=2, pairs_per_step=4, batch_size=16, eval_every=2, task_neighbours=2,
+                     exclude_tasks=["digits:rot90=2", "digits:label_perm=2"])
+    summary = tune(run, corpus, tmp_path / "tasks", cfg, log=lines.append)
+    counts = next(line for line in lines if "neighbours" in line)  # "<n> training (architecture, task) pairs, <m> neighbours (<m> on other tasks), ..."
+    given = int(counts.split(" training")[0])
+    assert f"{2 * given} neighbours ({2 * given} on other tasks)" in counts
+    assert summary["task_neighbours"] == 2 and summary["exclude_tasks"] == ["digits:label_perm=2", "digits:rot90=2"]
+    plain = tune(run, corpus, tmp_path / "plain", TuneConfig(**{**asdict(cfg), "task_neighbours": 0}), log=lambda line: None)
+    assert [row["step"] for row in plain["log"]] == [row["step"] for row in summary["log"]]
+    tuned, untouched = load_dit(tmp_path / "tasks" / "dit"), load_dit(tmp_path / "plain" / "dit")
+    assert any(not torch.equal(a, b) for a, b in zip(tuned.state_dict().values(), untouched.state_dict().values()))
+    # `--exclude-suite` gives the suite's unseen-task and unseen-both tasks, beside the ones named.
+    assert excluded_tasks("digits:noise=0.2", [ROOT / "suites" / "default.yaml"]) == [
+        "digits:label_perm=2", "digits:noise=0.2", "digits:rot90=2", "mnist1d:label_perm=2", "mnist1d:template_seed=2"]
+    with pytest.raises(SpecError, match="rot90"):
+        TuneConfig(task_neighbours=1, exclude_tasks=["digits:rot90=9"])
+    with pytest.raises(ValueError, match="task_neighbours must be >= 0"):
+        TuneConfig(task_neighbours=-1)

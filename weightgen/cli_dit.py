@@ -46,7 +46,9 @@ def dit_tune(
     distill: float = typer.Option(0.0, min=0.0, help="x KL from each pair's trained corpus member to the sample, added to the loss"),
     neighbours: int = typer.Option(0, min=0, help="+ width-scaled architectures per corpus pair, on its task (trained on, not scored)"),
     exclude_archs: str = typer.Option("", help="';'-separated architectures never drawn as neighbours"),
-    exclude_suite: list[Path] = typer.Option([], help="a suite whose unseen architectures are never drawn as neighbours (repeatable)"),
+    task_neighbours: int = typer.Option(0, min=0, help="+ pairs per corpus pair of its architecture on a task one knob away (trained on, not scored)"),
+    exclude_tasks: str = typer.Option("", help="';'-separated tasks never drawn as task neighbours, nor their label orders and template sets"),
+    exclude_suite: list[Path] = typer.Option([], help="a suite whose unseen architectures and tasks are never drawn as neighbours (repeatable)"),
     init_weight: float = typer.Option(1.0, min=0.0, help="x the sample's own loss; 0 with --inner-steps: scored only where the lookahead lands"),
     eval_every: int = typer.Option(250, min=1, help="score the corpus pairs (one-step, and after the lookahead) every this many steps"),
     families: str = typer.Option("", help="','-separated families whose pairs alone are trained on (all are still scored)"),
@@ -65,7 +67,8 @@ def dit_tune(
         excluded = excluded_archs(exclude_archs, exclude_suite)
         cfg = TuneConfig(steps=steps, lr=lr, noise=noise, bias_penalty=bias_penalty, inner_steps=inner_steps,
                          rebalance=rebalance, distill=distill, holdout_archs=[a for a in holdout_archs.split(";") if a],
-                         neighbours=neighbours, exclude_archs=excluded, init_weight=init_weight, eval_every=eval_every,
+                         neighbours=neighbours, exclude_archs=excluded, task_neighbours=task_neighbours,
+                         exclude_tasks=excluded_tasks(exclude_tasks, exclude_suite), init_weight=init_weight, eval_every=eval_every,
                          families=[f for f in families.split(",") if f], match_scales=match_scales, fit_head=fit_head,
                          init_spectrum=init_spectrum)
     except (SuiteError, ValueError, OSError) as exc:
@@ -94,6 +97,13 @@ def excluded_archs(names: str, suites: list[Path]) -> list[str]:
     for path in suites:
         excluded.update(load_suite(path).unseen_archs())
     return sorted(excluded)
+
+
+def excluded_tasks(names: str, suites: list[Path]) -> list[str]:
+    """The tasks never drawn as task neighbours: the ';'-separated ``names`` and every suite's unseen ones."""
+    from weightgen.suite import load_suite
+
+    return sorted({t for t in names.split(";") if t} | {t for path in suites for t in load_suite(path).unseen_tasks()})
 
 
 def tune_through_flow(run: Path, corpus: Path, out: Path, cfg, processes: int = 1) -> None:

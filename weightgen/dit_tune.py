@@ -18,8 +18,11 @@ labels, from networks that are already part of the generator's training data.
 ``neighbours`` adds that many width-scaled architectures per corpus pair, on the pair's task (as the
 distillation draws them, :func:`weightgen.pairs.neighbour_pairs`): the tune then scores samples
 across each family's widths, not at the dozen the corpus trained, and ``exclude_archs`` keeps named
-architectures (a suite's unseen ones) out of them. Neighbours are trained on and never scored, and the
-distill term skips them (they have no corpus member). ``init_weight`` weighs the sample's own loss; 0
+architectures (a suite's unseen ones) out of them. ``task_neighbours`` adds that many pairs per corpus pair of
+its architecture on a task one knob away (another label order, template set, orientation or noise level:
+:func:`weightgen.pairs.task_neighbour_pairs`), which the tune scores by their data alone, and ``exclude_tasks``
+keeps a suite's unseen tasks, and their label orders and template sets, out of them. Neighbours of either kind are
+trained on and never scored, and the distill term skips them (they have no corpus member). ``init_weight`` weighs the sample's own loss; 0
 with a lookahead scores a sample only by where fine-tuning takes it. ``families`` trains on those
 families' pairs (and their neighbours) alone, while every pair is still scored, so an evaluation shows
 what the others pay for it.
@@ -67,7 +70,7 @@ from weightgen.flops import RepeatedFlops
 from weightgen.io import file_digest
 from weightgen.rebalance import check_mode
 from weightgen.scale_prior import corpus_scale_prior, match_scales, save_prior
-from weightgen.specs import FAMILIES, parse_arch
+from weightgen.specs import FAMILIES, parse_arch, parse_task
 from weightgen.spectrum import with_init_spectrum
 from weightgen.tune_target import TuneTarget
 
@@ -92,6 +95,8 @@ class TuneConfig:
     distill: float = 0.0  # > 0: + this × KL(pair's trained corpus member ‖ sample) on the batch
     neighbours: int = 0  # + this many width-scaled architectures per corpus pair, on its task (trained on, not scored)
     exclude_archs: list[str] = field(default_factory=list)  # never among the neighbours (a suite's unseen architectures)
+    task_neighbours: int = 0  # + this many pairs per corpus pair: its architecture on a task one knob away (trained on, not scored)
+    exclude_tasks: list[str] = field(default_factory=list)  # never among the task neighbours, nor their label orders (a suite's unseen tasks)
     init_weight: float = 1.0  # × the sample's own loss; 0 with inner_steps: scored only where the lookahead lands
     families: list[str] = field(default_factory=list)  # trained on only these families' pairs (all pairs are still scored)
     match_scales: bool = False  # the samples' matrices at the corpus's trained scale per layer role (weightgen.scale_prior), as sampled
@@ -112,8 +117,9 @@ class TuneConfig:
             raise ValueError(f"inner_steps must be >= 0, got {self.inner_steps}")
         if self.distill < 0:
             raise ValueError(f"distill must be >= 0, got {self.distill}")
-        if self.neighbours < 0:
-            raise ValueError(f"neighbours must be >= 0, got {self.neighbours}")
+        if self.neighbours < 0 or self.task_neighbours < 0:
+            raise ValueError(f"neighbours and task_neighbours must be >= 0, got {self.neighbours} and {self.task_neighbours}")
+        self.exclude_tasks = sorted({parse_task(t).to_string() for t in self.exclude_tasks})  # a bad spec: SpecError
         if self.init_weight < 0 or (self.init_weight == 0 and not self.inner_steps):
             raise ValueError(f"init_weight must be >= 0, and > 0 without a lookahead (inner_steps), got {self.init_weight}")
         check_mode(self.rebalance)
@@ -153,7 +159,7 @@ def tune(run_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_dir: str
     from weightgen.corpus import Corpus
     from weightgen.dit_train import load_dit
     from weightgen.encoder import PatchAutoencoder
-    from weightgen.pairs import family_recipe, family_recipes, neighbour_pairs
+    from weightgen.pairs import family_recipe, family_recipes, neighbour_pairs, task_neighbour_pairs
 
     cfg = cfg or TuneConfig()
     run_dir, out_dir = Path(run_dir), Path(out_dir)
@@ -181,15 +187,16 @@ def tune(run_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_dir: str
     pairs = of_families(pairs, cfg.families)  # every pair is still scored, so what the others pay shows
     trained = list(pairs)  # the neighbours join ``pairs`` below
     teachers = _teachers(corpus, frame, trained, device) if cfg.distill else {}
-    if cfg.neighbours:
-        recipes = family_recipes(corpus)
-        exclude = {parse_arch(a).to_string() for a in cfg.exclude_archs} | holdout | {p.arch for p in every}
-        pairs += [TuneTarget(a, t, encoder.config.patch_size, dit.cfg.latent_dim, cfg.noise,
-                             family_recipe(recipes, a)[0]).to(device)
-                  for a, t in neighbour_pairs([(p.arch, p.task) for p in trained], cfg.neighbours, exclude, cfg.seed)]
+    given, exclude = [(p.arch, p.task) for p in trained], {parse_arch(a).to_string() for a in cfg.exclude_archs} | holdout
+    widths = neighbour_pairs(given, cfg.neighbours, exclude | {p.arch for p in every}, cfg.seed) if cfg.neighbours else []
+    tasks = task_neighbour_pairs(given, cfg.task_neighbours, cfg.exclude_tasks, cfg.seed) if cfg.task_neighbours else []
+    recipes = family_recipes(corpus)  # a neighbour fine-tunes (in the lookahead) at its family's LR
+    pairs += [TuneTarget(a, t, encoder.config.patch_size, dit.cfg.latent_dim, cfg.noise, family_recipe(recipes, a)[0]).to(device)
+              for a, t in tqdm(widths + tasks, desc="neighbours", leave=False, disable=not accelerator.is_main_process)]
     log(f"{len(trained)} training (architecture, task) pairs"
         + (f" of {', '.join(cfg.families)} ({len(scored)} scored)" if cfg.families else "")
-        + f", {len(pairs) - len(trained)} neighbours, {len(held)} held out"
+        + f", {len(widths) + len(tasks)} neighbours" + (f" ({len(tasks)} on other tasks)" if cfg.task_neighbours else "")
+        + f", {len(held)} held out"
         + (f"; {world} processes ({accelerator.distributed_type.value})" if world > 1 else f" on {device}"))
     optimizer = torch.optim.AdamW(dit.parameters(), lr=cfg.lr)
     prior = corpus_scale_prior(corpus_dir) if cfg.match_scales else None

@@ -102,6 +102,11 @@ class Suite(FamilyRecipes):
         keeps them out of its neighbours, so the suite still judges architectures the generator never saw."""
         return sorted({c.arch for c in self.cases if c.split in ("unseen-arch", "unseen-both")})
 
+    def unseen_tasks(self) -> list[str]:
+        """The tasks of the unseen-task and unseen-both cases (sorted, once each): a tune keeps them, and their
+        label orders and template sets, out of its task neighbours."""
+        return sorted({c.task for c in self.cases if c.split in ("unseen-task", "unseen-both")})
+
     def with_sources(self, corpus=None, generator=None, ddim_steps: int | None = None) -> "Suite":
         """The same suite judged against another corpus, generator run folder and/or DDIM step count (None keeps the suite's)."""
         update = {k: str(v) for k, v in (("corpus", corpus), ("generator", generator)) if v}
