@@ -152,5 +152,6 @@ def task_neighbour_pairs(pairs: list[tuple[str, str]], count: int, exclude: list
             out.append(pair)
     return out
 
+
 __all__ = ["TASK_KNOBS", "WIDTH_FIELDS", "corpus_pairs", "excludes_task", "family_recipe", "family_recipes",
            "neighbour_arch", "neighbour_pairs", "target_generator", "task_neighbour_pairs", "tasks_one_knob_away"]
