@@ -274,5 +274,8 @@ def test_a_tune_trains_on_task_neighbours_and_keeps_a_suite_s_unseen_tasks_out(s
         "digits:label_perm=2", "digits:noise=0.2", "digits:rot90=2", "mnist1d:label_perm=2", "mnist1d:template_seed=2"]
     with pytest.raises(SpecError, match="rot90"):
         TuneConfig(task_neighbours=1, exclude_tasks=["digits:rot90=9"])
+    result = CliRunner().invoke(app, ["dit", "tune", "--run", str(run), "--corpus", str(corpus), "--out",
+                                      str(tmp_path / "cli"), "--task-neighbours", "1", "--exclude-tasks", "digits:rot90=9"])
+    assert result.exit_code != 0 and "rot90" in result.output and not (tmp_path / "cli").exists()
     with pytest.raises(ValueError, match="task_neighbours must be >= 0"):
         TuneConfig(task_neighbours=-1)
