@@ -17,7 +17,7 @@ from weightgen.dit_train import load_dit
 from weightgen.dit_tune import TuneConfig, tune
 from weightgen.generate import Generator
 from weightgen.models import build_model
-from weightgen.spectrum import init_spectrum_run, reshaped, svd_flops, with_init_spectrum
+from weightgen.spectrum import init_singular_values, init_spectrum_run, reshaped, svd_flops, with_init_spectrum
 
 
 def _low_rank(rows: int, cols: int, rank: int, seed: int = 0) -> torch.Tensor:
@@ -54,6 +54,12 @@ def test_vectors_and_kernels_and_shape_mismatches():
     state = model.state_dict()
     out, flops = with_init_spectrum(state, reference)
     assert set(out) == set(state) and flops > 0
+    # The reference's singular values taken once (a tune's every step, a seed's k samples): the same matrices, and
+    # their FLOPs charged once rather than with every reshape.
+    values, taken = init_singular_values(reference)
+    assert set(values) == {k for k, v in reference.items() if v.dim() >= 2 and min(v.shape[0], v[0].numel()) >= 2}
+    again, cheaper = with_init_spectrum(state, reference, values)
+    assert all(torch.equal(again[k], out[k]) for k in out) and taken > 0 and cheaper + taken == flops
     for name, tensor in state.items():
         assert out[name].shape == tensor.shape
         if tensor.dim() < 2:
@@ -116,7 +122,7 @@ def test_a_tune_through_the_reshape_scores_the_reshaped_sample_and_keeps_the_opt
 def test_a_step_whose_gradient_is_not_finite_is_skipped_and_never_reaches_the_dit(setup, tmp_path, monkeypatch):
     import weightgen.dit_tune
 
-    def poisoned(state, reference):  # a stand-in for an SVD whose gradient is not finite: NaN reaches the gradient
+    def poisoned(state, reference, values=None):  # a stand-in for an SVD whose gradient is not finite: NaN reaches the gradient
         return {k: v * torch.tensor(float("nan")) if v.dim() >= 2 else v for k, v in state.items()}, 0
 
     monkeypatch.setattr(weightgen.dit_tune, "with_init_spectrum", poisoned)

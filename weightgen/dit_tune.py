@@ -71,7 +71,7 @@ from weightgen.io import file_digest
 from weightgen.rebalance import check_mode
 from weightgen.scale_prior import corpus_scale_prior, match_scales, save_prior
 from weightgen.specs import FAMILIES, parse_arch, parse_task
-from weightgen.spectrum import with_init_spectrum
+from weightgen.spectrum import init_singular_values, with_init_spectrum
 from weightgen.tune_target import TuneTarget
 
 TUNE_FILE = "functional_finetune.json"
@@ -201,6 +201,14 @@ def tune(run_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_dir: str
     optimizer = torch.optim.AdamW(dit.parameters(), lr=cfg.lr)
     prior = corpus_scale_prior(corpus_dir) if cfg.match_scales else None
 
+    init_values = {}  # each pair's seed-0 init's singular values: the same at every step, so taken (and charged) once
+
+    def reference_values(p: TuneTarget) -> dict[str, torch.Tensor]:
+        if id(p) not in init_values:
+            init_values[id(p)], flops = init_singular_values(p.model.state_dict())
+            counted.total += flops  # no gradient flows to them: charged once, forward only
+        return init_values[id(p)]
+
     def sampled(p: TuneTarget, start: torch.Tensor, generator: torch.Generator,
                 drop_task: torch.Tensor | None = None) -> tuple[dict[str, torch.Tensor], int]:
         """The pair's one-step network as the tuned run will sample it (its scales matched, its spectrum reshaped
@@ -210,7 +218,7 @@ def tune(run_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_dir: str
         state = match_scales(state, p.arch, prior) if prior is not None else state
         svd_flops = 0
         if cfg.init_spectrum:  # against the pair's seed-0 init, as Generator.sample(seed=0) reshapes it
-            state, svd_flops = with_init_spectrum(state, p.model.state_dict())
+            state, svd_flops = with_init_spectrum(state, p.model.state_dict(), reference_values(p))
         return (p.with_fitted_head(state, generator) if cfg.fit_head else state), svd_flops
 
     def evaluate(step: int) -> dict:

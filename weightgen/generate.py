@@ -140,11 +140,12 @@ class Generator:
                 states = [match_scales(s, arch, self.scale_prior) for s in states]
         extra_flops = 0  # what FlopCounterMode does not see: the SVDs, counted by weightgen.spectrum
         if self.init_spectrum:
-            from weightgen.spectrum import with_init_spectrum
+            from weightgen.spectrum import init_singular_values, with_init_spectrum
 
             reference = build_model(arch, input_shape(task), seed=seed).state_dict()
-            reshaped = [with_init_spectrum(s, reference) for s in states]
-            states, extra_flops = [s for s, _ in reshaped], sum(f for _, f in reshaped)
+            values, extra_flops = init_singular_values(reference)  # once for the k samples of this seed
+            reshaped = [with_init_spectrum(s, reference, values) for s in states]
+            states, extra_flops = [s for s, _ in reshaped], extra_flops + sum(f for _, f in reshaped)
         if perm is not None:  # the base task's networks with their classes renamed: exact, and no FLOPs
             layer = output_layer(arch, input_shape(task))
             states = [relabel_classes(s, layer, perm) for s in states]

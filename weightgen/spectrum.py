@@ -25,31 +25,63 @@ def svd_flops(rows: int, cols: int, vectors: bool) -> int:
     return int(6 * m * n * n + 20 * n ** 3) if vectors else int(4 * m * n * n - 4 * n ** 3 // 3)
 
 
-def reshaped(sample: torch.Tensor, reference: torch.Tensor) -> tuple[torch.Tensor, int]:
-    """``sample``'s singular vectors with ``reference``'s singular values at ``sample``'s norm, and the FLOPs spent."""
-    rows = sample.shape[0] if sample.dim() >= 2 else 0
-    cols = sample[0].numel() if rows else 0
+def _matrix_shape(tensor: torch.Tensor) -> tuple[int, int]:
+    """(rows, columns) of ``tensor`` as a matrix (kernels flattened to [out, in × k]); (0, 0) for a vector."""
+    rows = tensor.shape[0] if tensor.dim() >= 2 else 0
+    return rows, tensor[0].numel() if rows else 0
+
+
+def singular_values(reference: torch.Tensor) -> tuple[torch.Tensor | None, int]:
+    """``reference``'s singular values as a matrix (float64), and the FLOPs; None for what :func:`reshaped` leaves alone."""
+    rows, cols = _matrix_shape(reference)
+    if min(rows, cols) < 2:
+        return None, 0
+    return torch.linalg.svdvals(reference.reshape(rows, cols).double()), svd_flops(rows, cols, False)
+
+
+def reshaped(sample: torch.Tensor, reference: torch.Tensor, values: torch.Tensor | None = None) -> tuple[torch.Tensor, int]:
+    """``sample``'s singular vectors with ``reference``'s singular values at ``sample``'s norm, and the FLOPs spent.
+
+    ``values``: ``reference``'s singular values already taken (:func:`singular_values`), so neither they nor their
+    FLOPs are spent again: a random init is the same at every step of a tune and for every sample of a seed.
+    """
+    rows, cols = _matrix_shape(sample)
     if min(rows, cols) < 2:
         return sample, 0
     if reference.shape != sample.shape:
         raise ValueError(f"reference shape {tuple(reference.shape)} is not the sample's {tuple(sample.shape)}")
+    flops = 0
+    if values is None:
+        values, flops = singular_values(reference)
     matrix = sample.reshape(rows, cols).double()
     u, _, vh = torch.linalg.svd(matrix, full_matrices=False)
-    values = torch.linalg.svdvals(reference.reshape(rows, cols).double())
     out = (u * values) @ vh
     out = out * matrix.norm() / out.norm().clamp(min=1e-12)
-    k = min(rows, cols)
-    flops = svd_flops(rows, cols, True) + svd_flops(rows, cols, False) + 2 * rows * cols * k + 4 * rows * cols
+    flops += svd_flops(rows, cols, True) + 2 * rows * cols * min(rows, cols) + 4 * rows * cols
     return out.reshape(sample.shape).to(sample.dtype), flops
 
 
-def with_init_spectrum(state: dict[str, torch.Tensor], reference: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], int]:
+def init_singular_values(reference: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], int]:
+    """The singular values of every matrix of ``reference`` (a random init) that :func:`with_init_spectrum` reads, and
+    their FLOPs: taken once for many samples of one architecture and seed."""
+    values, flops = {}, 0
+    for name, tensor in reference.items():
+        if tensor.is_floating_point():
+            taken, spent = singular_values(tensor)
+            if taken is not None:
+                values[name], flops = taken, flops + spent
+    return values, flops
+
+
+def with_init_spectrum(state: dict[str, torch.Tensor], reference: dict[str, torch.Tensor],
+                       values: dict[str, torch.Tensor] | None = None) -> tuple[dict[str, torch.Tensor], int]:
     """Every matrix of ``state`` reshaped by :func:`reshaped` against ``reference`` (a random init of the same
-    network); the new state_dict and the FLOPs."""
+    network); the new state_dict and the FLOPs. ``values`` (:func:`init_singular_values` of ``reference``) skips
+    taking the reference's singular values again."""
     out, flops = {}, 0
     for name, tensor in state.items():
         if tensor.is_floating_point() and name in reference:
-            out[name], spent = reshaped(tensor, reference[name])
+            out[name], spent = reshaped(tensor, reference[name], None if values is None else values.get(name))
             flops += spent
         else:
             out[name] = tensor
@@ -64,4 +96,4 @@ def init_spectrum_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike) ->
     return copy_run_with_sampler(run_dir, out_dir, {"init_spectrum": True})
 
 
-__all__ = ["init_spectrum_run", "reshaped", "svd_flops", "with_init_spectrum"]
+__all__ = ["init_singular_values", "init_spectrum_run", "reshaped", "singular_values", "svd_flops", "with_init_spectrum"]
