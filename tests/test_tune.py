@@ -261,7 +261,8 @@ def test_a_tune_trains_on_task_neighbours_and_keeps_a_suite_s_unseen_tasks_out(s
     cfg = TuneConfig(steps=2, pairs_per_step=4, batch_size=16, eval_every=2, task_neighbours=2,
                      exclude_tasks=["digits:rot90=2", "digits:label_perm=2"])
     summary = tune(run, corpus, tmp_path / "tasks", cfg, log=lines.append)
-    counts = next(line for line in lines if "neighbours" in line)  # "<n> training (architecture, task) pairs, <m> neighbours (<m> on other tasks), ..."
+    # "<n> training (architecture, task) pairs, <m> neighbours (<m> on other tasks), ..."
+    counts = next(line for line in lines if "neighbours" in line)
     given = int(counts.split(" training")[0])
     assert f"{2 * given} neighbours ({2 * given} on other tasks)" in counts
     assert summary["task_neighbours"] == 2 and summary["exclude_tasks"] == ["digits:label_perm=2", "digits:rot90=2"]

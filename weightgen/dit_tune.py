@@ -18,12 +18,13 @@ labels, from networks that are already part of the generator's training data.
 ``neighbours`` adds that many width-scaled architectures per corpus pair, on the pair's task (as the
 distillation draws them, :func:`weightgen.pairs.neighbour_pairs`): the tune then scores samples
 across each family's widths, not at the dozen the corpus trained, and ``exclude_archs`` keeps named
-architectures (a suite's unseen ones) out of them. ``task_neighbours`` adds that many pairs per corpus pair of
-its architecture on a task one knob away (another label order, template set, orientation or noise level:
-:func:`weightgen.pairs.task_neighbour_pairs`), which the tune scores by their data alone, and ``exclude_tasks``
-keeps a suite's unseen tasks, and their label orders and template sets, out of them. Neighbours of either kind are
-trained on and never scored, and the distill term skips them (they have no corpus member). ``init_weight`` weighs the sample's own loss; 0
-with a lookahead scores a sample only by where fine-tuning takes it. ``families`` trains on those
+architectures (a suite's unseen ones) out of them. ``task_neighbours`` adds that many pairs per corpus pair
+of its architecture on a task one knob away (another label order, template set, orientation or noise level:
+:func:`weightgen.pairs.task_neighbour_pairs`), which the tune scores by their data alone, and
+``exclude_tasks`` keeps a suite's unseen tasks, and their label orders and template sets, out of them.
+Neighbours of either kind are trained on and never scored, and the distill term skips them (they have no
+corpus member). ``init_weight`` weighs the sample's own loss; 0 with a lookahead scores a sample only by where
+fine-tuning takes it. ``families`` trains on those
 families' pairs (and their neighbours) alone, while every pair is still scored, so an evaluation shows
 what the others pay for it.
 
