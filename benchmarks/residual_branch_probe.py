@@ -1,9 +1,9 @@
 """Do a generated transformer's residual branches write too loudly? Its branch outputs scaled down before fine-tuning.
 
 A generated transformer's attention and feedforward branches write 1.1–3.1× (median 1.7×) more into the residual
-stream, relative to the stream, than a random init's (the branch output's RMS over the stream's at each block, measured at stop 29
-on two of this probe's pairs and on `transformer:dim=24,patch=8` × digits), while its attention is about as spread
-(0.82–0.97 of the largest entropy, random init 0.94–0.99). Pre-norm transformers train best when each branch starts
+stream, relative to the stream, than a random init's (the branch output's RMS over the stream's at each block,
+measured at stop 29 on two of this probe's pairs and on `transformer:dim=24,patch=8` × digits), while its attention
+is about as spread (0.82–0.97 of the largest entropy, random init 0.94–0.99). Pre-norm transformers train best when each branch starts
 small beside the stream (the reasoning behind ReZero and SkipInit). This scales each block's residual-writing
 matrices (``self_attn.out_proj`` and ``linear2``, with their biases) of the sample by a factor, or to random
 init's Frobenius norm, and fine-tunes each start as ``benchmarks/layer_probe.py`` does. The pairs are
