@@ -94,16 +94,20 @@ def parse_pairs(text: str, default: list[tuple[str, str]]) -> list[tuple[str, st
     return [tuple(p.split("@")) for p in text.split(";") if p] or default
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def probe_parser(description: str, pairs_help: str, seeds: str, steps: int) -> argparse.ArgumentParser:
+    """The options every probe built on :func:`probe` takes: the run, the pairs, the seeds and the fine-tune's steps."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--run", required=True, help="generator run folder (as `weightgen bench --run`)")
-    parser.add_argument("--pairs", default="", help="';'-separated arch@task pairs (default: transformers in no suite)")
-    parser.add_argument("--seeds", default="0,1")
-    parser.add_argument("--steps", type=int, default=600)
-    args = parser.parse_args()
+    parser.add_argument("--pairs", default="", help=f"';'-separated arch@task pairs (default: {pairs_help})")
+    parser.add_argument("--seeds", default=seeds, type=lambda text: [int(s) for s in text.split(",")])
+    parser.add_argument("--steps", type=int, default=steps)
+    return parser
+
+
+def main() -> None:
+    args = probe_parser(__doc__.splitlines()[0], "transformers in no suite", "0,1", 600).parse_args()
     torch.set_num_threads(1)
-    print_summary(probe(args.run, parse_pairs(args.pairs, PAIRS), [int(s) for s in args.seeds.split(",")], args.steps,
-                        starts))
+    print_summary(probe(args.run, parse_pairs(args.pairs, PAIRS), args.seeds, args.steps, starts))
 
 
 def print_summary(rows: list[dict]) -> None:

@@ -18,7 +18,6 @@ and the same seed's random init, on 256 validation examples.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -26,7 +25,7 @@ import pandas as pd
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from layer_probe import PAIRS, parse_pairs, print_summary, probe  # noqa: E402
+from layer_probe import PAIRS, parse_pairs, print_summary, probe, probe_parser  # noqa: E402
 
 BRANCH_OUTPUTS = ("self_attn.out_proj.weight", "self_attn.out_proj.bias", "linear2.weight", "linear2.bias")
 
@@ -88,18 +87,13 @@ def print_stats(run: str, pairs: list[tuple[str, str]], seeds: list[int]) -> Non
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", required=True, help="generator run folder (as `weightgen bench --run`)")
-    parser.add_argument("--pairs", default="", help="';'-separated arch@task pairs (default: layer_probe's transformers)")
-    parser.add_argument("--seeds", default="0")
-    parser.add_argument("--steps", type=int, default=600)
+    parser = probe_parser(__doc__.splitlines()[0], "layer_probe's transformers", "0", 600)
     parser.add_argument("--stats", action="store_true", help="print the branches' output scales and the attention's spread; no fine-tuning")
     args = parser.parse_args()
     torch.set_num_threads(1)
     if args.stats:
-        return print_stats(args.run, parse_pairs(args.pairs, PAIRS), [int(s) for s in args.seeds.split(",")])
-    print_summary(probe(args.run, parse_pairs(args.pairs, PAIRS), [int(s) for s in args.seeds.split(",")], args.steps,
-                        starts))
+        return print_stats(args.run, parse_pairs(args.pairs, PAIRS), args.seeds)
+    print_summary(probe(args.run, parse_pairs(args.pairs, PAIRS), args.seeds, args.steps, starts))
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ sample's own Frobenius norm. Vectors (biases, norms) stay the sample's. Each sta
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -21,7 +20,7 @@ import pandas as pd
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from layer_probe import parse_pairs, print_summary, probe  # noqa: E402
+from layer_probe import parse_pairs, print_summary, probe, probe_parser  # noqa: E402
 
 from weightgen.spectrum import reshaped  # noqa: E402
 
@@ -45,15 +44,9 @@ def starts(sample: dict[str, torch.Tensor], init: dict[str, torch.Tensor]) -> di
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", required=True, help="generator run folder (as `weightgen bench --run`)")
-    parser.add_argument("--pairs", default="", help="';'-separated arch@task pairs (default: one or two per family)")
-    parser.add_argument("--seeds", default="0")
-    parser.add_argument("--steps", type=int, default=1000)
-    args = parser.parse_args()
+    args = probe_parser(__doc__.splitlines()[0], "one or two per family", "0", 1000).parse_args()
     torch.set_num_threads(1)
-    rows = probe(args.run, parse_pairs(args.pairs, PAIRS), [int(s) for s in args.seeds.split(",")], args.steps,
-                 starts)
+    rows = probe(args.run, parse_pairs(args.pairs, PAIRS), args.seeds, args.steps, starts)
     print_summary(rows)
     table = pd.DataFrame(rows).assign(family=lambda t: t["arch"].str.split(":").str[0])
     print("\nsaved per family (median over pairs and seeds; not reached = -1):")
