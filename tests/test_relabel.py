@@ -37,8 +37,8 @@ def test_the_permutation_is_the_one_the_data_applies():
     assert torch.equal(base.train.x, relabelled.train.x)
 
 
-def test_the_generator_samples_a_relabelled_task_as_its_base_task_relabelled(setup):
-    from weightgen.generate import Generator
+def test_the_generator_samples_a_relabelled_task_as_its_base_task_relabelled(setup, tmp_path):
+    from weightgen.generate import Generator, copy_run_with_sampler
 
     _, _, run = setup
     arch, task = "mlp:hidden=16", "digits:label_perm=2"
@@ -52,3 +52,8 @@ def test_the_generator_samples_a_relabelled_task_as_its_base_task_relabelled(set
     plain = Generator.from_run(run, steps=2).sample(arch, task, seed=1)  # the default: the DiT reads the permutation itself
     assert not torch.equal(plain.state_dicts[0][f"{layer}.weight"], mine.state_dicts[0][f"{layer}.weight"])
     assert generator.sampler["relabel"] and not Generator.from_run(run).sampler["relabel"]
+    # A run copied with the option in its sampler relabels without being asked (what a bench of it samples).
+    copied = Generator.from_run(copy_run_with_sampler(run, tmp_path / "relabelled", {"relabel": True}), steps=2)
+    assert copied.sampler["relabel"]
+    again = copied.sample(arch, task, seed=1).state_dicts[0]
+    assert all(torch.equal(again[k], expected[k]) for k in expected)

@@ -90,7 +90,8 @@ class Generator:
         A DiT trained for one way of sampling (``weightgen dit tune``: one step from coordinate noise,
         the start kept) says so in ``dit/config.json`` under ``sampler``; that wins over
         ``steps``, since any other way gives that DiT's untrained behaviour. ``match_scales`` there reads the
-        scale prior saved beside the DiT (``weightgen dit match-scales``).
+        scale prior saved beside the DiT (``weightgen dit match-scales``); ``relabel`` there (a run copied with
+        ``copy_run_with_sampler(run, out, {"relabel": True})``) relabels as the argument does.
         """
         import json
 
@@ -113,7 +114,8 @@ class Generator:
             prior = load_prior(run_dir / "dit") if sampler.get("match_scales", False) else None
             return cls(load_dit(run_dir / "dit"), PatchAutoencoder.load(run_dir / "encoder"), steps, guidance,
                        source=str(run_dir), noise=noise, keep_noise=keep_noise,
-                       rebalance=sampler.get("rebalance", "none"), output=sampler.get("output", "latents"), relabel=relabel,
+                       rebalance=sampler.get("rebalance", "none"), output=sampler.get("output", "latents"),
+                       relabel=relabel or bool(sampler.get("relabel", False)),
                        scale_prior=prior, init_spectrum=bool(sampler.get("init_spectrum", False)))
         except (CheckpointError, KeyError, TypeError, ValueError, OSError) as exc:
             raise GeneratorError(f"{run_dir}: cannot load the generator: {exc}") from None
