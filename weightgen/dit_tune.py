@@ -59,7 +59,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -70,7 +69,7 @@ import torch
 from weightgen.flops import RepeatedFlops
 from weightgen.io import file_digest
 from weightgen.rebalance import check_mode
-from weightgen.scale_prior import corpus_scale_prior, match_scales, save_prior
+from weightgen.scale_prior import corpus_scale_prior, match_scales
 from weightgen.specs import FAMILIES, parse_arch, parse_task
 from weightgen.spectrum import init_singular_values, with_init_spectrum
 from weightgen.tune_target import TuneTarget
@@ -161,6 +160,7 @@ def tune(run_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_dir: str
     from weightgen.dit_train import load_dit
     from weightgen.encoder import PatchAutoencoder
     from weightgen.pairs import family_recipe, family_recipes, neighbour_pairs, task_neighbour_pairs
+    from weightgen.tune_runs import student_sampler, tuned_base_flops, write_tuned_run
 
     cfg = cfg or TuneConfig()
     run_dir, out_dir = Path(run_dir), Path(out_dir)
@@ -294,14 +294,14 @@ def tune(run_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_dir: str
                 history.append(evaluate(step))
     # Evaluation passes included: an upper bound on the tune's cost; summed over the processes.
     flops = int(accelerator.reduce(torch.tensor(counted.total, dtype=torch.float64, device=device), "sum"))
-    base_flops, whole = _base_flops(run_dir)
+    base_flops, whole = tuned_base_flops(run_dir)
     dit.eval()
     summary = {"base_run": str(run_dir), "base_dit_sha256": file_digest(run_dir / "dit" / "model.safetensors"),
                "corpus": str(corpus_dir), **asdict(cfg), "flops": flops + base_flops,
                "own_flops": flops, "base_tune_flops": base_flops, "includes_base_generator": whole, "processes": world,
                "skipped_steps": skipped, "wall_time_s": time.perf_counter() - started, "log": history}
     if accelerator.is_main_process:
-        summary = _write_run(dit.cpu(), run_dir, out_dir, cfg, summary, student, prior)
+        summary = write_tuned_run(dit.cpu(), run_dir, out_dir, cfg, summary, student, prior)
         log(f"wrote {out_dir} ({flops:.3e} FLOPs, {base_flops:.3e} more in the tuned base; {summary['wall_time_s']:.0f} s)")
     accelerator.wait_for_everyone()
     return summary
@@ -340,63 +340,6 @@ def _sum_gradients(accelerator, params: list[torch.nn.Parameter]) -> None:
     for q, hit in zip(params, reached.tolist()):
         q.grad = flat[offset : offset + q.numel()].view_as(q).clone() if hit else None
         offset += q.numel()
-
-
-def student_sampler(run_dir: Path, dit, cfg: TuneConfig) -> dict | None:
-    """A patch-writing student's sampler (its ``dit/config.json``), or None for a DiT that gives latents.
-
-    A student samples in one pass from coordinate noise; a tune from any other start would train it for
-    a sampler it is never drawn with, so that is refused.
-    """
-    if dit.cfg.out_dim is None:
-        return None
-    sampler = json.loads((run_dir / "dit" / "config.json").read_text()).get("sampler", {})
-    if sampler.get("output") != "patches" or sampler.get("noise") != "coords":
-        raise ValueError(f"{run_dir}: its DiT writes patches but its sampler is {sampler or 'not recorded'}; "
-                         "only a `weightgen dit distill --output patches` student can be tuned")
-    if cfg.noise != "coords":
-        raise ValueError(f"{run_dir}: a distilled student samples from coordinate noise; tune it with noise 'coords', "
-                         f"not {cfg.noise!r}")
-    return sampler
-
-
-def _base_flops(run_dir: Path) -> tuple[int, bool]:
-    """What the base run's generator cost, counted into the tune's ``flops``, and whether that is its whole cost.
-
-    A tuned base: its tune's FLOPs (the encoder and diffusion DiT are counted from the run folder, as before).
-    A distilled student: everything (its distill.json holds the teacher and the distillation).
-    """
-    from weightgen.flops import generator_training_flops, records_whole_cost
-
-    if records_whole_cost(run_dir):
-        return generator_training_flops(run_dir), True
-    tuned = run_dir / "dit" / TUNE_FILE
-    return (int(json.loads(tuned.read_text())["flops"]) if tuned.is_file() else 0), False
-
-
-def _write_run(dit, run_dir: Path, out_dir: Path, cfg: TuneConfig, summary: dict, student: dict | None = None,
-               prior: dict | None = None) -> dict:
-    """The tuned run folder: the base's encoder and latents, the DiT with the sampler it was tuned for, the summary;
-    with ``prior``, the scale prior its samples were matched to (written first, so the sampler never names a missing one)."""
-    from weightgen.dit_train import save_one_step_run
-
-    # How Generator.from_run must sample this DiT: one step from the start it was tuned on (a student: as before).
-    sampler = {"steps": 1, "noise": "coords" if cfg.noise == "coords" else "gaussian", "keep_noise": cfg.keep_noise,
-               "rebalance": cfg.rebalance}
-    if student is not None:  # the base student's sampler (student_sampler)
-        sampler = {**student, "rebalance": cfg.rebalance}
-    sampler["match_scales"] = cfg.match_scales  # as tuned: a calibrated base's own prior is not what this tune saw
-    sampler["init_spectrum"] = cfg.init_spectrum  # likewise: the reshape stays only if the tune's loss saw it
-    if prior is not None:
-        (out_dir / "dit").mkdir(parents=True, exist_ok=True)
-        save_prior(out_dir / "dit", prior)
-    summary = {**summary, "sampler": sampler}
-    base = json.loads((run_dir / "dit" / "config.json").read_text())
-    save_one_step_run(dit, run_dir, out_dir, "functional-finetune", sampler, TUNE_FILE, summary, "functional_finetune.csv",
-                      config={"train": base.get("train")})
-    if (run_dir / "latents.safetensors").is_file():  # what the base DiT trained on: its FLOPs are counted from it
-        shutil.copy2(run_dir / "latents.safetensors", out_dir / "latents.safetensors")
-    return summary
 
 
 def _teachers(corpus, frame: pd.DataFrame, pairs: list[TuneTarget], device="cpu") -> dict[int, dict[str, torch.Tensor]]:

@@ -1,15 +1,75 @@
-"""The tune's run folders seen from outside: whether one holds a given tune, the recipe of phases that
-``weightgen run`` and the pipeline follow, and a tune's MLflow run (the tune itself: :mod:`weightgen.dit_tune`)."""
+"""The tune's run folders: what a tune reads from its base run (a student's sampler, the base's cost) and writes
+into its new one, whether a folder holds a given tune, the recipe of phases that ``weightgen run`` and the
+pipeline follow, and a tune's MLflow run (the tune itself: :mod:`weightgen.dit_tune`)."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 from dataclasses import asdict
 from pathlib import Path
 
 from weightgen.dit_tune import TUNE_FILE, TuneConfig
 from weightgen.io import file_digest
+from weightgen.scale_prior import save_prior
+
+
+def student_sampler(run_dir: Path, dit, cfg: TuneConfig) -> dict | None:
+    """A patch-writing student's sampler (its ``dit/config.json``), or None for a DiT that gives latents.
+
+    A student samples in one pass from coordinate noise; a tune from any other start would train it for
+    a sampler it is never drawn with, so that is refused.
+    """
+    if dit.cfg.out_dim is None:
+        return None
+    sampler = json.loads((run_dir / "dit" / "config.json").read_text()).get("sampler", {})
+    if sampler.get("output") != "patches" or sampler.get("noise") != "coords":
+        raise ValueError(f"{run_dir}: its DiT writes patches but its sampler is {sampler or 'not recorded'}; "
+                         "only a `weightgen dit distill --output patches` student can be tuned")
+    if cfg.noise != "coords":
+        raise ValueError(f"{run_dir}: a distilled student samples from coordinate noise; tune it with noise 'coords', "
+                         f"not {cfg.noise!r}")
+    return sampler
+
+
+def tuned_base_flops(run_dir: Path) -> tuple[int, bool]:
+    """What the base run's generator cost, counted into the tune's ``flops``, and whether that is its whole cost.
+
+    A tuned base: its tune's FLOPs (the encoder and diffusion DiT are counted from the run folder, as before).
+    A distilled student: everything (its distill.json holds the teacher and the distillation).
+    """
+    from weightgen.flops import generator_training_flops, records_whole_cost
+
+    if records_whole_cost(run_dir):
+        return generator_training_flops(run_dir), True
+    tuned = run_dir / "dit" / TUNE_FILE
+    return (int(json.loads(tuned.read_text())["flops"]) if tuned.is_file() else 0), False
+
+
+def write_tuned_run(dit, run_dir: Path, out_dir: Path, cfg: TuneConfig, summary: dict, student: dict | None = None,
+               prior: dict | None = None) -> dict:
+    """The tuned run folder: the base's encoder and latents, the DiT with the sampler it was tuned for, the summary;
+    with ``prior``, the scale prior its samples were matched to (written first, so the sampler never names a missing one)."""
+    from weightgen.dit_train import save_one_step_run
+
+    # How Generator.from_run must sample this DiT: one step from the start it was tuned on (a student: as before).
+    sampler = {"steps": 1, "noise": "coords" if cfg.noise == "coords" else "gaussian", "keep_noise": cfg.keep_noise,
+               "rebalance": cfg.rebalance}
+    if student is not None:  # the base student's sampler (student_sampler)
+        sampler = {**student, "rebalance": cfg.rebalance}
+    sampler["match_scales"] = cfg.match_scales  # as tuned: a calibrated base's own prior is not what this tune saw
+    sampler["init_spectrum"] = cfg.init_spectrum  # likewise: the reshape stays only if the tune's loss saw it
+    if prior is not None:
+        (out_dir / "dit").mkdir(parents=True, exist_ok=True)
+        save_prior(out_dir / "dit", prior)
+    summary = {**summary, "sampler": sampler}
+    base = json.loads((run_dir / "dit" / "config.json").read_text())
+    save_one_step_run(dit, run_dir, out_dir, "functional-finetune", sampler, TUNE_FILE, summary, "functional_finetune.csv",
+                      config={"train": base.get("train")})
+    if (run_dir / "latents.safetensors").is_file():  # what the base DiT trained on: its FLOPs are counted from it
+        shutil.copy2(run_dir / "latents.safetensors", out_dir / "latents.safetensors")
+    return summary
 
 
 def tuned_already(run_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_dir: str | os.PathLike,
