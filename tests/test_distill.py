@@ -360,14 +360,14 @@ def test_a_patch_writing_student_is_tuned_as_it_samples_and_counts_its_whole_cos
 
 def test_the_excluded_architectures_join_names_and_suites_once_each(tmp_path):
     """`--exclude-archs` and every `--exclude-suite` give one sorted list; a missing suite is an error that names it."""
-    from weightgen.cli_dit import excluded_archs
+    from weightgen.cli_dit import excluded
     from weightgen.suite import SuiteError, load_suite
 
     unseen = load_suite("suites/default.yaml").unseen_archs()
-    got = excluded_archs(f"mlp:hidden=20;{unseen[0]};", [Path("suites/default.yaml"), Path("suites/default.yaml")])
+    got = excluded(f"mlp:hidden=20;{unseen[0]};", [Path("suites/default.yaml"), Path("suites/default.yaml")], "archs")
     assert got == sorted(set(unseen) | {"mlp:hidden=20"})
     with pytest.raises((SuiteError, OSError), match="missing.yaml"):
-        excluded_archs("", [tmp_path / "missing.yaml"])
+        excluded("", [tmp_path / "missing.yaml"], "archs")
 
 
 def test_a_student_can_learn_the_retrieval_inits_of_its_pairs_moved_by_fine_tune_steps(setup, teacher, tmp_path):

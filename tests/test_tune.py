@@ -253,7 +253,7 @@ def test_a_tune_for_a_fitted_head_records_it_and_scores_with_it(setup, tmp_path)
 
 def test_a_tune_trains_on_task_neighbours_and_keeps_a_suite_s_unseen_tasks_out(setup, tmp_path):
     """``task_neighbours``: each corpus pair's architecture on tasks one knob away, scored by their data alone."""
-    from weightgen.cli_dit import excluded_tasks
+    from weightgen.cli_dit import excluded
     from weightgen.specs import SpecError
 
     _, corpus, run = setup
@@ -271,7 +271,7 @@ def test_a_tune_trains_on_task_neighbours_and_keeps_a_suite_s_unseen_tasks_out(s
     tuned, untouched = load_dit(tmp_path / "tasks" / "dit"), load_dit(tmp_path / "plain" / "dit")
     assert any(not torch.equal(a, b) for a, b in zip(tuned.state_dict().values(), untouched.state_dict().values()))
     # `--exclude-suite` gives the suite's unseen-task and unseen-both tasks, beside the ones named.
-    assert excluded_tasks("digits:noise=0.2", [ROOT / "suites" / "default.yaml"]) == [
+    assert excluded("digits:noise=0.2", [ROOT / "suites" / "default.yaml"], "tasks") == [
         "digits:label_perm=2", "digits:noise=0.2", "digits:rot90=2", "mnist1d:label_perm=2", "mnist1d:template_seed=2"]
     with pytest.raises(SpecError, match="rot90"):
         TuneConfig(task_neighbours=1, exclude_tasks=["digits:rot90=9"])

@@ -64,11 +64,11 @@ def dit_tune(
     from weightgen.suite import SuiteError
 
     try:
-        excluded = excluded_archs(exclude_archs, exclude_suite)
         cfg = TuneConfig(steps=steps, lr=lr, noise=noise, bias_penalty=bias_penalty, inner_steps=inner_steps,
                          rebalance=rebalance, distill=distill, holdout_archs=[a for a in holdout_archs.split(";") if a],
-                         neighbours=neighbours, exclude_archs=excluded, task_neighbours=task_neighbours,
-                         exclude_tasks=excluded_tasks(exclude_tasks, exclude_suite), init_weight=init_weight, eval_every=eval_every,
+                         neighbours=neighbours, exclude_archs=excluded(exclude_archs, exclude_suite, "archs"),
+                         task_neighbours=task_neighbours, exclude_tasks=excluded(exclude_tasks, exclude_suite, "tasks"),
+                         init_weight=init_weight, eval_every=eval_every,
                          families=[f for f in families.split(",") if f], match_scales=match_scales, fit_head=fit_head,
                          init_spectrum=init_spectrum)
     except (SuiteError, ValueError, OSError) as exc:
@@ -88,22 +88,14 @@ def _run_flow(title: str, flow_fn, **parameters) -> None:
     _print_summary(title, summary)
 
 
-def excluded_archs(names: str, suites: list[Path]) -> list[str]:
-    """The architectures never drawn as neighbours: the ';'-separated ``names`` and every suite's unseen ones, sorted
-    once each. A suite that does not load raises its SuiteError or OSError."""
+def excluded(names: str, suites: list[Path], unseen: str) -> list[str]:
+    """What is never drawn as a neighbour: the ';'-separated ``names`` and every suite's unseen ones (``unseen``:
+    ``"archs"`` or ``"tasks"``, read by ``Suite.unseen_archs`` / ``Suite.unseen_tasks``), sorted once each. A suite
+    that does not load raises its SuiteError or OSError."""
     from weightgen.suite import load_suite
 
-    excluded = {a for a in names.split(";") if a}
-    for path in suites:
-        excluded.update(load_suite(path).unseen_archs())
-    return sorted(excluded)
-
-
-def excluded_tasks(names: str, suites: list[Path]) -> list[str]:
-    """The tasks never drawn as task neighbours: the ';'-separated ``names`` and every suite's unseen ones."""
-    from weightgen.suite import load_suite
-
-    return sorted({t for t in names.split(";") if t} | {t for path in suites for t in load_suite(path).unseen_tasks()})
+    return sorted({n for n in names.split(";") if n}
+                  | {n for path in suites for n in getattr(load_suite(path), f"unseen_{unseen}")()})
 
 
 def tune_through_flow(run: Path, corpus: Path, out: Path, cfg, processes: int = 1) -> None:
@@ -139,9 +131,9 @@ def dit_distill(
     from weightgen.suite import SuiteError
 
     try:
-        excluded = excluded_archs(exclude_archs, exclude_suite)
+        archs = excluded(exclude_archs, exclude_suite, "archs")
         DistillConfig(preset=preset, steps=steps, lr=lr, function_weight=function_weight, neighbours=neighbours,
-                      exclude_archs=excluded, output=output, target_steps=target_steps, target_start=target_start,
+                      exclude_archs=archs, output=output, target_steps=target_steps, target_start=target_start,
                       loss_weighting=loss_weighting, seed=seed)
     except (SuiteError, ValueError, OSError) as exc:
         _fail(str(exc))
@@ -150,7 +142,7 @@ def dit_distill(
 
     _run_flow(f"distilled DiT {out}", distill_flow, teacher_dir=str(teacher), corpus_dir=str(corpus), out_dir=str(out),
               preset=preset, steps=steps, lr=lr, function_weight=function_weight, holdout_archs=holdout_archs,
-              neighbours=neighbours, exclude_archs=";".join(excluded), output=output, target_steps=target_steps,
+              neighbours=neighbours, exclude_archs=";".join(archs), output=output, target_steps=target_steps,
               target_start=target_start, loss_weighting=loss_weighting, seed=seed)
 
 
