@@ -38,11 +38,12 @@ def evaluate_flow(
     refresh_baselines: Annotated[bool, Field(description="fine-tune the generator-free baselines again instead of reusing them")] = False,
     methods: Annotated[list[str] | None, Field(description="only these init methods (random is always kept)")] = None,
     splits: Annotated[list[str] | None, Field(description="only the cases of these splits")] = None,
+    label_map: Annotated[bool | None, Field(description="overrides the suite's label_map: every corpus method maps label orders exactly")] = None,
 ) -> dict[str, float]:
     """Run a benchmark suite; returns flat metrics (compute_saved_median/<split>/<method>, reach_rate/..., wall_time_s)."""
     logger = get_run_logger()
     started = time.perf_counter()
-    spec = load_suite(suite).with_sources(corpus_dir, run_dir, ddim_steps).narrowed(methods, splits)
+    spec = load_suite(suite).with_sources(corpus_dir, run_dir, ddim_steps, label_map).narrowed(methods, splits)
     manifest = check_suite_task(spec)
     jobs = plan(spec)
     logger.info("suite %r: %d cases, %d jobs × %d methods on %d workers", spec.name, len(spec.cases), len(jobs),

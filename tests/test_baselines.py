@@ -203,6 +203,38 @@ def test_retrieval_prefers_the_nearest_task_then_the_nearest_architecture(corpus
     assert init.source.startswith(member_id("mlp:hidden=24", "mnist1d:label_perm=1", 2))
 
 
+def test_with_a_label_map_members_of_any_label_order_compete_and_come_in_the_targets_order(corpus, index):
+    from weightgen.relabel import output_layer, to_label_order
+
+    target = "mnist1d:label_perm=3"  # an order no member has
+    layer = output_layer("mlp:hidden=24", input_shape(target))  # the logits layer of every one-hidden-layer mlp here
+    # By base task every mnist1d member is at distance 0, so the exact architecture wins (a label_perm=1 member),
+    # and its rows move from label order 1 to 3.
+    init = make_init("retrieval", "mlp:hidden=24", target, 0, index, label_map=True)
+    member = ("mlp:hidden=24", "mnist1d:label_perm=1", 2)
+    assert init.source.startswith(member_id(*member))
+    fitted, _ = fit_state_dict(final_state(corpus, *member), state("mlp:hidden=24", 0))
+    expected = to_label_order(fitted, layer, member[1], target)
+    assert all(torch.equal(init.state_dict[k], expected[k]) for k in expected)
+    assert not torch.equal(init.state_dict[f"{layer}.weight"], fitted[f"{layer}.weight"])
+    # Without the map the label order counts in the distance and nothing is moved.
+    plain = make_init("retrieval", "mlp:hidden=24", target, 0, index)
+    fitted_plain, _ = fit_state_dict(index.state_dict(plain.source.split("/")[0]), state("mlp:hidden=24", 0))
+    assert all(torch.equal(plain.state_dict[k], fitted_plain[k]) for k in fitted_plain)
+    # noisy-nearest and weight-selection move theirs the same way; random and moment have no labels to map.
+    nearest = make_init("noisy-nearest", "mlp:hidden=16", target, 0, index, noise_scale=0.0, label_map=True)
+    source = index.finals.set_index("member").loc[nearest.source.split("/")[0], "task"]
+    copied = to_label_order(index.state_dict(nearest.source.split("/")[0]), layer, source, target)
+    assert all(torch.equal(nearest.state_dict[k], copied[k]) for k in copied)
+    selected = make_init("weight-selection", "mlp:hidden=12", target, 0, index, label_map=True)
+    fitted, _ = fit_state_dict(final_state(corpus, "mlp:hidden=32x32", "mnist1d", 3), state("mlp:hidden=12", 0))
+    expected = to_label_order(fitted, layer, "mnist1d", target)
+    assert all(torch.equal(selected.state_dict[k], expected[k]) for k in expected)
+    for method in ("random", "moment"):
+        mapped, unmapped = (make_init(method, "mlp:hidden=24", target, 0, index, label_map=m) for m in (True, False))
+        assert all(torch.equal(mapped.state_dict[k], unmapped.state_dict[k]) for k in unmapped.state_dict)
+
+
 def test_weight_selection_uses_the_largest_member_on_the_dataset(corpus, index):
     init = make_init("weight-selection", "mlp:hidden=12", "mnist1d:label_perm=1", 0, index)
     assert init.source.startswith(member_id("mlp:hidden=32x32", "mnist1d", 3))  # not the larger digits member

@@ -300,6 +300,8 @@ def test_baseline_key_follows_what_the_baselines_read(setup, tmp_path):
     assert key != baseline_key(suite, Job(0, suite.cases[0], 101), ["random", "retrieval"])  # seed
     assert key != baseline_key(suite, Job(0, suite.cases[1], 100), ["random", "retrieval"])  # architecture
     assert key != baseline_key(suite, job, ["random"])  # methods
+    assert key != baseline_key(suite.with_sources(label_map=True), job, ["random", "retrieval"])  # label map
+    assert key == baseline_key(suite.with_sources(label_map=False), job, ["random", "retrieval"])
     other_recipe = _tiny_suite(corpus, run, recipe={"steps": 40, "eval_every": 10, "batch_size": 64, "lr": 0.02})
     assert key != baseline_key(other_recipe, job, ["random", "retrieval"])
     moved = tmp_path / "corpus"  # the same members, another manifest (one member fewer): another corpus

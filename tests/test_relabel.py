@@ -8,7 +8,7 @@ import torch
 
 from weightgen.data import input_shape, load_task
 from weightgen.models import build_model
-from weightgen.relabel import base_task, label_permutation, output_layer, relabel_classes
+from weightgen.relabel import base_task, label_order, label_permutation, output_layer, relabel_classes, to_label_order
 
 
 @pytest.mark.parametrize("arch, task", [("mlp:hidden=16x16", "digits"), ("mlp:hidden=none", "digits"),
@@ -26,6 +26,28 @@ def test_relabelling_the_output_layer_renames_the_classes_of_the_same_function(a
     # logit c of the base network is logit perm[c] of the relabelled one (to float rounding: rows move in the matmul)
     torch.testing.assert_close(after[:, perm], before, rtol=0, atol=1e-6)
     assert (after - before).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("source, target", [("digits:label_perm=1", "digits:label_perm=4"), ("digits", "digits:label_perm=2"),
+                                            ("digits:label_perm=3", "digits"), ("digits:label_perm=3", "mnist1d:label_perm=3")])
+def test_a_network_moved_to_another_label_order_gives_each_class_its_row_there(source, target):
+    arch, shape = "mlp:hidden=16", input_shape("digits")
+    model = build_model(arch, shape, seed=3).eval()
+    layer = output_layer(arch, shape)
+    moved_state = to_label_order(model.state_dict(), layer, source, target)
+    if np.array_equal(label_order(source), label_order(target)):  # the same order: nothing to move
+        assert moved_state is model.state_dict() or all(torch.equal(moved_state[k], v) for k, v in model.state_dict().items())
+        return
+    moved = build_model(arch, shape, seed=4).eval()
+    moved.load_state_dict(moved_state)
+    x = torch.randn(5, *shape)
+    with torch.no_grad():
+        before, after = model(x), moved(x)
+    # class c scores at row source[c] before and at row target[c] after
+    torch.testing.assert_close(after[:, label_order(target)], before[:, label_order(source)], rtol=0, atol=1e-6)
+    assert (after - before).abs().max() > 1e-3
+    back = to_label_order(moved_state, layer, target, source)
+    assert all(torch.equal(back[k], v) for k, v in model.state_dict().items())
 
 
 def test_the_permutation_is_the_one_the_data_applies():
@@ -57,3 +79,24 @@ def test_the_generator_samples_a_relabelled_task_as_its_base_task_relabelled(set
     assert copied.sampler["relabel"]
     again = copied.sample(arch, task, seed=1).state_dicts[0]
     assert all(torch.equal(again[k], expected[k]) for k in expected)
+
+
+def test_a_suite_with_the_label_map_gives_it_to_generated_and_to_the_corpus_methods(setup):
+    from weightgen import bench
+    from weightgen.baselines import make_init as baseline_init
+    from weightgen.suite import load_suite
+
+    _, corpus, run = setup
+    arch, task = "mlp:hidden=16", "digits:label_perm=2"
+    suite = load_suite({"name": "mapped", "corpus": str(corpus), "generator": str(run), "ddim_steps": 2,
+                        "methods": ["random", "retrieval", "generated"], "label_map": True,
+                        "cases": [{"arch": arch, "task": "digits", "split": "seen"}]})
+    mapped = bench.make_init(suite, "generated", arch, task, 1).state_dict
+    sampled = bench.make_init(suite.with_sources(label_map=False), "generated", arch, "digits", 1).state_dict
+    expected = relabel_classes(sampled, output_layer(arch, input_shape(task)), label_permutation(task))
+    assert all(torch.equal(mapped[k], expected[k]) for k in expected)
+    retrieved = bench.make_init(suite, "retrieval", arch, task, 1)
+    direct = baseline_init("retrieval", arch, task, 1, bench._corpus_index(str(corpus)), label_map=True)
+    assert retrieved.source == direct.source and all(torch.equal(retrieved.state_dict[k], v) for k, v in direct.state_dict.items())
+    plain = baseline_init("retrieval", arch, task, 1, bench._corpus_index(str(corpus)))
+    assert not all(torch.equal(retrieved.state_dict[k], v) for k, v in plain.state_dict.items())

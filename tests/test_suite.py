@@ -93,7 +93,8 @@ def test_overrides_replace_only_what_they_name_and_are_checked():
     suite = load_suite(suite_dict())
     moved = suite.with_sources(corpus="corpus/other", ddim_steps=1)
     assert (moved.corpus, moved.ddim_steps, moved.generator) == ("corpus/other", 1, suite.generator)
-    assert suite.with_sources() == suite
+    assert suite.with_sources() == suite and not suite.label_map
+    assert suite.with_sources(label_map=True).label_map and suite.with_sources(label_map=True).cases == suite.cases
     with pytest.raises(SuiteError, match="ddim_steps"):
         suite.with_sources(ddim_steps=0)
 

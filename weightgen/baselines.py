@@ -17,7 +17,9 @@ member (see ../shared/BENCHMARK.md, "Init methods compared on every case"):
                       dataset's only if there is none), nearest task among equals, fitted the same way.
 
 Tasks are near when their :func:`weightgen.sequences.task_features` vectors are, so an unseen task
-still has a nearest seen one. Ties go to the smaller member id. A :class:`CorpusIndex` loads each
+still has a nearest seen one. With ``label_map`` (a suite's ``label_map: true``), the corpus methods
+compare base tasks (label order aside) and move the chosen member's output rows to the target's label
+order (:func:`weightgen.relabel.to_label_order`), as ``generated`` does with the same suite. Ties go to the smaller member id. A :class:`CorpusIndex` loads each
 checkpoint and computes each family's moment stats once, so that cost lands on the first call
 that needs it.
 """
@@ -161,14 +163,28 @@ class _Case:
     model: nn.Module  # the target, at its own seeded init
     index: CorpusIndex
     noise_scale: float
+    label_map: bool = False
 
     def candidates(self) -> pd.DataFrame:
-        """The family's final checkpoints with ``other_dataset`` and ``task_distance`` to this case."""
+        """The family's final checkpoints with ``other_dataset`` and ``task_distance`` to this case
+        (with ``label_map``, between the base tasks: a label order costs nothing when it is mapped)."""
         rows = self.index.family(self.arch.family)
-        return rows.assign(
-            other_dataset=rows["dataset"] != self.task.dataset,
-            task_distance=[self.index.task_distance(t, self.task) for t in rows["task"]],
-        )
+        if self.label_map:
+            from weightgen.relabel import base_task
+
+            distance = [self.index.task_distance(base_task(t), base_task(self.task)) for t in rows["task"]]
+        else:
+            distance = [self.index.task_distance(t, self.task) for t in rows["task"]]
+        return rows.assign(other_dataset=rows["dataset"] != self.task.dataset, task_distance=distance)
+
+    def in_label_order(self, state: dict[str, torch.Tensor], member_task: str) -> dict[str, torch.Tensor]:
+        """A state_dict with this case's shapes, from a member trained on ``member_task``: with ``label_map``,
+        its output rows moved to this case's label order; otherwise as it is."""
+        if not self.label_map:
+            return state
+        from weightgen.relabel import output_layer, to_label_order
+
+        return to_label_order(state, output_layer(self.arch, input_shape(self.task)), member_task, self.task)
 
 
 Result = tuple[dict[str, torch.Tensor] | None, str, str]  # state_dict, source, note
@@ -213,7 +229,7 @@ def _noisy_nearest(case: _Case) -> Result:
             noise = torch.randn(value.shape, generator=generator, dtype=value.dtype)
             state[key] = value + noise * (case.noise_scale * _std(value))
     note = f"{best['task']} (task distance {best['task_distance']:.3g}) + noise {case.noise_scale} x std"
-    return state, case.index.source(best), note
+    return case.in_label_order(state, best["task"]), case.index.source(best), note
 
 
 def _fitted(case: _Case, best: pd.Series) -> Result:
@@ -221,7 +237,7 @@ def _fitted(case: _Case, best: pd.Series) -> Result:
     note = f"{best['arch']} on {best['task']}; {report['filled']} of {len(state)} tensors filled"
     if best["other_dataset"]:
         note += f" (no {case.arch.family} member on {case.task.dataset}: from {best['dataset']})"
-    return state, case.index.source(best), note
+    return case.in_label_order(state, best["task"]), case.index.source(best), note
 
 
 def _retrieval(case: _Case) -> Result:
@@ -249,8 +265,10 @@ _METHODS = {"random": _random, "moment": _moment, "noisy-nearest": _noisy_neares
             "retrieval": _retrieval, "weight-selection": _weight_selection}  # fmt: skip
 
 
-def make_init(method: str, arch, task, seed: int, index: CorpusIndex, *, noise_scale: float = 0.1) -> Init:
-    """The ``method`` init of ``arch`` on ``task`` (spec strings or specs) for ``seed``; see the module doc."""
+def make_init(method: str, arch, task, seed: int, index: CorpusIndex, *, noise_scale: float = 0.1,
+              label_map: bool = False) -> Init:
+    """The ``method`` init of ``arch`` on ``task`` (spec strings or specs) for ``seed``; see the module doc
+    (``label_map``: members of any label order, mapped to the task's)."""
     if method not in _METHODS:
         raise ValueError(f"unknown init method {method!r}; valid: {', '.join(BASELINE_METHODS)}")
     arch, task = parse_arch(arch), parse_task(task)
@@ -260,7 +278,7 @@ def make_init(method: str, arch, task, seed: int, index: CorpusIndex, *, noise_s
         if method != "random" and index.family(arch.family).empty:
             state, source, note = None, "", f"the corpus has no {arch.family} member"
         else:
-            state, source, note = _METHODS[method](_Case(arch, task, seed, model, index, noise_scale))
+            state, source, note = _METHODS[method](_Case(arch, task, seed, model, index, noise_scale, label_map))
     return Init(method, state, int(counter.get_total_flops()), time.perf_counter() - started, source, note)
 
 

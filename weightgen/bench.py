@@ -61,7 +61,7 @@ def check_suite(suite: Suite) -> pd.DataFrame:
     manifest = Corpus(suite.corpus).require_nonempty()
     check_splits(suite, manifest)
     if any(m in GENERATED_METHODS for m in suite.methods):
-        _generator(suite.generator, suite.ddim_steps, suite.guidance)  # a missing generator fails now, not per job
+        _generator(suite.generator, suite.ddim_steps, suite.guidance, suite.label_map)  # a missing one fails now
         if not generator_flops_countable(suite.generator):  # the amortisation needs it, after every job
             raise GeneratorError(f"{suite.generator}: no latents.safetensors, needed to count the generator's training FLOPs")
     return manifest
@@ -76,10 +76,10 @@ def _corpus_index(root: str):
 
 
 @functools.lru_cache(maxsize=2)
-def _generator(run_dir: str, steps: int, guidance: float):
+def _generator(run_dir: str, steps: int, guidance: float, label_map: bool):
     from weightgen.generate import Generator
 
-    return Generator.from_run(run_dir, steps=steps, guidance=guidance)
+    return Generator.from_run(run_dir, steps=steps, guidance=guidance, relabel=label_map)
 
 
 @functools.lru_cache(maxsize=16)
@@ -113,15 +113,15 @@ def make_init(suite: Suite, method: str, arch: str, task: str, seed: int):
         return _with_fitted_head(make_init(suite, method.removesuffix(HEAD_FIT_SUFFIX), arch, task, seed), method,
                                  arch, task, seed)
     if method == "generated":
-        generation = _generator(suite.generator, suite.ddim_steps, suite.guidance).sample(arch, task, 1, seed)
+        generation = _generator(suite.generator, suite.ddim_steps, suite.guidance, suite.label_map).sample(arch, task, 1, seed)
         return Init(method, generation.state_dicts[0], generation.flops, generation.wall_time, suite.generator)
     if method == "generated-best-of-k":
         batch_size = suite.recipe_for(parse_arch(arch).family).batch_size
-        generation = _generator(suite.generator, suite.ddim_steps, suite.guidance).best_of(
+        generation = _generator(suite.generator, suite.ddim_steps, suite.guidance, suite.label_map).best_of(
             arch, task, suite.samples, seed, batch_size)
         return Init(method, generation.state_dicts[generation.chosen], generation.flops, generation.wall_time,
                     suite.generator, f"sample {generation.chosen} of {suite.samples}")
-    return baseline_init(method, arch, task, seed, _corpus_index(suite.corpus))
+    return baseline_init(method, arch, task, seed, _corpus_index(suite.corpus), label_map=suite.label_map)
 
 
 def _with_fitted_head(base, method: str, arch: str, task: str, seed: int):
@@ -273,9 +273,9 @@ def log_bench(suite: Suite, table: pd.DataFrame, curves: pd.DataFrame, summary: 
     params = {"suite": suite.name, "corpus": suite.corpus, "generator": suite.generator, "seeds": suite.seeds,
               "methods": suite.methods, "recipe": suite.recipe.to_string(), "recipes": suite.recipes,
               "samples": suite.samples, "guidance": suite.guidance, "ddim_steps": suite.ddim_steps,
-              "cases": len(suite.cases)}
+              "cases": len(suite.cases), "label_map": suite.label_map}
     if any(m in GENERATED_METHODS for m in suite.methods):  # what the generator really ran (its run may fix the sampler)
-        params["generator_sampler"] = _generator(suite.generator, suite.ddim_steps, suite.guidance).sampler
+        params["generator_sampler"] = _generator(suite.generator, suite.ddim_steps, suite.guidance, suite.label_map).sampler
     with stage_run("bench", run_name=f"bench-{suite.name}", params=params, tags=tags) as parent:
         client = mlflow.MlflowClient()  # after stage_run has pointed MLflow at the project store
         mlflow.log_metrics({k: v for k, v in metrics.items() if math.isfinite(v)})

@@ -26,8 +26,8 @@ def baseline_key(suite: Suite, job: Job, methods: Sequence[str]) -> str:
     """The cache key of a job's generator-free methods: everything their results depend on.
 
     The case's architecture and task, the seed, the methods, the family's fine-tune recipe, the corpus
-    (its manifest's bytes: a member added or retrained changes them) and the code (every module of
-    this package, and torch's version) — so an edit anywhere in weightgen starts the cache afresh.
+    (its manifest's bytes: a member added or retrained changes them), the suite's label map, and the code
+    (every module of this package, and torch's version) — so an edit anywhere in weightgen starts the cache afresh.
     Not the suite's name or the case's place in it: :func:`relabel` fits a reused result to those.
     """
     if generated := [m for m in methods if m not in BASELINE_METHODS]:
@@ -39,6 +39,8 @@ def baseline_key(suite: Suite, job: Job, methods: Sequence[str]) -> str:
     payload = {"arch": job.case.arch, "task": job.case.task, "seed": job.seed, "methods": sorted(methods),
                "recipe": suite.recipe_for(family).to_string(), "corpus": file_digest(Corpus(suite.corpus).manifest_path),
                "code": code_digest(), "torch": torch.__version__}
+    if suite.label_map:  # only when on, so the keys of every suite without it stay as they were
+        payload["label_map"] = True
     return "weightgen-bench-" + hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32]
 
 

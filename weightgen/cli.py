@@ -214,6 +214,9 @@ def bench(
                                            help="fine-tune the generator-free baselines again, not from the cache"),
     methods: str = typer.Option("", help="comma-separated: only these init methods (random is always kept)"),
     splits: str = typer.Option("", help="comma-separated: only the cases of these splits, e.g. unseen-arch,unseen-task"),
+    label_map: bool = typer.Option(None, "--label-map/--no-label-map",
+                                   help="override the suite's label_map: every corpus method, generated included, "
+                                        "maps label orders exactly (weightgen.relabel)"),
 ) -> None:
     """Fine-tune every init method on every suite case; print the compute saved per split and method.
 
@@ -233,7 +236,7 @@ def bench(
     try:
         chosen_methods = [m.strip() for m in methods.split(",") if m.strip()] or None
         chosen_splits = [s.strip() for s in splits.split(",") if s.strip()] or None
-        spec = load_suite(suite).with_sources(corpus, run, ddim_steps).narrowed(chosen_methods, chosen_splits)
+        spec = load_suite(suite).with_sources(corpus, run, ddim_steps, label_map).narrowed(chosen_methods, chosen_splits)
         check_suite(spec)  # refuse leaks, an empty corpus or a missing generator before Prefect starts
     except (SuiteError, CorpusError, GeneratorError) as exc:
         _fail(str(exc))
@@ -244,7 +247,7 @@ def bench(
     metrics = evaluate_flow(suite=str(suite), out_dir=str(out), workers=workers,
                             corpus_dir=str(corpus) if corpus else None, run_dir=str(run) if run else None,
                             ddim_steps=ddim_steps, refresh_baselines=refresh_baselines,
-                            methods=chosen_methods, splits=chosen_splits)
+                            methods=chosen_methods, splits=chosen_splits, label_map=label_map)
     summary = pd.read_csv(out / "summary.csv")
     wide = Console(width=max(console.width, 150)) if not console.is_terminal else console  # logs keep every column
     table = Table(title=f"suite {spec.name}: median compute saved (not reached = 0) — {out}/summary.md")

@@ -5,8 +5,11 @@ label c replaced by ``perm[c]``. A network for the base task becomes a network f
 by moving its output unit c to row ``perm[c]`` of the output layer (weights and bias): the same
 function with the classes renamed, exactly. The generator's task features carry the permutation,
 but its samples for an unseen permutation start at chance (docs/results.md, item 44), so
-:class:`weightgen.generate.Generator` can sample the base task and relabel it (``relabel``; off by
-default until the bench's corpus baselines get the same map).
+:class:`weightgen.generate.Generator` can sample the base task and relabel it (``relabel``, off by default).
+
+A suite with ``label_map: true`` gives every corpus method the same map (:func:`to_label_order`): a
+corpus member trained on any label order of a task is moved to the target's order, so the label-permuted
+cases measure the methods on what they know of the base task, not on the permutation (item 61).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from weightgen.data import label_permutation  # noqa: F401 (where the data applies it; part of this module's API)
+from weightgen.data import NUM_CLASSES, label_permutation
 from weightgen.specs import parse_arch, parse_task
 
 
@@ -44,4 +47,24 @@ def relabel_classes(state_dict: dict[str, torch.Tensor], layer: str, perm: np.nd
     return out
 
 
-__all__ = ["base_task", "label_permutation", "output_layer", "relabel_classes"]
+def label_order(task) -> np.ndarray:
+    """The label each original class c gets in ``task``: ``order[c]`` (the identity for ``label_perm`` 0)."""
+    perm = label_permutation(parse_task(task))
+    return np.arange(NUM_CLASSES) if perm is None else perm
+
+
+def to_label_order(state_dict: dict[str, torch.Tensor], layer: str, source_task, target_task) -> dict[str, torch.Tensor]:
+    """A network trained on ``source_task`` with its output rows in ``target_task``'s label order.
+
+    Class c's unit sits at row ``source[c]`` and moves to row ``target[c]``; when both tasks share their
+    label order the state_dict comes back as it is. The two tasks' base tasks need not be the same: this
+    maps labels only, and says nothing about how near the rest of the two tasks are.
+    """
+    source, target = label_order(source_task), label_order(target_task)
+    if np.array_equal(source, target):
+        return state_dict
+    # from the source's rows back to the classes (inverse of source), then to the target's rows
+    return relabel_classes(state_dict, layer, target[np.argsort(source)])
+
+
+__all__ = ["base_task", "label_order", "label_permutation", "output_layer", "relabel_classes", "to_label_order"]

@@ -12,6 +12,7 @@ identical for every init), the init methods and the target cases, each tagged wi
     methods: [random, moment, noisy-nearest, retrieval, weight-selection, generated, generated-best-of-k]
                                   # any may carry "+head": its head refitted to training examples
     samples: 4                    # k of generated-best-of-k
+    label_map: false              # true: every corpus method, generated included, maps label orders exactly
     cases:
       - {arch: "mlp:hidden=96x96", task: mnist1d, split: unseen-arch}
 
@@ -80,6 +81,10 @@ class Suite(FamilyRecipes):
     guidance: float = Field(1.0, ge=0.0, le=20.0)
     ddim_steps: int = Field(50, ge=1, le=1000)
     target_fraction: float = Field(0.99, gt=0.0, le=1.0, description="target = this × random's mean final val acc")
+    # A label order is a renaming of the classes, and a network's output rows can be renamed exactly
+    # (weightgen.relabel). On, every corpus method gets that map: generated samples the base task, the
+    # baselines pick members by their base task, and each moves its output rows to the case's label order.
+    label_map: bool = Field(False, description="every corpus method maps label orders exactly (weightgen.relabel)")
     cases: list[Case] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -107,11 +112,15 @@ class Suite(FamilyRecipes):
         label orders and template sets, out of its task neighbours."""
         return sorted({c.task for c in self.cases if c.split in ("unseen-task", "unseen-both")})
 
-    def with_sources(self, corpus=None, generator=None, ddim_steps: int | None = None) -> "Suite":
-        """The same suite judged against another corpus, generator run folder and/or DDIM step count (None keeps the suite's)."""
+    def with_sources(self, corpus=None, generator=None, ddim_steps: int | None = None,
+                     label_map: bool | None = None) -> "Suite":
+        """The same suite judged against another corpus, generator run folder, DDIM step count and/or label map
+        (None keeps the suite's)."""
         update = {k: str(v) for k, v in (("corpus", corpus), ("generator", generator)) if v}
         if ddim_steps is not None:
             update["ddim_steps"] = ddim_steps
+        if label_map is not None:
+            update["label_map"] = label_map
         return load_suite({**self.model_dump(), **update})  # validated: a bad override is a SuiteError
 
     def narrowed(self, methods: list[str] | None = None, splits: list[str] | None = None) -> "Suite":
