@@ -230,6 +230,13 @@ def test_with_a_label_map_members_of_any_label_order_compete_and_come_in_the_tar
     fitted, _ = fit_state_dict(final_state(corpus, "mlp:hidden=32x32", "mnist1d", 3), state("mlp:hidden=12", 0))
     expected = to_label_order(fitted, layer, "mnist1d", target)
     assert all(torch.equal(selected.state_dict[k], expected[k]) for k in expected)
+    # Among equally near base tasks the member already in the case's label order wins (no member-id tie-break):
+    # with the map, mlp:hidden=16 on label order 1 comes from the label_perm=1 member, as it does without it.
+    for mapped in (True, False):
+        exact = make_init("noisy-nearest", "mlp:hidden=16", "mnist1d:label_perm=1", 0, index, label_map=mapped)
+        assert exact.source.startswith(member_id("mlp:hidden=16", "mnist1d:label_perm=1", 1))
+    assert make_init("retrieval", "mlp:hidden=16", "mnist1d", 0, index, label_map=True).source.startswith(
+        member_id("mlp:hidden=16", "mnist1d", 0))
     for method in ("random", "moment"):
         mapped, unmapped = (make_init(method, "mlp:hidden=24", target, 0, index, label_map=m) for m in (True, False))
         assert all(torch.equal(mapped.state_dict[k], unmapped.state_dict[k]) for k in unmapped.state_dict)

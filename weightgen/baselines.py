@@ -166,16 +166,23 @@ class _Case:
     label_map: bool = False
 
     def candidates(self) -> pd.DataFrame:
-        """The family's final checkpoints with ``other_dataset`` and ``task_distance`` to this case
-        (with ``label_map``, between the base tasks: a label order costs nothing when it is mapped)."""
+        """The family's final checkpoints with ``other_dataset``, ``task_distance`` and ``order_distance`` to this case.
+
+        ``order_distance`` is the distance between the tasks as they are; ``task_distance`` is the same, or with
+        ``label_map`` the distance between their base tasks (a label order costs nothing when it is mapped). Every
+        method ranks by ``order_distance`` right after ``task_distance``, so the map only adds members: among
+        equally near base tasks, the nearest label order (the case's own, where a member has it) still wins.
+        """
         rows = self.index.family(self.arch.family)
+        order_distance = [self.index.task_distance(t, self.task) for t in rows["task"]]
         if self.label_map:
             from weightgen.relabel import base_task
 
             distance = [self.index.task_distance(base_task(t), base_task(self.task)) for t in rows["task"]]
         else:
-            distance = [self.index.task_distance(t, self.task) for t in rows["task"]]
-        return rows.assign(other_dataset=rows["dataset"] != self.task.dataset, task_distance=distance)
+            distance = order_distance
+        return rows.assign(other_dataset=rows["dataset"] != self.task.dataset, task_distance=distance,
+                           order_distance=order_distance)
 
     def in_label_order(self, state: dict[str, torch.Tensor], member_task: str) -> dict[str, torch.Tensor]:
         """A state_dict with this case's shapes, from a member trained on ``member_task``: with ``label_map``,
@@ -218,7 +225,7 @@ def _noisy_nearest(case: _Case) -> Result:
     rows = rows[(rows["arch"] == case.arch.to_string()) & ~rows["other_dataset"]]
     if rows.empty:
         return None, "", "no corpus checkpoint has this architecture's shapes"
-    best = rows.sort_values(["task_distance", "member"]).iloc[0]
+    best = rows.sort_values(["task_distance", "order_distance", "member"]).iloc[0]
     generator = torch.Generator().manual_seed(case.seed)
     buffers = {name for name, _ in case.model.named_buffers()}
     state = {}
@@ -250,14 +257,14 @@ def _retrieval(case: _Case) -> Result:
         return abs(math.log(row["num_params"] / target_params)) + layers_apart
 
     rows = rows.assign(arch_distance=rows.apply(arch_distance, axis=1))
-    best = rows.sort_values(["other_dataset", "task_distance", "arch_distance", "member"]).iloc[0]
+    best = rows.sort_values(["other_dataset", "task_distance", "order_distance", "arch_distance", "member"]).iloc[0]
     return _fitted(case, best)
 
 
 def _weight_selection(case: _Case) -> Result:
     rows = case.candidates()
-    best = rows.sort_values(["other_dataset", "num_params", "task_distance", "member"],
-                            ascending=[True, False, True, True]).iloc[0]
+    best = rows.sort_values(["other_dataset", "num_params", "task_distance", "order_distance", "member"],
+                            ascending=[True, False, True, True, True]).iloc[0]
     return _fitted(case, best)
 
 
