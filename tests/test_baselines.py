@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -305,3 +306,29 @@ def test_unknown_method_and_missing_family(tmp_path, index):
         init = make_init(method, "cnn1d:channels=4", "mnist1d", 0, only_mlp)
         assert init.state_dict is None and init.note == "the corpus has no cnn1d member"
     assert make_init("random", "cnn1d:channels=4", "mnist1d", 0, only_mlp).state_dict is not None
+
+
+def test_the_init_cli_writes_a_corpus_start_that_loads_and_refuses_what_it_cannot_make(corpus, index, tmp_path):
+    from typer.testing import CliRunner
+
+    from weightgen.checkpoint import load_model
+    from weightgen.cli import app
+    from weightgen.head_fit import with_fitted_head
+
+    runner = CliRunner()
+    common = ["init", "--corpus", str(corpus.root), "--seed", "3"]
+    ok = runner.invoke(app, [*common, "--arch", "mlp:hidden=24", "--task", "mnist1d", "--out", str(tmp_path / "r")])
+    assert ok.exit_code == 0, ok.output
+    model = load_model(tmp_path / "r")  # the default method: retrieval+head, its cost counted
+    base = make_init("retrieval", "mlp:hidden=24", "mnist1d", 3, index)
+    fit = with_fitted_head("mlp:hidden=24", "mnist1d", base.state_dict, 3)
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in fit.state_dict.items())
+    config = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert config["method"] == "retrieval+head" and config["source"] == base.source
+    assert config["flops"] == base.flops + fit.flops > 0
+    unknown = runner.invoke(app, [*common, "--arch", "mlp:hidden=24", "--task", "mnist1d", "--out", str(tmp_path / "u"),
+                                  "--method", "generated"])
+    assert unknown.exit_code == 2 and "weightgen generate" in unknown.output and not (tmp_path / "u").exists()
+    none = runner.invoke(app, [*common, "--arch", "mlp:hidden=40", "--task", "mnist1d", "--out", str(tmp_path / "n"),
+                               "--method", "noisy-nearest"])  # no member has these shapes
+    assert none.exit_code == 2 and "architecture's shapes" in none.output and not (tmp_path / "n").exists()
