@@ -100,3 +100,23 @@ def test_a_suite_with_the_label_map_gives_it_to_generated_and_to_the_corpus_meth
     assert retrieved.source == direct.source and all(torch.equal(retrieved.state_dict[k], v) for k, v in direct.state_dict.items())
     plain = baseline_init("retrieval", arch, task, 1, bench._corpus_index(str(corpus)))
     assert not all(torch.equal(retrieved.state_dict[k], v) for k, v in plain.state_dict.items())
+
+
+def test_novelty_sees_a_member_copied_up_to_a_renaming_of_the_classes(setup):
+    from weightgen import bench
+    from weightgen.bench_score import agreement
+    from weightgen.checkpoint import model_for_weights
+
+    _, corpus, _ = setup
+    arch, task = "mlp:hidden=16", "digits:label_perm=2"
+    members = bench._member_predictions(str(corpus), arch, task)
+    base_members = bench._member_predictions(str(corpus), arch, "digits")
+    assert set(base_members) < set(members)  # every member as it predicts, and (not in this order) relabelled
+    assert len(members) == 2 * len(base_members)
+    member = sorted(base_members)[0]
+    index = bench._corpus_index(str(corpus))
+    row = index.finals.set_index("member").loc[member]
+    copy = to_label_order(index.state_dict(member), output_layer(arch, input_shape(task)), row["task"], task)
+    predictions = bench._predictions(model_for_weights(copy, arch, task), load_task(task).test.x)
+    assert agreement(predictions, members[f"{member} (relabelled)"]) == 1.0  # the renamed copy is a copy
+    assert agreement(predictions, members[member]) < 0.5  # and as it predicts, the member looks nothing like it

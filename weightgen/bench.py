@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -84,17 +85,28 @@ def _generator(run_dir: str, steps: int, guidance: float, label_map: bool):
 
 @functools.lru_cache(maxsize=16)
 def _member_predictions(root: str, arch: str, task: str) -> dict[str, torch.Tensor]:
-    """Test predictions on ``task`` of every final corpus checkpoint with ``arch``'s shapes (same dataset)."""
+    """Test predictions on ``task`` of every final corpus checkpoint with ``arch``'s shapes (same dataset).
+
+    A member trained on another label order is there twice: as it predicts, and with its predictions renamed
+    into ``task``'s order (``"<member> (relabelled)"``). A start that copies a member up to a renaming of the
+    classes (what a suite's ``label_map`` makes of one) is a near-copy all the same, and novelty must say so.
+    """
     from weightgen.checkpoint import model_for_weights
     from weightgen.data import load_task
+    from weightgen.relabel import label_order
 
     index = _corpus_index(root)  # the final checkpoints the baselines read too, loaded once per process
     finals = index.finals
     mine = finals[(finals["arch"] == arch) & (finals["dataset"] == parse_task(task).dataset)]
-    test = load_task(task).test
-    return {row.member: _predictions(model_for_weights(index.state_dict(row.member), arch, row.task, where=row.member),
-                                     test.x)
-            for row in mine.itertuples()}
+    test, target = load_task(task).test, label_order(task)
+    out = {}
+    for row in mine.itertuples():
+        predictions = _predictions(model_for_weights(index.state_dict(row.member), arch, row.task, where=row.member), test.x)
+        out[row.member] = predictions
+        source = label_order(row.task)
+        if not np.array_equal(source, target):  # its label p is class argsort(source)[p], which the task calls target[·]
+            out[f"{row.member} (relabelled)"] = torch.as_tensor(target[np.argsort(source)])[predictions]
+    return out
 
 
 @torch.no_grad()
