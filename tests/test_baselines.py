@@ -317,15 +317,21 @@ def test_the_init_cli_writes_a_corpus_start_that_loads_and_refuses_what_it_canno
 
     runner = CliRunner()
     common = ["init", "--corpus", str(corpus.root), "--seed", "3"]
-    ok = runner.invoke(app, [*common, "--arch", "mlp:hidden=24", "--task", "mnist1d", "--out", str(tmp_path / "r")])
+    task = "mnist1d:label_perm=3"  # a label order no member has
+    ok = runner.invoke(app, [*common, "--arch", "mlp:hidden=24", "--task", task, "--out", str(tmp_path / "r")])
     assert ok.exit_code == 0, ok.output
-    model = load_model(tmp_path / "r")  # the default method: retrieval+head, its cost counted
-    base = make_init("retrieval", "mlp:hidden=24", "mnist1d", 3, index)
-    fit = with_fitted_head("mlp:hidden=24", "mnist1d", base.state_dict, 3)
+    model = load_model(tmp_path / "r")  # the defaults: retrieval+head with the label map, its cost counted
+    base = make_init("retrieval", "mlp:hidden=24", task, 3, index, label_map=True)
+    fit = with_fitted_head("mlp:hidden=24", task, base.state_dict, 3)
     assert all(torch.equal(model.state_dict()[k], v) for k, v in fit.state_dict.items())
     config = json.loads((tmp_path / "r" / "config.json").read_text())
-    assert config["method"] == "retrieval+head" and config["source"] == base.source
+    assert config["method"] == "retrieval+head" and config["source"] == base.source and config["label_map"]
     assert config["flops"] == base.flops + fit.flops > 0
+    plain = runner.invoke(app, [*common, "--arch", "mlp:hidden=24", "--task", task, "--out", str(tmp_path / "p"),
+                                "--method", "retrieval", "--no-label-map"])
+    assert plain.exit_code == 0, plain.output
+    unmapped = make_init("retrieval", "mlp:hidden=24", task, 3, index)
+    assert all(torch.equal(load_model(tmp_path / "p").state_dict()[k], v) for k, v in unmapped.state_dict.items())
     unknown = runner.invoke(app, [*common, "--arch", "mlp:hidden=24", "--task", "mnist1d", "--out", str(tmp_path / "u"),
                                   "--method", "generated"])
     assert unknown.exit_code == 2 and "weightgen generate" in unknown.output and not (tmp_path / "u").exists()

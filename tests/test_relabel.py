@@ -120,3 +120,24 @@ def test_novelty_sees_a_member_copied_up_to_a_renaming_of_the_classes(setup):
     predictions = bench._predictions(model_for_weights(copy, arch, task), load_task(task).test.x)
     assert agreement(predictions, members[f"{member} (relabelled)"]) == 1.0  # the renamed copy is a copy
     assert agreement(predictions, members[member]) < 0.5  # and as it predicts, the member looks nothing like it
+
+
+def test_the_generate_cli_relabels_by_default_and_says_so(setup, tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from weightgen.checkpoint import load_model
+    from weightgen.cli import app
+    from weightgen.generate import Generator
+
+    _, _, run = setup
+    arch, task = "mlp:hidden=16", "digits:label_perm=2"
+    common = ["generate", "--arch", arch, "--task", task, "--run", str(run), "--ddim-steps", "2", "--seed", "1"]
+    for flag, relabel in (([], True), (["--no-relabel"], False)):
+        out = tmp_path / str(relabel)
+        result = CliRunner().invoke(app, [*common, *flag, "--out", str(out)])
+        assert result.exit_code == 0, result.output
+        expected = Generator.from_run(run, steps=2, relabel=relabel).sample(arch, task, seed=1).state_dicts[0]
+        assert all(torch.equal(load_model(out).state_dict()[k], v) for k, v in expected.items())
+        assert json.loads((out / "config.json").read_text())["generator"]["relabel"] is relabel

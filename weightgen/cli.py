@@ -162,7 +162,8 @@ def generate(
     ddim_steps: int = typer.Option(50, min=1, help="DDIM steps"),
     guidance: float = typer.Option(1.0, min=0.0, help="classifier-free guidance scale"),
     batch_size: int = typer.Option(100, min=1, help="size of the training batch that scores best-of-k samples"),
-    relabel: bool = typer.Option(False, help="a task with label_perm: sample its base task and relabel the output layer (exact)"),
+    relabel: bool = typer.Option(True, help="a task with label_perm: sample its base task and relabel the output layer "
+                                            "(exact; it lifts the samples' fine-tune, docs/results.md item 61)"),
     fit_head: bool = typer.Option(False, help="refit the classifier head to the task's training examples (weightgen.head_fit)"),
     head_examples: int = typer.Option(1000, min=2, help="with --fit-head: how many training examples to fit it on"),
 ) -> None:
@@ -211,8 +212,8 @@ def init(
                                                       "weight-selection, any with +head (generated inits: `weightgen generate`)"),
     corpus: Path = typer.Option(DEFAULT_CORPUS, help="corpus folder whose final checkpoints the method reads"),
     seed: int = typer.Option(0, help="the target's init seed (random, moment, the noise of noisy-nearest, the head fit)"),
-    label_map: bool = typer.Option(False, help="members of any label order count, their output rows moved to the task's "
-                                               "(weightgen.relabel)"),
+    label_map: bool = typer.Option(True, help="members of any label order count, their output rows moved to the task's "
+                                              "(weightgen.relabel; the member in the task's own order still wins a tie)"),
     head_examples: int = typer.Option(1000, min=2, help="with +head: how many training examples to fit it on"),
 ) -> None:
     """Start a network from the corpus (the bench's baselines); load it with weightgen.checkpoint.load_model(OUT).

@@ -214,7 +214,8 @@ def save_generated(folder: str | os.PathLike, state_dict: dict[str, torch.Tensor
     config = {
         "format": GENERATED_FORMAT, "arch": arch.model_dump(), "task": task.model_dump(),
         "arch_string": arch.to_string(), "task_string": task.to_string(),
-        "generator": {"run": generator.source, "ddim_steps": generator.steps, "guidance": generator.guidance}
+        "generator": {"run": generator.source, "ddim_steps": generator.steps, "guidance": generator.guidance,
+                      "relabel": generator.relabel}
         if generator else None,
         **details,
     }
