@@ -18,10 +18,10 @@ member (see ../shared/BENCHMARK.md, "Init methods compared on every case"):
 
 Tasks are near when their :func:`weightgen.sequences.task_features` vectors are, so an unseen task
 still has a nearest seen one. With ``label_map`` (a suite's ``label_map: true``), the corpus methods
-compare base tasks (label order aside) and move the chosen member's output rows to the target's label
-order (:func:`weightgen.relabel.to_label_order`), as ``generated`` does with the same suite. Ties go to the smaller member id. A :class:`CorpusIndex` loads each
-checkpoint and computes each family's moment stats once, so that cost lands on the first call
-that needs it.
+compare base tasks (label order aside), then label orders, and move the chosen member's output rows to
+the target's label order (:func:`weightgen.relabel.to_label_order`), as ``generated`` does with the
+same suite. Ties go to the smaller member id. A :class:`CorpusIndex` loads each checkpoint and
+computes each family's moment stats once, so that cost lands on the first call that needs it.
 """
 
 from __future__ import annotations
