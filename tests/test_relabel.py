@@ -141,3 +141,19 @@ def test_the_generate_cli_relabels_by_default_and_says_so(setup, tmp_path):
         expected = Generator.from_run(run, steps=2, relabel=relabel).sample(arch, task, seed=1).state_dicts[0]
         assert all(torch.equal(load_model(out).state_dict()[k], v) for k, v in expected.items())
         assert json.loads((out / "config.json").read_text())["generator"]["relabel"] is relabel
+
+
+def test_a_bench_summary_says_when_the_label_map_was_on():
+    import pandas as pd
+
+    from weightgen.bench import summary_markdown
+    from weightgen.suite import load_suite
+
+    columns = ["cases", "runs", "compute_saved_median", "reach_rate", "final_test_acc", "final_vs_random",
+               "test_acc_at_init", "novelty_median", "novelty_kappa_median", "random_kappa", "not_applicable"]
+    summary = pd.DataFrame([[1, 2, 0.5, 1.0, 0.9, 0.0, 0.3, 0.4, 0.3, 0.8, 0]], columns=columns,
+                           index=pd.MultiIndex.from_tuples([("seen", "random")], names=["split", "method"]))
+    suite = load_suite({"name": "s", "cases": [{"arch": "mlp:hidden=16", "task": "digits", "split": "seen"}]})
+    empty = pd.DataFrame()
+    assert "Label map on" not in summary_markdown(suite, summary, empty, {}, empty)
+    assert "Label map on" in summary_markdown(suite.with_sources(label_map=True), summary, empty, {}, empty)

@@ -223,7 +223,10 @@ def summary_markdown(suite: Suite, summary: pd.DataFrame, beats: pd.DataFrame, a
                      limits: pd.DataFrame) -> str:
     shown = summary[["cases", "runs", "compute_saved_median", "reach_rate", "final_test_acc", "final_vs_random",
                      "test_acc_at_init", "novelty_median", "novelty_kappa_median", "random_kappa", "not_applicable"]]
-    text = [f"# Suite `{suite.name}`", "", shown.reset_index().to_markdown(index=False, floatfmt=".3f"), ""]
+    text = [f"# Suite `{suite.name}`", ""]
+    if suite.label_map:  # not the protocol's default: say so wherever the figures are read
+        text += ["Label map on: every corpus method maps label orders exactly (`weightgen.relabel`).", ""]
+    text += [shown.reset_index().to_markdown(index=False, floatfmt=".3f"), ""]
     if len(beats):
         text += ["## Share of cases where a generated method beats each baseline", "",
                  beats.to_markdown(index=False, floatfmt=".2f"), ""]

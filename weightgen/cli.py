@@ -303,7 +303,8 @@ def bench(
                             methods=chosen_methods, splits=chosen_splits, label_map=label_map)
     summary = pd.read_csv(out / "summary.csv")
     wide = Console(width=max(console.width, 150)) if not console.is_terminal else console  # logs keep every column
-    table = Table(title=f"suite {spec.name}: median compute saved (not reached = 0) — {out}/summary.md")
+    mapped = ", label map on" if spec.label_map else ""
+    table = Table(title=f"suite {spec.name}{mapped}: median compute saved (not reached = 0) — {out}/summary.md")
     columns = {"split": "split", "method": "method", "cases": "cases", "runs": "runs",
                "compute_saved_median": "saved", "reach_rate": "reach", "final_test_acc": "final acc",
                "final_vs_random": "Δ final vs random", "test_acc_at_init": "acc at init",
