@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import numpy as np
 import pandas as pd
 import torch
 
@@ -93,19 +92,19 @@ def _member_predictions(root: str, arch: str, task: str) -> dict[str, torch.Tens
     """
     from weightgen.checkpoint import model_for_weights
     from weightgen.data import load_task
-    from weightgen.relabel import label_order
+    from weightgen.relabel import label_renaming
 
     index = _corpus_index(root)  # the final checkpoints the baselines read too, loaded once per process
     finals = index.finals
     mine = finals[(finals["arch"] == arch) & (finals["dataset"] == parse_task(task).dataset)]
-    test, target = load_task(task).test, label_order(task)
+    test = load_task(task).test
     out = {}
     for row in mine.itertuples():
         predictions = _predictions(model_for_weights(index.state_dict(row.member), arch, row.task, where=row.member), test.x)
         out[row.member] = predictions
-        source = label_order(row.task)
-        if not np.array_equal(source, target):  # its label p is class argsort(source)[p], which the task calls target[·]
-            out[f"{row.member} (relabelled)"] = torch.as_tensor(target[np.argsort(source)])[predictions]
+        renaming = label_renaming(row.task, task)
+        if renaming is not None:
+            out[f"{row.member} (relabelled)"] = torch.as_tensor(renaming)[predictions]
     return out
 
 

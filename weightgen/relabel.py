@@ -53,6 +53,14 @@ def label_order(task) -> np.ndarray:
     return np.arange(NUM_CLASSES) if perm is None else perm
 
 
+def label_renaming(source_task, target_task) -> np.ndarray | None:
+    """``renaming[p]``: the label ``target_task`` gives the class that ``source_task`` labels p; None when the two
+    tasks share their label order. Class c is labelled ``source[c]`` there and ``target[c]`` here."""
+    source, target = label_order(source_task), label_order(target_task)
+    # from the source's labels back to the classes (the inverse of source), then to the target's labels
+    return None if np.array_equal(source, target) else target[np.argsort(source)]
+
+
 def to_label_order(state_dict: dict[str, torch.Tensor], layer: str, source_task, target_task) -> dict[str, torch.Tensor]:
     """A network trained on ``source_task`` with its output rows in ``target_task``'s label order.
 
@@ -60,11 +68,9 @@ def to_label_order(state_dict: dict[str, torch.Tensor], layer: str, source_task,
     label order the state_dict comes back as it is. The two tasks' base tasks need not be the same: this
     maps labels only, and says nothing about how near the rest of the two tasks are.
     """
-    source, target = label_order(source_task), label_order(target_task)
-    if np.array_equal(source, target):
-        return state_dict
-    # from the source's rows back to the classes (inverse of source), then to the target's rows
-    return relabel_classes(state_dict, layer, target[np.argsort(source)])
+    renaming = label_renaming(source_task, target_task)
+    return state_dict if renaming is None else relabel_classes(state_dict, layer, renaming)
 
 
-__all__ = ["base_task", "label_order", "label_permutation", "output_layer", "relabel_classes", "to_label_order"]
+__all__ = ["base_task", "label_order", "label_permutation", "label_renaming", "output_layer", "relabel_classes",
+           "to_label_order"]

@@ -48,7 +48,7 @@ def tuned_base_flops(run_dir: Path) -> tuple[int, bool]:
 
 
 def write_tuned_run(dit, run_dir: Path, out_dir: Path, cfg: TuneConfig, summary: dict, student: dict | None = None,
-               prior: dict | None = None) -> dict:
+                    prior: dict | None = None) -> dict:
     """The tuned run folder: the base's encoder and latents, the DiT with the sampler it was tuned for, the summary;
     with ``prior``, the scale prior its samples were matched to (written first, so the sampler never names a missing one)."""
     from weightgen.dit_train import save_one_step_run
