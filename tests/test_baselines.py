@@ -296,6 +296,26 @@ def test_same_seed_same_init(index, method):
         assert not torch.equal(first["net.1.weight"], other["net.1.weight"])
 
 
+def test_the_seed_draws_among_equally_near_members_and_only_among_them(tmp_path):
+    corpus = Corpus(tmp_path)
+    for seed in (0, 1):  # two training seeds of one (architecture, task): a tie on every key
+        write_member(corpus, "mlp:hidden=16", "mnist1d", seed, 1.0 + seed)
+    write_member(corpus, "mlp:hidden=16", "mnist1d:label_perm=1", 2, 1.5)  # farther: never drawn
+    corpus.rebuild_manifest()
+    index = CorpusIndex(tmp_path)
+    for method in ("noisy-nearest", "retrieval", "weight-selection"):
+        picks = {seed: make_init(method, "mlp:hidden=16", "mnist1d", seed, index) for seed in (100, 101, 102)}
+        members = {seed: init.source.split("/")[0] for seed, init in picks.items()}
+        assert members[100] == members[102] == member_id("mlp:hidden=16", "mnist1d", 0), method
+        assert members[101] == member_id("mlp:hidden=16", "mnist1d", 1), method
+        assert picks[100].note.endswith("member 1 of 2 equally near") and picks[101].note.endswith("2 of 2 equally near")
+    # a member nearer than the rest is taken for every seed, and the note names no tie
+    for seed in (100, 101):
+        init = make_init("retrieval", "mlp:hidden=16", "mnist1d:label_perm=1", seed, index)
+        assert init.source.startswith(member_id("mlp:hidden=16", "mnist1d:label_perm=1", 2))
+        assert "equally near" not in init.note
+
+
 def test_unknown_method_and_missing_family(tmp_path, index):
     with pytest.raises(ValueError, match="unknown init method 'best'; valid: random, moment, noisy-nearest"):
         make_init("best", "mlp:hidden=16", "mnist1d", 0, index)

@@ -20,7 +20,9 @@ Tasks are near when their :func:`weightgen.sequences.task_features` vectors are,
 still has a nearest seen one. With ``label_map`` (a suite's ``label_map: true``), the corpus methods
 compare base tasks (label order aside), then label orders, and move the chosen member's output rows to
 the target's label order (:func:`weightgen.relabel.to_label_order`), as ``generated`` does with the
-same suite. Ties go to the smaller member id. A :class:`CorpusIndex` loads each checkpoint and
+same suite. Members equally near on every key (each (architecture, task) has one per training seed)
+are a tie, and the case's seed draws among them (:func:`_nearest`), so a baseline is judged over its
+equally good members across a suite's seeds, as ``generated`` is over its samples. A :class:`CorpusIndex` loads each checkpoint and
 computes each family's moment stats once, so that cost lands on the first call that needs it.
 """
 
@@ -197,6 +199,21 @@ class _Case:
 Result = tuple[dict[str, torch.Tensor] | None, str, str]  # state_dict, source, note
 
 
+def _nearest(rows: pd.DataFrame, by: list[str], seed: int, ascending: list[bool] | None = None) -> pd.Series:
+    """The first row by ``by``; where several rows tie on every key, the ``seed % n``-th of them by member id.
+
+    Taking the smallest member id would judge a baseline on one of its equally near members, and the pick
+    alone moves a split median by up to 0.17 (docs/results.md item 61); drawing by the case's seed judges it
+    over all of them. The note says which of how many it took."""
+    ascending = ascending if ascending is not None else [True] * len(by)
+    ordered = rows.sort_values(by + ["member"], ascending=ascending + [True])
+    first = ordered.iloc[0]
+    ties = ordered[(ordered[by] == first[by]).all(axis=1)]
+    pick = ties.iloc[seed % len(ties)].copy()
+    pick["tie"] = f"member {seed % len(ties) + 1} of {len(ties)} equally near" if len(ties) > 1 else ""
+    return pick
+
+
 def _random(case: _Case) -> Result:
     return case.model.state_dict(), "", ""
 
@@ -225,7 +242,7 @@ def _noisy_nearest(case: _Case) -> Result:
     rows = rows[(rows["arch"] == case.arch.to_string()) & ~rows["other_dataset"]]
     if rows.empty:
         return None, "", "no corpus checkpoint has this architecture's shapes"
-    best = rows.sort_values(["task_distance", "order_distance", "member"]).iloc[0]
+    best = _nearest(rows, ["task_distance", "order_distance"], case.seed)
     generator = torch.Generator().manual_seed(case.seed)
     buffers = {name for name, _ in case.model.named_buffers()}
     state = {}
@@ -236,6 +253,7 @@ def _noisy_nearest(case: _Case) -> Result:
             noise = torch.randn(value.shape, generator=generator, dtype=value.dtype)
             state[key] = value + noise * (case.noise_scale * _std(value))
     note = f"{best['task']} (task distance {best['task_distance']:.3g}) + noise {case.noise_scale} x std"
+    note += f"; {best['tie']}" if best["tie"] else ""
     return case.in_label_order(state, best["task"]), case.index.source(best), note
 
 
@@ -244,6 +262,7 @@ def _fitted(case: _Case, best: pd.Series) -> Result:
     note = f"{best['arch']} on {best['task']}; {report['filled']} of {len(state)} tensors filled"
     if best["other_dataset"]:
         note += f" (no {case.arch.family} member on {case.task.dataset}: from {best['dataset']})"
+    note += f"; {best['tie']}" if best["tie"] else ""
     return case.in_label_order(state, best["task"]), case.index.source(best), note
 
 
@@ -257,14 +276,14 @@ def _retrieval(case: _Case) -> Result:
         return abs(math.log(row["num_params"] / target_params)) + layers_apart
 
     rows = rows.assign(arch_distance=rows.apply(arch_distance, axis=1))
-    best = rows.sort_values(["other_dataset", "task_distance", "order_distance", "arch_distance", "member"]).iloc[0]
+    best = _nearest(rows, ["other_dataset", "task_distance", "order_distance", "arch_distance"], case.seed)
     return _fitted(case, best)
 
 
 def _weight_selection(case: _Case) -> Result:
     rows = case.candidates()
-    best = rows.sort_values(["other_dataset", "num_params", "task_distance", "order_distance", "member"],
-                            ascending=[True, False, True, True, True]).iloc[0]
+    best = _nearest(rows, ["other_dataset", "num_params", "task_distance", "order_distance"], case.seed,
+                    ascending=[True, False, True, True])
     return _fitted(case, best)
 
 
