@@ -20,15 +20,28 @@ from pathlib import Path
 
 import pandas as pd
 
+from weightgen.bench_score import median_interval
+from weightgen.terminal import interval
+
 SPLITS = ("unseen-arch", "unseen-task")
+
+
+def _target_runs(bench_dir: str | Path, methods: list[str]) -> pd.DataFrame:
+    results = pd.read_parquet(Path(bench_dir) / "results.parquet")
+    ok = results[(results["status"] == "ok") & results["method"].isin(methods) & results["split"].isin(SPLITS)]
+    return ok.assign(saved=ok["compute_saved"].fillna(0.0))
 
 
 def split_medians(bench_dir: str | Path, methods: list[str]) -> pd.Series:
     """[method, split] → median compute saved over the bench's runs (not reached = 0), as the bench prints it, for
     those of ``methods`` the bench ran."""
-    results = pd.read_parquet(Path(bench_dir) / "results.parquet")
-    ok = results[(results["status"] == "ok") & results["method"].isin(methods) & results["split"].isin(SPLITS)]
-    return ok.assign(saved=ok["compute_saved"].fillna(0.0)).groupby(["method", "split"])["saved"].median()
+    return _target_runs(bench_dir, methods).groupby(["method", "split"])["saved"].median()
+
+
+def split_intervals(bench_dir: str | Path, methods: list[str]) -> pd.Series:
+    """[method, split] → the bench's bootstrap interval of that median over cases, as ``low – high``."""
+    return _target_runs(bench_dir, methods).groupby(["method", "split"]).apply(
+        lambda g: interval(*median_interval(g["saved"], g["case_index"])), include_groups=False)
 
 
 def parse(spec: str) -> tuple[str, int, str, str]:
@@ -41,13 +54,17 @@ def parse(spec: str) -> tuple[str, int, str, str]:
         raise SystemExit(f"{spec!r}: expected ARM:SEED:SUITE=BENCH_DIR") from None
 
 
-def arms_table(specs: list[str], methods: list[str]) -> pd.DataFrame:
-    """One row per (suite, method, split, arm): the seeds' medians, their mean, and wins over the first arm."""
+def arms_table(specs: list[str], methods: list[str], intervals: bool = False) -> pd.DataFrame:
+    """One row per (suite, method, split, arm): the seeds' medians, their mean, and wins over the first arm; with
+    ``intervals``, each seed's bootstrap interval over cases in place of the mean and wins."""
     parsed = [parse(spec) for spec in specs]
-    found = {}  # a later folder for the same (arm, seed, suite) overrides the methods it holds
+    found, spans = {}, {}  # a later folder for the same (arm, seed, suite) overrides the methods it holds
     for arm, seed, suite, bench_dir in parsed:
         for (method, split), saved in split_medians(bench_dir, methods).items():
             found[suite, method, split, arm, seed] = saved
+        if intervals:
+            for (method, split), span in split_intervals(bench_dir, methods).items():
+                spans[suite, method, split, arm, seed] = span
     if not found:
         raise SystemExit(f"none of the benches ran {', '.join(methods)}")
     frame = pd.Series(found, name="saved").rename_axis(["suite", "method", "split", "arm", "seed"]).reset_index()
@@ -59,6 +76,11 @@ def arms_table(specs: list[str], methods: list[str]) -> pd.DataFrame:
     rows = ["suite", "method", "split", "arm"]
     wide = frame.pivot_table(index=rows, columns="seed", values="saved", observed=True)
     wide.columns = [f"seed {s}" for s in wide.columns]
+    if intervals:
+        span = frame.assign(span=[spans.get(tuple(r)) for r in frame[["suite", "method", "split", "arm", "seed"]]
+                                  .itertuples(index=False)])
+        span = span.pivot_table(index=rows, columns="seed", values="span", aggfunc="first", observed=True)
+        return wide.join(span.rename(columns=lambda s: f"seed {s} 90% CI"))
     wide["mean"] = wide.mean(axis=1)
     wide[f"beats {arms[0]}"] = frame.groupby(rows, observed=True)["beats_first"].sum().astype(int)
     return wide
@@ -68,9 +90,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("benches", nargs="+", help="ARM:SEED:SUITE=BENCH_DIR")
     parser.add_argument("--methods", default="generated,generated+head")
+    parser.add_argument("--intervals", action="store_true", help="each seed's bootstrap interval over cases")
     args = parser.parse_args(argv)
     with pd.option_context("display.width", 200, "display.max_rows", 500, "display.max_columns", None, "display.float_format", "{:.3f}".format):
-        print(arms_table(args.benches, [m for m in args.methods.split(",") if m]))
+        print(arms_table(args.benches, [m for m in args.methods.split(",") if m], args.intervals))
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ import torch
 from typer.testing import CliRunner
 
 from weightgen.bench import check_suite, run_suite
-from weightgen.bench_score import generated_beats, grid_limits, score, summarize
+from weightgen.bench_score import generated_beats, grid_limits, median_interval, score, summarize
 from weightgen.checkpoint import load_model
 from weightgen.cli import app
 from weightgen.corpus import Corpus
@@ -36,9 +36,10 @@ def _result(case_index, method, seed, accs, flops_per_step=10, init_flops=0, fin
     return {"rows": [row], "curves": curves, "random_predictions": {}, "case_index": case_index}
 
 
-def _suite(methods=("random", "moment", "generated")):
+def _suite(methods=("random", "moment", "generated"), cases=1):
+    tasks = ["digits", "digits:noise=0.1"][:cases]
     return load_suite({"name": "t", "recipe": {"steps": 30, "eval_every": 10}, "seeds": [1, 2], "methods": list(methods),
-                       "cases": [{"arch": "mlp:hidden=16", "task": "digits", "split": "unseen-arch"}]})
+                       "cases": [{"arch": "mlp:hidden=16", "task": t, "split": "unseen-arch"} for t in tasks]})
 
 
 def test_score_follows_the_protocol_by_hand():
@@ -92,6 +93,26 @@ def test_an_init_below_random_at_the_end_shows_as_a_negative_final_delta():
     results += [_result(0, "moment", s, [0.1, 0.5, 0.9, 1.0], final_test=0.8) for s in (1, 2)]
     summary = summarize(score(_suite(("random", "moment")), results)[0])
     assert summary.loc[("unseen-arch", "moment"), "final_vs_random"] == pytest.approx(-0.1)
+
+
+def test_a_split_median_comes_with_a_seeded_bootstrap_interval_over_cases():
+    # two cases whose runs sit apart: the interval resamples whole cases, so it spans both cases' values
+    saved, cases = pd.Series([0.1, 0.2, 0.8, 0.9]), pd.Series([0, 0, 1, 1])
+    low, high = median_interval(saved, cases)
+    assert (low, high) == median_interval(saved, cases)  # seeded: the same table gives the same interval
+    assert low == pytest.approx(0.15) and high == pytest.approx(0.85)  # all-first / all-second case resamples
+    assert median_interval(pd.Series([0.4] * 4), cases) == (0.4, 0.4)  # no spread, no width
+    assert all(math.isnan(v) for v in median_interval(saved[:2], cases[:2]))  # one case: nothing to resample
+    # more cases that agree narrow it around the median
+    many = pd.Series([0.5 + 0.01 * (i % 5) for i in range(24)])
+    narrow = median_interval(many, pd.Series([i // 2 for i in range(24)]))
+    assert narrow[0] <= many.median() <= narrow[1] and narrow[1] - narrow[0] < 0.05
+    # summarize carries it per split and method
+    results = [_result(c, m, s, curve) for c, curve in ((0, [0.1, 0.5, 0.9, 1.0]), (1, [0.1, 0.99, 1.0, 1.0]))
+               for m in ("random", "moment") for s in (1, 2)]
+    summary = summarize(score(_suite(("random", "moment"), cases=2), results)[0])
+    row = summary.loc[("unseen-arch", "moment")]
+    assert row["saved_ci_low"] <= row["compute_saved_median"] <= row["saved_ci_high"]
 
 
 def test_generate_is_seeded_loadable_and_costed(setup, tmp_path):

@@ -149,9 +149,10 @@ def test_a_bench_summary_says_when_the_label_map_was_on():
     from weightgen.bench import summary_markdown
     from weightgen.suite import load_suite
 
-    columns = ["cases", "runs", "compute_saved_median", "reach_rate", "final_test_acc", "final_vs_random",
-               "test_acc_at_init", "novelty_median", "novelty_kappa_median", "random_kappa", "not_applicable"]
-    summary = pd.DataFrame([[1, 2, 0.5, 1.0, 0.9, 0.0, 0.3, 0.4, 0.3, 0.8, 0]], columns=columns,
+    columns = ["cases", "runs", "compute_saved_median", "saved_ci_low", "saved_ci_high", "reach_rate", "final_test_acc",
+               "final_vs_random", "test_acc_at_init", "novelty_median", "novelty_kappa_median", "random_kappa",
+               "not_applicable"]
+    summary = pd.DataFrame([[1, 2, 0.5, float("nan"), float("nan"), 1.0, 0.9, 0.0, 0.3, 0.4, 0.3, 0.8, 0]], columns=columns,
                            index=pd.MultiIndex.from_tuples([("seen", "random")], names=["split", "method"]))
     suite = load_suite({"name": "s", "cases": [{"arch": "mlp:hidden=16", "task": "digits", "split": "seen"}]})
     empty = pd.DataFrame()

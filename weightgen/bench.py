@@ -220,8 +220,9 @@ def write_outputs(out: str | os.PathLike, suite: Suite, table: pd.DataFrame, cur
 
 def summary_markdown(suite: Suite, summary: pd.DataFrame, beats: pd.DataFrame, amort: dict[str, float],
                      limits: pd.DataFrame) -> str:
-    shown = summary[["cases", "runs", "compute_saved_median", "reach_rate", "final_test_acc", "final_vs_random",
-                     "test_acc_at_init", "novelty_median", "novelty_kappa_median", "random_kappa", "not_applicable"]]
+    shown = summary[["cases", "runs", "compute_saved_median", "saved_ci_low", "saved_ci_high", "reach_rate",
+                     "final_test_acc", "final_vs_random", "test_acc_at_init", "novelty_median", "novelty_kappa_median",
+                     "random_kappa", "not_applicable"]]
     text = [f"# Suite `{suite.name}`", ""]
     if suite.label_map:  # not the protocol's default: say so wherever the figures are read
         text += ["Label map on: every corpus method maps label orders exactly (`weightgen.relabel`).", ""]

@@ -19,6 +19,7 @@ from weightgen.terminal import cell as _cell
 from weightgen.terminal import console
 from weightgen.terminal import fail as _fail
 from weightgen.terminal import fmt as _fmt
+from weightgen.terminal import interval as _interval
 from weightgen.terminal import print_summary as _print_summary
 from weightgen.terminal import prepare_prefect as _prepare_prefect
 
@@ -208,11 +209,13 @@ def bench(
     mapped = ", label map on" if spec.label_map else ""
     table = Table(title=f"suite {spec.name}{mapped}: median compute saved (not reached = 0) — {out}/summary.md")
     columns = {"split": "split", "method": "method", "cases": "cases", "runs": "runs",
-               "compute_saved_median": "saved", "reach_rate": "reach", "final_test_acc": "final acc",
+               "compute_saved_median": "saved", "saved_ci": "90% CI (cases)", "reach_rate": "reach",
+               "final_test_acc": "final acc",
                "final_vs_random": "Δ final vs random", "test_acc_at_init": "acc at init",
                "novelty_kappa_median": "κ nearest", "random_kappa": "κ 2 randoms", "not_applicable": "n/a"}
     for title in columns.values():
         table.add_column(title, justify="left" if title in ("split", "method") else "right")
+    summary["saved_ci"] = [_interval(low, high) for low, high in zip(summary["saved_ci_low"], summary["saved_ci_high"])]
     for row in summary.itertuples(index=False):
         table.add_row(*[_cell(getattr(row, key)) for key in columns])
     wide.print(table)

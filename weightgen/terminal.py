@@ -44,6 +44,11 @@ def cell(value) -> str:
     return str(value)
 
 
+def interval(low: float, high: float) -> str:
+    """A bootstrap interval as ``low – high`` at 2 decimals; a dash where there is none (fewer than two cases)."""
+    return "—" if low != low or high != high else f"{low:.2f} – {high:.2f}"
+
+
 def print_summary(title: str, summary: dict) -> None:
     """A two-column table of a stage's summary."""
     table = Table(title=title, show_header=False)
@@ -52,4 +57,5 @@ def print_summary(title: str, summary: dict) -> None:
     console.print(table)
 
 
-__all__ = ["DEFAULT_CORPUS", "DEFAULT_RUN", "cell", "console", "errors", "fail", "fmt", "prepare_prefect", "print_summary"]
+__all__ = ["DEFAULT_CORPUS", "DEFAULT_RUN", "cell", "console", "errors", "fail", "fmt", "interval", "prepare_prefect",
+           "print_summary"]
