@@ -5,7 +5,8 @@ bench. When the baselines are benched again (a new corpus draw, a new tie rule),
 benches can be judged against them without sampling again: every run is deterministic given its case and seed,
 and ``random`` sets the target. This reads finished bench folders only, checks that the benches agree on
 ``random`` (same cases, same seeds, same steps to target), and prints, per suite and seed of the generator, the
-share of cases where the generated method's median over the suite's seeds beats each baseline's:
+share of cases where the generated method's median over the suite's seeds beats each baseline's, then the paired
+gap (the median over cases of generated − baseline, with its bootstrap interval over cases):
 
     .venv/bin/python benchmarks/beats_table.py --baselines default=runs/bench/tie-base-default \\
         3:default=runs/bench/ts-default 4:default=runs/bench/ts4-default
@@ -22,6 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from weightgen.bench_score import generated_beats
+from weightgen.terminal import interval
 
 GENERATED = ("generated", "generated+head")
 
@@ -79,8 +81,17 @@ def main(argv: list[str] | None = None) -> None:
     wide.columns = [f"seed {s}" for s in wide.columns]
     wide["of cases"] = cases
     wide["mean share"] = wide.filter(like="seed").mean(axis=1) / cases
-    with pd.option_context("display.width", 200, "display.max_rows", 500, "display.max_columns", None, "display.float_format", "{:.2f}".format):
+    # the paired gap (generated − baseline, median over cases) with its bootstrap interval, per seed
+    table["gap"] = [f"{g:+.2f} ({interval(lo, hi)})" for g, lo, hi in
+                    zip(table["median_gap"], table["gap_ci_low"], table["gap_ci_high"])]
+    gaps = table.pivot_table(index=["suite", "method", "baseline", "split"], columns="generator seed", values="gap",
+                             aggfunc="first")
+    gaps.columns = [f"gap, seed {s}" for s in gaps.columns]
+    with pd.option_context("display.width", 250, "display.max_rows", 500, "display.max_columns", None,
+                           "display.float_format", "{:.2f}".format):
         print(wide)
+        print()
+        print(gaps)
 
 
 if __name__ == "__main__":

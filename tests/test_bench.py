@@ -71,6 +71,9 @@ def test_score_follows_the_protocol_by_hand():
     assert summary.loc[("unseen-arch", "generated"), "not_applicable"] == 1
     beats = generated_beats(table).set_index("baseline")
     assert beats.loc["moment", "wins"] == 1 and beats.loc["random", "wins"] == 1
+    # the paired gap: generated's one run (0.9) against moment's case median (0.5 and not reached = 0 → 0.25)
+    assert beats.loc["moment", "median_gap"] == pytest.approx(1 - 30 / reference - (1 - 150 / 300) / 2)
+    assert math.isnan(beats.loc["moment", "gap_ci_low"])  # one case: no interval
 
 
 def test_the_grid_ceiling_names_cases_where_the_eval_interval_caps_the_saving():
@@ -113,6 +116,15 @@ def test_a_split_median_comes_with_a_seeded_bootstrap_interval_over_cases():
     summary = summarize(score(_suite(("random", "moment"), cases=2), results)[0])
     row = summary.loc[("unseen-arch", "moment")]
     assert row["saved_ci_low"] <= row["compute_saved_median"] <= row["saved_ci_high"]
+    # paired by case: generated starts at the target on case 1 and reaches it 10 steps before random on case 0
+    results = [r for r in results if r["rows"][0]["method"] == "random"]
+    results += [_result(c, "generated", s, [0.1, 0.5, 0.99, 1.0] if c == 0 else [0.99, 1.0, 1.0, 1.0])
+                for c in (0, 1) for s in (1, 2)]
+    table = score(_suite(("random", "generated"), cases=2), results)[0]
+    gap = generated_beats(table).set_index("baseline").loc["random"]
+    saved = table[table["method"] == "generated"].groupby("case_index")["compute_saved"].median()
+    assert gap["median_gap"] == pytest.approx(saved.median())  # random saves 0 on every case
+    assert gap["gap_ci_low"] == pytest.approx(saved.min()) and gap["gap_ci_high"] == pytest.approx(saved.max())
 
 
 def test_generate_is_seeded_loadable_and_costed(setup, tmp_path):

@@ -125,6 +125,7 @@ def test_run_chains_corpus_encoder_dit_and_bench(built, tmp_path):
     assert re.search(r"acc_kept_median\s*│", proc.stdout) and re.search(r"sample_acc_median\s*│", proc.stdout)
     assert (tmp_path / "run" / "latents.safetensors").is_file() and (tmp_path / "run" / "dit" / "model.safetensors").is_file()
     assert re.search(r"unseen-both\s*│\s*generated\s*│", proc.stdout)  # the bench summary table
+    assert "the paired gap" in proc.stdout  # and the share of cases generated wins, beside its paired gap
     assert (tmp_path / "run" / "bench" / "summary.csv").is_file()
     # The bench judged the generator at the end of the chain: DiT, then the tune, then the lookahead tune.
     lookahead = json.loads((tmp_path / "run" / "tuned-lookahead" / "dit" / "functional_finetune.json").read_text())

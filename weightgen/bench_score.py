@@ -166,10 +166,13 @@ def method_order(method: str) -> int:
 
 def generated_beats(table: pd.DataFrame,
                     methods: tuple[str, ...] = ("generated", "generated" + HEAD_FIT_SUFFIX)) -> pd.DataFrame:
-    """Per generated method × split × baseline: the share of cases where its median compute_saved beats the baseline's.
+    """Per generated method × split × baseline: the share of cases where its median compute_saved beats the baseline's,
+    and the paired gap: the median over cases of (generated − baseline) with its bootstrap interval over cases.
 
-    ``methods``: the generated methods to judge, those of them the table has (``generated`` is the headline;
-    ``generated+head`` is judged too when benched, most usefully against ``retrieval+head``).
+    The pair is the case, so the gap reads a difference the two methods' own intervals can hide (each case's
+    difficulty moves both). ``methods``: the generated methods to judge, those of them the table has
+    (``generated`` is the headline; ``generated+head`` is judged too when benched, most usefully against
+    ``retrieval+head``).
     """
     ok = table[table["status"] == "ok"].assign(saved=lambda t: t["compute_saved"].fillna(0.0))
     per_case = ok.groupby(["split", "case_index", "method"])["saved"].median().unstack("method")
@@ -179,8 +182,11 @@ def generated_beats(table: pd.DataFrame,
             both = per_case[[method, baseline]].dropna()
             for split, group in both.groupby(level="split"):
                 wins = int((group[method] > group[baseline]).sum())
+                gap = (group[method] - group[baseline]).reset_index(drop=True)
+                low, high = median_interval(gap, pd.Series(gap.index))  # one difference per case
                 rows.append({"method": method, "split": split, "baseline": baseline, "cases": len(group),
-                             "wins": wins, "share": wins / len(group) if len(group) else math.nan})
+                             "wins": wins, "share": wins / len(group) if len(group) else math.nan,
+                             "median_gap": float(gap.median()), "gap_ci_low": low, "gap_ci_high": high})
     return pd.DataFrame(rows)
 
 

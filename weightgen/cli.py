@@ -224,14 +224,22 @@ def bench(
     if len(beats):
         if "method" not in beats:  # a folder written before generated+head was judged too
             beats = beats.assign(method="generated")
-        shares = beats.pivot(index=["method", "baseline"], columns="split", values="share")
-        table = Table(title="share of cases where a generated method saves more compute than each baseline")
+        if "median_gap" in beats:  # the paired gap beside the share (folders before stop 31 have the share only)
+            beats["shown"] = [f"{_cell(share)} · {gap:+.2f} ({_interval(low, high)})" for share, gap, low, high
+                              in zip(beats["share"], beats["median_gap"], beats["gap_ci_low"], beats["gap_ci_high"])]
+            title = ("share of cases where a generated method saves more compute than each baseline · the paired gap "
+                     "(generated − baseline, median over cases, 90% CI)")
+        else:
+            beats["shown"] = beats["share"].map(_cell)
+            title = "share of cases where a generated method saves more compute than each baseline"
+        shares = beats.pivot(index=["method", "baseline"], columns="split", values="shown")
+        table = Table(title=title)
         table.add_column("method")
         table.add_column("baseline")
         for split in shares.columns:
             table.add_column(split, justify="right")
         for (method, baseline), row in shares.iterrows():
-            table.add_row(method, baseline, *[_cell(v) for v in row])
+            table.add_row(method, baseline, *[v if isinstance(v, str) else "—" for v in row])
         wide.print(table)
     limits_file = out / "grid_limits.csv"  # the cases whose eval_every caps any trained init below the goal
     limits = pd.read_csv(limits_file) if limits_file.read_text().strip() else pd.DataFrame()
