@@ -13,7 +13,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from weightgen.bench import check_suite, run_suite
+from weightgen.bench import check_suite, flat_metrics, run_suite
 from weightgen.bench_score import generated_beats, grid_limits, median_interval, score, summarize
 from weightgen.checkpoint import load_model
 from weightgen.cli import app
@@ -116,6 +116,8 @@ def test_a_split_median_comes_with_a_seeded_bootstrap_interval_over_cases():
     summary = summarize(score(_suite(("random", "moment"), cases=2), results)[0])
     row = summary.loc[("unseen-arch", "moment")]
     assert row["saved_ci_low"] <= row["compute_saved_median"] <= row["saved_ci_high"]
+    metrics = flat_metrics(summary, {}, 1.0)  # what MLflow gets
+    assert metrics["saved_ci_high/unseen-arch/moment"] == row["saved_ci_high"]
     # paired by case: generated starts at the target on case 1 and reaches it 10 steps before random on case 0
     results = [r for r in results if r["rows"][0]["method"] == "random"]
     results += [_result(c, "generated", s, [0.1, 0.5, 0.99, 1.0] if c == 0 else [0.99, 1.0, 1.0, 1.0])

@@ -262,7 +262,8 @@ def finish(suite: Suite, results: list[dict[str, Any]], manifest: pd.DataFrame, 
 
 
 def flat_metrics(summary: pd.DataFrame, amort: dict[str, float], wall_time: float) -> dict[str, float]:
-    """``compute_saved_median/<split>/<method>``, ``reach_rate/...``, ``final_vs_random/...``, amortisation, wall time.
+    """``compute_saved_median/<split>/<method>``, its interval ``saved_ci_low/...`` and ``saved_ci_high/...`` (where a
+    split has two cases or more), ``reach_rate/...``, ``final_vs_random/...``, amortisation, wall time.
 
     Names as MLflow takes them (:func:`weightgen.tracking.metric_name`): ``retrieval+head`` is ``retrieval_head`` here.
     """
@@ -272,6 +273,9 @@ def flat_metrics(summary: pd.DataFrame, amort: dict[str, float], wall_time: floa
     for (split, method), row in summary.iterrows():
         for key in ("compute_saved_median", "reach_rate", "final_vs_random"):
             metrics[metric_name(f"{key}/{split}/{method}")] = float(row[key])
+        for key in ("saved_ci_low", "saved_ci_high"):  # NaN where a split has one case: nothing to log
+            if math.isfinite(row[key]):
+                metrics[metric_name(f"{key}/{split}/{method}")] = float(row[key])
     metrics.update({metric_name(f"amortisation/{k}"): float(v) for k, v in amort.items()
                     if v is not None and math.isfinite(v)})
     return metrics
