@@ -6,7 +6,8 @@ benches can be judged against them without sampling again: every run is determin
 and ``random`` sets the target. This reads finished bench folders only, checks that the benches agree on
 ``random`` (same cases, same seeds, same steps to target), and prints, per suite and seed of the generator, the
 share of cases where the generated method's median over the suite's seeds beats each baseline's, then the paired
-gap (the median over cases of generated − baseline, with its bootstrap interval over cases):
+gap (the median over cases of generated − baseline, with its bootstrap interval over cases), after each method's
+median compute saved with its interval; ``--pool`` judges the suites together as well (twice the cases per split):
 
     .venv/bin/python benchmarks/beats_table.py --baselines default=runs/bench/tie-base-default \\
         3:default=runs/bench/ts-default 4:default=runs/bench/ts4-default
@@ -22,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from weightgen.bench_score import generated_beats
+from weightgen.bench_score import generated_beats, summarize
 from weightgen.terminal import interval
 
 GENERATED = ("generated", "generated+head")
@@ -39,10 +40,15 @@ def _pair(spec: str) -> tuple[str, str]:
     return label, bench_dir
 
 
-def beats_table(generated: list[str], baselines: list[str], splits: tuple[str, ...]) -> pd.DataFrame:
-    """One row per (suite, generator seed, method, split, baseline): cases, wins, share."""
+def beats_table(generated: list[str], baselines: list[str], splits: tuple[str, ...],
+                pool: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(one row per (suite, generator seed, method, split, baseline): cases, wins, share, paired gap;
+    one row per (suite, generator seed, split, method): median compute saved and its interval).
+
+    With ``pool``, every generator seed's suites are also judged together as suite ``pooled`` (twice the cases
+    per split, so narrower intervals), for the seeds that every suite has."""
     baseline_tables = {suite: _read(d) for suite, d in map(_pair, baselines)}
-    rows = []
+    merged = {}  # (seed, suite) -> the generated rows beside the baselines' rows
     for spec in generated:
         label, bench_dir = _pair(spec)
         seed, _, suite = label.partition(":")
@@ -57,12 +63,23 @@ def beats_table(generated: list[str], baselines: list[str], splits: tuple[str, .
         gen = ours[ours["method"].isin(GENERATED)]
         base = theirs[~theirs["method"].isin(GENERATED)]
         both = pd.concat([gen, base]).set_index(key).loc[lambda t: t.index.isin(shared)].reset_index()
-        both = both[both["split"].isin(splits)]
-        # case_index from the baseline bench, so one case has one index in both
-        both["case_index"] = both.groupby(["arch", "task"]).ngroup()
+        merged[int(seed), suite] = both[both["split"].isin(splits)].assign(suite=suite)
+    if pool:
+        suites = {suite for _, suite in merged}
+        for seed in sorted({seed for seed, _ in merged}):
+            if all((seed, suite) in merged for suite in suites):
+                merged[seed, "pooled"] = pd.concat([merged[seed, suite] for suite in sorted(suites)])
+    rows, medians = [], []
+    for (seed, suite), both in merged.items():
+        # one index per case, the same for the generated and the baseline rows (the benches number them apart)
+        both = both.assign(case_index=both.groupby(["suite", "arch", "task"]).ngroup())
         for row in generated_beats(both).to_dict("records"):
-            rows.append({"suite": suite, "generator seed": int(seed), **row})
-    return pd.DataFrame(rows)
+            rows.append({"suite": suite, "generator seed": seed, **row})
+        for (split, method), row in summarize(both).iterrows():
+            medians.append({"suite": suite, "generator seed": seed, "split": split, "method": method,
+                            "cases": row["cases"], "saved": row["compute_saved_median"],
+                            "interval": interval(row["saved_ci_low"], row["saved_ci_high"])})
+    return pd.DataFrame(rows), pd.DataFrame(medians)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -72,8 +89,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--splits", default="unseen-arch,unseen-task")
     parser.add_argument("--against", default="retrieval,retrieval+head,weight-selection,noisy-nearest",
                         help="the baselines to show")
+    parser.add_argument("--pool", action="store_true", help="also judge the suites together (suite 'pooled')")
     args = parser.parse_args(argv)
-    table = beats_table(args.generated, args.baselines, tuple(args.splits.split(",")))
+    table, medians = beats_table(args.generated, args.baselines, tuple(args.splits.split(",")), args.pool)
+    shown = {*args.against.split(","), *GENERATED}
+    medians = medians[medians["method"].isin(shown)].assign(
+        saved=lambda m: [f"{v:.2f} ({i})" for v, i in zip(m["saved"], m["interval"])])
+    medians = medians.pivot_table(index=["suite", "split", "method"], columns="generator seed", values="saved",
+                                  aggfunc="first")
+    medians.columns = [f"median, seed {s}" for s in medians.columns]
     table = table[table["baseline"].isin(args.against.split(","))]
     wide = table.pivot_table(index=["suite", "method", "baseline", "split"], columns="generator seed",
                              values="wins", aggfunc="sum")
@@ -89,6 +113,8 @@ def main(argv: list[str] | None = None) -> None:
     gaps.columns = [f"gap, seed {s}" for s in gaps.columns]
     with pd.option_context("display.width", 250, "display.max_rows", 500, "display.max_columns", None,
                            "display.float_format", "{:.2f}".format):
+        print(medians)
+        print()
         print(wide)
         print()
         print(gaps)

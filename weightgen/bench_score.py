@@ -125,14 +125,16 @@ def summarize(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def median_interval(saved: pd.Series, cases: pd.Series, level: float = INTERVAL_LEVEL,
-                    resamples: int = 2000) -> tuple[float, float]:
+                    resamples: int = 5000) -> tuple[float, float]:
     """A percentile bootstrap interval of the median of ``saved``, resampling whole cases (``cases`` labels each run).
 
     A case's seeds share its target and, for the corpus methods, mostly their start, so they are not independent
-    draws: the case is the unit resampled. The draw is seeded, so the same table gives the same interval. Fewer
-    than two cases give no interval (NaN, NaN).
+    draws: the case is the unit resampled. The draw is seeded and the cases are put in the order of their values
+    first, so the same runs give the same interval however the cases are labelled or ordered. Fewer than two cases
+    give no interval (NaN, NaN).
     """
-    runs = [group.to_numpy(dtype=float) for _, group in saved.groupby(cases.to_numpy())]
+    runs = sorted((group.to_numpy(dtype=float) for _, group in saved.groupby(cases.to_numpy())),
+                  key=lambda values: (len(values), tuple(sorted(values))))
     if len(runs) < 2:
         return math.nan, math.nan
     result = scipy.stats.bootstrap(
