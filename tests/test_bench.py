@@ -219,6 +219,16 @@ def test_a_missing_generator_is_a_clear_error(tmp_path):
         Generator.from_run(tmp_path)
 
 
+def _script(name: str):
+    """A script of benchmarks/ as a module (they are not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    return script
+
+
 def _tiny_suite(corpus, run, **changes):
     return load_suite({
         "name": "tiny", "corpus": str(corpus), "generator": str(run), "seeds": [100, 101], "samples": 2, "ddim_steps": 3,
@@ -268,12 +278,7 @@ def test_a_tiny_suite_end_to_end(setup, tmp_path):
     assert "bench-tiny" in (tmp_path / "report" / "report.md").read_text()
 
     # benchmarks/curve_gap.py reads the same folder: each method's curve at the asked steps, beside its scores.
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("curve_gap", Path(__file__).resolve().parents[1] / "benchmarks" / "curve_gap.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    curve_gap = script.curve_gap
+    curve_gap = _script("curve_gap").curve_gap
 
     gap = curve_gap(tmp_path / "out", ["random", "generated"], [0, 10])
     assert len(gap) == len(suite.cases) * 2 and gap[["@0", "@10"]].notna().all().all()
@@ -282,6 +287,27 @@ def test_a_tiny_suite_end_to_end(setup, tmp_path):
     assert row["saved"] == pytest.approx(first["compute_saved"].median(), abs=1e-3)
     with pytest.raises(SystemExit, match="no results for method"):
         curve_gap(tmp_path / "out", ["no-such-method"], [0])
+
+    # benchmarks/beats_table.py judges one bench's generated rows against another's baselines; against its own
+    # baselines it repeats the bench's shares, and pooling two suites (here the same one twice) doubles the cases.
+    beats_table, out, splits = _script("beats_table").beats_table, str(tmp_path / "out"), ("seen", "unseen-arch")
+    shares, medians = beats_table([f"1:a={out}", f"1:b={out}"], [f"a={out}", f"b={out}"], splits, pool=True)
+    key = ["method", "split", "baseline"]
+    own = generated_beats(table[table["split"].isin(splits)]).set_index(key)
+    mine = shares[shares["suite"] == "a"].set_index(key)
+    assert mine["wins"].to_dict() == own["wins"].to_dict() and mine["median_gap"].to_dict() == own["median_gap"].to_dict()
+    pooled = shares[shares["suite"] == "pooled"].set_index(key)
+    assert (pooled["cases"] == 2 * mine["cases"]).all() and (pooled["wins"] == 2 * mine["wins"]).all()
+    assert medians[medians["suite"] == "pooled"]["interval"].ne("—").all()  # two cases per split: an interval
+    other = tmp_path / "other"
+    shutil.copytree(tmp_path / "out", other)
+    moved = table.assign(random_flops_to_target=table["random_flops_to_target"] * 2)
+    moved.to_parquet(other / "results.parquet")
+    with pytest.raises(SystemExit, match="disagree on random's steps"):
+        beats_table([f"1:a={other}"], [f"a={out}"], splits)
+    # benchmarks/arms_table.py --intervals: each seed's interval beside its median (one case per split here: none)
+    arms = _script("arms_table").arms_table([f"x:1:tiny={out}"], ["generated"], intervals=True)
+    assert arms["seed 1 90% CI"].eq("—").all() and arms["seed 1"].notna().all()
 
 
 def test_a_leaking_suite_is_refused_before_any_work(setup, tmp_path):

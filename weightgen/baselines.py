@@ -22,8 +22,9 @@ compare base tasks (label order aside), then label orders, and move the chosen m
 the target's label order (:func:`weightgen.relabel.to_label_order`), as ``generated`` does with the
 same suite. Members equally near on every key (each (architecture, task) has one per training seed)
 are a tie, and the case's seed draws among them (:func:`_nearest`), so a baseline is judged over its
-equally good members across a suite's seeds, as ``generated`` is over its samples. A :class:`CorpusIndex` loads each checkpoint and
-computes each family's moment stats once, so that cost lands on the first call that needs it.
+equally good members across a suite's seeds, as ``generated`` is over its samples. A
+:class:`CorpusIndex` loads each checkpoint and computes each family's moment stats once, so that cost
+lands on the first call that needs it.
 """
 
 from __future__ import annotations

@@ -14,7 +14,8 @@ init over all seeds:
 
 Novelty compares test predictions: :func:`agreement` and Cohen's :func:`kappa`. Each split median comes
 with a bootstrap interval over the split's cases (:func:`median_interval`): six cases per split and two
-seeds per case move a median by tenths, and a gap narrower than the intervals is not read as a result.
+seeds per case move a median by tenths. Two methods are compared case by case in :func:`generated_beats`
+(the share of cases won and the paired gap, with its own interval).
 """
 
 from __future__ import annotations

@@ -210,8 +210,7 @@ def bench(
     table = Table(title=f"suite {spec.name}{mapped}: median compute saved (not reached = 0) — {out}/summary.md")
     columns = {"split": "split", "method": "method", "cases": "cases", "runs": "runs",
                "compute_saved_median": "saved", "saved_ci": "90% CI (cases)", "reach_rate": "reach",
-               "final_test_acc": "final acc",
-               "final_vs_random": "Δ final vs random", "test_acc_at_init": "acc at init",
+               "final_test_acc": "final acc", "final_vs_random": "Δ final vs random", "test_acc_at_init": "acc at init",
                "novelty_kappa_median": "κ nearest", "random_kappa": "κ 2 randoms", "not_applicable": "n/a"}
     for title in columns.values():
         table.add_column(title, justify="left" if title in ("split", "method") else "right")
