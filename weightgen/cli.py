@@ -205,7 +205,7 @@ def bench(
                             ddim_steps=ddim_steps, refresh_baselines=refresh_baselines,
                             methods=chosen_methods, splits=chosen_splits, label_map=label_map)
     summary = pd.read_csv(out / "summary.csv")
-    wide = Console(width=max(console.width, 150)) if not console.is_terminal else console  # logs keep every column
+    wide = Console(width=max(console.width, 200)) if not console.is_terminal else console  # logs keep every column
     mapped = ", label map on" if spec.label_map else ""
     table = Table(title=f"suite {spec.name}{mapped}: median compute saved (not reached = 0) — {out}/summary.md")
     columns = {"split": "split", "method": "method", "cases": "cases", "runs": "runs",
