@@ -46,7 +46,9 @@ def cell(value) -> str:
 
 def interval(low: float, high: float) -> str:
     """A bootstrap interval as ``low – high`` at 2 decimals; a dash where there is none (fewer than two cases)."""
-    return "—" if low != low or high != high else f"{low:.2f} – {high:.2f}"
+    if low != low or high != high:
+        return "—"
+    return f"{round(low, 2) + 0.0:.2f} – {round(high, 2) + 0.0:.2f}"  # + 0.0: no "-0.00" for a rounding of -1e-17
 
 
 def print_summary(title: str, summary: dict) -> None:
