@@ -103,10 +103,10 @@ def test_a_split_median_comes_with_a_seeded_bootstrap_interval_over_cases():
     saved, cases = pd.Series([0.1, 0.2, 0.8, 0.9]), pd.Series([0, 0, 1, 1])
     low, high = median_interval(saved, cases)
     assert (low, high) == median_interval(saved, cases)  # seeded: the same table gives the same interval
-    many = pd.Series([0.99, -0.11, 0.73, 0.8, 0.05, 0.31, 1.28, 1.26, 0.83, 0.57, 0.97, 0.33])  # order mattered here
-    labels = pd.Series([i // 2 for i in range(12)])
-    assert median_interval(many, labels) == median_interval(many, 5 - labels)  # however the cases are numbered
     assert low == pytest.approx(0.15) and high == pytest.approx(0.85)  # all-first / all-second case resamples
+    spread = pd.Series([0.99, -0.11, 0.73, 0.8, 0.05, 0.31, 1.28, 1.26, 0.83, 0.57, 0.97, 0.33])  # order mattered here
+    labels = pd.Series([i // 2 for i in range(12)])
+    assert median_interval(spread, labels) == median_interval(spread, 5 - labels)  # however the cases are numbered
     assert median_interval(pd.Series([0.4] * 4), cases) == (0.4, 0.4)  # no spread, no width
     assert all(math.isnan(v) for v in median_interval(saved[:2], cases[:2]))  # one case: nothing to resample
     # more cases that agree narrow it around the median
