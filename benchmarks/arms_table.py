@@ -26,22 +26,18 @@ from weightgen.terminal import interval
 SPLITS = ("unseen-arch", "unseen-task")
 
 
-def _target_runs(bench_dir: str | Path, methods: list[str]) -> pd.DataFrame:
+def split_medians(bench_dir: str | Path, methods: list[str], intervals: bool = False) -> pd.DataFrame:
+    """[method, split] → ``saved``, the median compute saved over the bench's runs (not reached = 0), as the bench
+    prints it, for those of ``methods`` the bench ran; with ``intervals`` also ``span``, its bootstrap interval over
+    cases as ``low – high``."""
     results = pd.read_parquet(Path(bench_dir) / "results.parquet")
     ok = results[(results["status"] == "ok") & results["method"].isin(methods) & results["split"].isin(SPLITS)]
-    return ok.assign(saved=ok["compute_saved"].fillna(0.0))
-
-
-def split_medians(bench_dir: str | Path, methods: list[str]) -> pd.Series:
-    """[method, split] → median compute saved over the bench's runs (not reached = 0), as the bench prints it, for
-    those of ``methods`` the bench ran."""
-    return _target_runs(bench_dir, methods).groupby(["method", "split"])["saved"].median()
-
-
-def split_intervals(bench_dir: str | Path, methods: list[str]) -> pd.Series:
-    """[method, split] → the bench's bootstrap interval of that median over cases, as ``low – high``."""
-    return _target_runs(bench_dir, methods).groupby(["method", "split"]).apply(
-        lambda g: interval(*median_interval(g["saved"], g["case_index"])), include_groups=False)
+    grouped = ok.assign(saved=ok["compute_saved"].fillna(0.0)).groupby(["method", "split"])
+    figures = grouped["saved"].median().to_frame()
+    if intervals:
+        figures["span"] = grouped.apply(lambda g: interval(*median_interval(g["saved"], g["case_index"])),
+                                        include_groups=False)
+    return figures
 
 
 def parse(spec: str) -> tuple[str, int, str, str]:
@@ -58,16 +54,14 @@ def arms_table(specs: list[str], methods: list[str], intervals: bool = False) ->
     """One row per (suite, method, split, arm): the seeds' medians, their mean, and wins over the first arm; with
     ``intervals``, each seed's bootstrap interval over cases in place of the mean and wins."""
     parsed = [parse(spec) for spec in specs]
-    found, spans = {}, {}  # a later folder for the same (arm, seed, suite) overrides the methods it holds
+    found = {}  # a later folder for the same (arm, seed, suite) overrides the methods it holds
     for arm, seed, suite, bench_dir in parsed:
-        for (method, split), saved in split_medians(bench_dir, methods).items():
-            found[suite, method, split, arm, seed] = saved
-        if intervals:
-            for (method, split), span in split_intervals(bench_dir, methods).items():
-                spans[suite, method, split, arm, seed] = span
+        for (method, split), row in split_medians(bench_dir, methods, intervals).iterrows():
+            found[suite, method, split, arm, seed] = row
     if not found:
         raise SystemExit(f"none of the benches ran {', '.join(methods)}")
-    frame = pd.Series(found, name="saved").rename_axis(["suite", "method", "split", "arm", "seed"]).reset_index()
+    frame = pd.DataFrame.from_dict(found, orient="index").rename_axis(["suite", "method", "split", "arm", "seed"])
+    frame = frame.reset_index()
     arms = list(dict.fromkeys(arm for arm, *_ in parsed))
     keys = ["suite", "method", "split", "seed"]
     frame = frame.join(frame[frame["arm"] == arms[0]].set_index(keys)["saved"].rename("first"), on=keys)
@@ -77,9 +71,7 @@ def arms_table(specs: list[str], methods: list[str], intervals: bool = False) ->
     wide = frame.pivot_table(index=rows, columns="seed", values="saved", observed=True)
     wide.columns = [f"seed {s}" for s in wide.columns]
     if intervals:
-        span = frame.assign(span=[spans.get(tuple(r)) for r in frame[["suite", "method", "split", "arm", "seed"]]
-                                  .itertuples(index=False)])
-        span = span.pivot_table(index=rows, columns="seed", values="span", aggfunc="first", observed=True)
+        span = frame.pivot_table(index=rows, columns="seed", values="span", aggfunc="first", observed=True)
         return wide.join(span.rename(columns=lambda s: f"seed {s} 90% CI"))
     wide["mean"] = wide.mean(axis=1)
     wide[f"beats {arms[0]}"] = frame.groupby(rows, observed=True)["beats_first"].sum().astype(int)

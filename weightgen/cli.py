@@ -221,18 +221,12 @@ def bench(
     beats_file = out / "generated_beats.csv"  # empty when the suite has no `generated` method
     beats = pd.read_csv(beats_file) if beats_file.read_text().strip() else pd.DataFrame()
     if len(beats):
-        if "method" not in beats:  # a folder written before generated+head was judged too
-            beats = beats.assign(method="generated")
-        if "median_gap" in beats:  # the paired gap beside the share (folders before stop 31 have the share only)
-            beats["shown"] = [f"{_cell(share)} · {gap:+.2f} ({_interval(low, high)})" for share, gap, low, high
-                              in zip(beats["share"], beats["median_gap"], beats["gap_ci_low"], beats["gap_ci_high"])]
-            title = ("share of cases where a generated method saves more compute than each baseline · the paired gap "
-                     "(generated − baseline, median over cases, 90% CI)")
-        else:
-            beats["shown"] = beats["share"].map(_cell)
-            title = "share of cases where a generated method saves more compute than each baseline"
+        # written by this run's weightgen.bench_score.generated_beats: method, share and the paired gap are all there
+        beats["shown"] = [f"{_cell(share)} · {gap:+.2f} ({_interval(low, high)})" for share, gap, low, high
+                          in zip(beats["share"], beats["median_gap"], beats["gap_ci_low"], beats["gap_ci_high"])]
         shares = beats.pivot(index=["method", "baseline"], columns="split", values="shown")
-        table = Table(title=title)
+        table = Table(title="share of cases where a generated method saves more compute than each baseline · the "
+                            "paired gap (generated − baseline, median over cases, 90% CI)")
         table.add_column("method")
         table.add_column("baseline")
         for split in shares.columns:
