@@ -55,6 +55,7 @@ def test_no_committed_grid_builds_a_committed_suites_unseen_case(grid_name, suit
     for case in load_suite(ROOT / "suites" / f"{suite_name}.yaml").cases:
         if case.split in ("unseen-arch", "unseen-both"):
             assert case.arch not in grid.archs or case.arch in grid.exclude.archs, case
+            assert case.arch not in grid.parents.values(), case  # a shared parent is a corpus member too
         if case.split in ("unseen-task", "unseen-both"):
             assert case.task not in grid.tasks or case.task in grid.exclude.tasks, case
 
