@@ -7,6 +7,14 @@ baselines' figures from B beside them; then the split medians the bench itself p
 = 0). It reads the bench folders only (no training):
 
     .venv/bin/python benchmarks/bench_diff.py runs/bench/wide-S-la50 runs/bench/wide-S-la100 --method generated
+
+``--and A2 B2`` (repeatable) adds more pairs, one per suite, and then the change is also judged over every
+pair's cases together: per split, the cases where B beats A and the paired gap (the median over cases of B − A,
+with its bootstrap interval over cases, ``weightgen.bench_score.median_interval``). That is how a change that
+touches every method, such as a new corpus, is judged for the baselines:
+
+    .venv/bin/python benchmarks/bench_diff.py runs/bench/tie-base-default runs/bench/sp-base-default \
+        --and runs/bench/tie-base-holdout runs/bench/sp-base-holdout --method retrieval+head
 """
 
 from __future__ import annotations
@@ -15,6 +23,9 @@ import argparse
 from pathlib import Path
 
 import pandas as pd
+
+from weightgen.bench_score import median_interval
+from weightgen.terminal import interval
 
 SPLITS = ("seen", "unseen-arch", "unseen-task", "unseen-both")
 
@@ -27,7 +38,8 @@ def _results(bench_dir: Path, method: str) -> pd.DataFrame:
 
 
 def bench_diff(a: str | Path, b: str | Path, method: str = "generated",
-               baselines: tuple[str, ...] = ("retrieval", "weight-selection")) -> tuple[pd.DataFrame, pd.DataFrame]:
+               baselines: tuple[str, ...] = ("retrieval", "weight-selection"),
+               rounded: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(per case, per split): ``method``'s median compute saved in ``a`` and ``b`` and b − a; ``baselines`` from ``b``."""
     ra, rb = _results(a, method), _results(b, method)
     if set(zip(ra["arch"], ra["task"])) != set(zip(rb["arch"], rb["task"])):
@@ -51,7 +63,20 @@ def bench_diff(a: str | Path, b: str | Path, method: str = "generated",
     splits = pd.concat([per_split(ra).rename("a"), per_split(rb).rename("b")], axis=1)
     splits["b - a"] = splits["b"] - splits["a"]
     splits = splits.reindex([s for s in SPLITS if s in splits.index])
-    return cases.round(3), splits.round(3)
+    return (cases.round(3), splits.round(3)) if rounded else (cases, splits)
+
+
+def paired_change(pairs: list[tuple[str | Path, str | Path]], method: str = "generated") -> pd.DataFrame:
+    """Per split, over the cases of every (a, b) pair of benches: cases, cases where b beats a, and the median of
+    b − a over cases with its bootstrap interval (each case is one paired difference)."""
+    cases = pd.concat([bench_diff(a, b, method, baselines=(), rounded=False)[0] for a, b in pairs], ignore_index=True)
+    rows = []
+    for split in [s for s in SPLITS if s in set(cases["split"])]:
+        gap = cases.loc[cases["split"] == split, "b - a"].reset_index(drop=True)
+        low, high = median_interval(gap, pd.Series(gap.index))
+        rows.append({"split": split, "cases": len(gap), "b wins": int((gap > 0).sum()), "b loses": int((gap < 0).sum()),
+                     "median b - a": round(float(gap.median()), 3), "90% CI (cases)": interval(low, high)})
+    return pd.DataFrame(rows)
 
 
 def main() -> None:
@@ -59,13 +84,19 @@ def main() -> None:
     parser.add_argument("a", help="the control's bench folder")
     parser.add_argument("b", help="the lever's bench folder")
     parser.add_argument("--method", default="generated", help="the init method to compare")
+    parser.add_argument("--and", dest="more", nargs=2, action="append", default=[], metavar=("A", "B"),
+                        help="another pair of benches (another suite); the change is then judged over all pairs' cases")
     args = parser.parse_args()
-    cases, splits = bench_diff(args.a, args.b, args.method)
+    pairs = [(args.a, args.b)] + [tuple(pair) for pair in args.more]
     with pd.option_context("display.width", 250, "display.max_columns", 50, "display.max_rows", 500):
-        print(f"{args.method}: median compute saved per case (a = {args.a}, b = {args.b}; baselines from b)")
-        print(cases.to_string(index=False))
-        print(f"\n{args.method}: median compute saved per split, over runs (not reached = 0)")
-        print(splits.to_string())
+        for a, b in pairs:
+            cases, splits = bench_diff(a, b, args.method)
+            print(f"{args.method}: median compute saved per case (a = {a}, b = {b}; baselines from b)")
+            print(cases.to_string(index=False))
+            print(f"\n{args.method}: median compute saved per split, over runs (not reached = 0)")
+            print(splits.to_string() + "\n")
+        print(f"{args.method}: b against a, case by case, over {len(pairs)} pair(s) of benches")
+        print(paired_change(pairs, args.method).to_string(index=False))
 
 
 if __name__ == "__main__":
