@@ -16,7 +16,7 @@ t() { local s=$SECONDS; "$@"; echo "TIMING $((SECONDS-s)) s: $*"; }
 [ -f corpus/wide-sp/.done ] || { t $W corpus build --grid configs/grids/wide-shared-parent.yaml --out corpus/wide-sp --workers 2
   touch corpus/wide-sp/.done; }
 if [ ! -f corpus/default-sp/.done ]; then
-  rm -rf corpus/default-sp; mkdir -p corpus/default-sp/members
+  rm -rf corpus/default-sp; mkdir -p corpus/default-sp/members logs
   .venv/bin/python - <<'EOF'
 import shutil
 from pathlib import Path
