@@ -10,7 +10,7 @@ baselines' figures from B beside them; then the split medians the bench itself p
 
 ``--and A2 B2`` (repeatable) adds more pairs, one per suite, and then the change is also judged over every
 pair's cases together: per split, the cases where B beats A and the paired gap (the median over cases of B − A,
-with its bootstrap interval over cases, ``weightgen.bench_score.median_interval``). That is how a change that
+with its bootstrap interval over cases, ``weightgen.bench_score.paired_gap``). That is how a change that
 touches every method, such as a new corpus, is judged for the baselines:
 
     .venv/bin/python benchmarks/bench_diff.py runs/bench/tie-base-default runs/bench/sp-base-default \
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from weightgen.bench_score import median_interval
+from weightgen.bench_score import paired_gap
 from weightgen.terminal import interval
 
 SPLITS = ("seen", "unseen-arch", "unseen-task", "unseen-both")
@@ -66,16 +66,15 @@ def bench_diff(a: str | Path, b: str | Path, method: str = "generated",
     return (cases.round(3), splits.round(3)) if rounded else (cases, splits)
 
 
-def paired_change(pairs: list[tuple[str | Path, str | Path]], method: str = "generated") -> pd.DataFrame:
-    """Per split, over the cases of every (a, b) pair of benches: cases, cases where b beats a, and the median of
-    b − a over cases with its bootstrap interval (each case is one paired difference)."""
-    cases = pd.concat([bench_diff(a, b, method, baselines=(), rounded=False)[0] for a, b in pairs], ignore_index=True)
+def paired_change(cases: pd.DataFrame) -> pd.DataFrame:
+    """Per split, over ``bench_diff``'s per-case rows (of one or several pairs of benches, concatenated): cases,
+    cases where b beats a, and the median of b − a over cases with its bootstrap interval."""
     rows = []
     for split in [s for s in SPLITS if s in set(cases["split"])]:
-        gap = cases.loc[cases["split"] == split, "b - a"].reset_index(drop=True)
-        low, high = median_interval(gap, pd.Series(gap.index))
+        gap = cases.loc[cases["split"] == split, "b - a"]
+        median, low, high = paired_gap(gap)
         rows.append({"split": split, "cases": len(gap), "b wins": int((gap > 0).sum()), "b loses": int((gap < 0).sum()),
-                     "median b - a": round(float(gap.median()), 3), "90% CI (cases)": interval(low, high)})
+                     "median b - a": round(median, 3), "90% CI (cases)": interval(low, high)})
     return pd.DataFrame(rows)
 
 
@@ -88,15 +87,15 @@ def main() -> None:
                         help="another pair of benches (another suite); the change is then judged over all pairs' cases")
     args = parser.parse_args()
     pairs = [(args.a, args.b)] + [tuple(pair) for pair in args.more]
+    compared = [bench_diff(a, b, args.method, rounded=False) for a, b in pairs]  # each bench read once
     with pd.option_context("display.width", 250, "display.max_columns", 50, "display.max_rows", 500):
-        for a, b in pairs:
-            cases, splits = bench_diff(a, b, args.method)
+        for (a, b), (cases, splits) in zip(pairs, compared):
             print(f"{args.method}: median compute saved per case (a = {a}, b = {b}; baselines from b)")
-            print(cases.to_string(index=False))
+            print(cases.round(3).to_string(index=False))
             print(f"\n{args.method}: median compute saved per split, over runs (not reached = 0)")
-            print(splits.to_string() + "\n")
+            print(splits.round(3).to_string() + "\n")
         print(f"{args.method}: b against a, case by case, over {len(pairs)} pair(s) of benches")
-        print(paired_change(pairs, args.method).to_string(index=False))
+        print(paired_change(pd.concat([cases for cases, _ in compared], ignore_index=True)).to_string(index=False))
 
 
 if __name__ == "__main__":

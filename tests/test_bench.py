@@ -307,7 +307,8 @@ def test_a_second_bench_reuses_the_baselines_and_runs_the_generator_again(setup,
     with pytest.raises(SystemExit, match="no results for method"):
         script.bench_diff(tmp_path / "a", tmp_path / "b", "moment")
     # ... and judges a change over several pairs' cases: here no change, in twice the cases
-    change = script.paired_change([(tmp_path / "a", tmp_path / "b")] * 2, "retrieval").set_index("split")
+    unrounded = script.bench_diff(tmp_path / "a", tmp_path / "b", "retrieval", rounded=False)[0]
+    change = script.paired_change(pd.concat([unrounded] * 2)).set_index("split")
     assert change["cases"].tolist() == [2 * n for n in cases.groupby("split").size().reindex(change.index)]
     assert (change["b wins"] == 0).all() and (change["median b - a"] == 0).all()
     assert change["90% CI (cases)"].eq("0.00 – 0.00").all()
@@ -315,7 +316,7 @@ def test_a_second_bench_reuses_the_baselines_and_runs_the_generator_again(setup,
     shutil.copytree(tmp_path / "b", better)
     lifted = second.assign(compute_saved=second["compute_saved"].fillna(0.0) + 0.25 * (second["method"] == "retrieval"))
     lifted.to_parquet(better / "results.parquet")
-    change = script.paired_change([(tmp_path / "a", better)], "retrieval")
+    change = script.paired_change(script.bench_diff(tmp_path / "a", better, "retrieval", rounded=False)[0])
     assert (change["b wins"] == change["cases"]).all() and change["median b - a"].tolist() == pytest.approx([0.25] * len(change))
 
     evaluate_flow(suite=str(suite), out_dir=str(tmp_path / "d"), workers=1, refresh_baselines=True)

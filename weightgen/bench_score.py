@@ -145,6 +145,14 @@ def median_interval(saved: pd.Series, cases: pd.Series, level: float = INTERVAL_
     return float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 
+def paired_gap(differences: pd.Series) -> tuple[float, float, float]:
+    """The median of per-case differences between two inits (one value per case) and its bootstrap interval over
+    cases (:func:`median_interval`, each difference its own case)."""
+    gap = differences.reset_index(drop=True)
+    low, high = median_interval(gap, pd.Series(gap.index))
+    return float(gap.median()), low, high
+
+
 def grid_limits(table: pd.DataFrame, goal: float = GOAL_SAVED) -> pd.DataFrame:
     """The cases whose evaluation grid cannot show ``goal`` for an init that needs any training.
 
@@ -185,11 +193,10 @@ def generated_beats(table: pd.DataFrame,
             both = per_case[[method, baseline]].dropna()
             for split, group in both.groupby(level="split"):
                 wins = int((group[method] > group[baseline]).sum())
-                gap = (group[method] - group[baseline]).reset_index(drop=True)
-                low, high = median_interval(gap, pd.Series(gap.index))  # one difference per case
+                median_gap, low, high = paired_gap(group[method] - group[baseline])
                 rows.append({"method": method, "split": split, "baseline": baseline, "cases": len(group),
                              "wins": wins, "share": wins / len(group) if len(group) else math.nan,
-                             "median_gap": float(gap.median()), "gap_ci_low": low, "gap_ci_high": high})
+                             "median_gap": median_gap, "gap_ci_low": low, "gap_ci_high": high})
     return pd.DataFrame(rows)
 
 
