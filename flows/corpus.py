@@ -13,7 +13,7 @@ from pydantic import Field
 
 from tasks.corpus import limit_torch_threads, log_build_task, train_member_task, write_manifest_task
 from weightgen.corpus import Corpus
-from weightgen.zoo import build_summary, expand, load_grid, training_waves, untrained
+from weightgen.zoo import build_summary, expand, load_grid, require_one_history, training_waves, untrained
 
 DEFAULT_GRID = "configs/grids/default.yaml"
 DEFAULT_CORPUS = "corpus/default"
@@ -33,6 +33,7 @@ def corpus_flow(
     logger.info("grid %r: %d members (%d archs × %d tasks × %d seeds, compatible pairs only)",
                 spec.name, len(members), len(spec.archs), len(spec.tasks), len(spec.seeds))
     corpus = Corpus(corpus_dir)
+    require_one_history(members, corpus_dir, spec.name)  # before any training: the stored corpus stays intact
     complete = [m.member_id for m in members if corpus.is_complete(m.member_id)]
     pending = [m for m in members if m.member_id not in set(complete)]
     summaries = [untrained(member_id, "skipped") for member_id in complete]

@@ -93,6 +93,12 @@ def test_ls_tokens_and_errors(built, tmp_path):
     refused = runner.invoke(app, ["corpus", "build", "--grid", str(bad_grid), "--out", str(tmp_path / "c")])
     assert refused.exit_code == 2 and "hidden" in refused.output
     assert not (tmp_path / "c").exists()  # refused before any work
+    other_recipe = tmp_path / "tiny-lr.yaml"  # the tiny grid's networks trained at another learning rate
+    other_recipe.write_text(TINY.read_text().replace("lr: 0.01", "lr: 0.02"))
+    before = Corpus(out).manifest()
+    mixed = runner.invoke(app, ["corpus", "build", "--grid", str(other_recipe), "--out", str(out)], env={"COLUMNS": "200"})
+    assert mixed.exit_code == 2 and "already holds 6 of grid 'tiny'" in mixed.output
+    pd.testing.assert_frame_equal(Corpus(out).manifest(), before)  # the stored corpus is as it was
     missing = runner.invoke(app, ["corpus", "import", str(tmp_path / "no-such-folder"), "--corpus", str(tmp_path / "c")])
     assert missing.exit_code == 2 and "does not exist" in missing.output
 

@@ -9,7 +9,7 @@ import torch
 
 from weightgen.corpus import Corpus, CorpusError
 from weightgen.specs import SpecError
-from weightgen.zoo import expand, load_grid, train_member, training_waves
+from weightgen.zoo import expand, load_grid, require_one_history, train_member, training_waves
 
 GRID = {
     "name": "t",
@@ -141,3 +141,21 @@ def test_a_child_starts_from_its_parents_weights(tmp_path):
     # 0 training steps: the child is its parent's weights, uniformly selected (12 -> 8 hidden units, first layer)
     keep = torch.linspace(0, 11, 8).round().long()
     assert torch.equal(child_state["net.1.weight"], parent_state["net.1.weight"][keep])  # all 40 inputs kept
+
+
+def test_a_corpus_keeps_one_history_per_architecture_task_and_seed(tmp_path):
+    independent = load_grid({**GRID, "archs": ["mlp:hidden=8"], "tasks": ["mnist1d"], "seeds": [0, 1],
+                             "recipe": {**GRID["recipe"], "steps": 0}, "checkpoint_steps": []})
+    for member in expand(independent):
+        train_member(member, tmp_path)
+    stored = sorted(p.name for p in (tmp_path / "members").iterdir())
+    require_one_history(expand(independent), tmp_path, "again")  # the same grid again: nothing to refuse
+    require_one_history(expand(load_grid({**independent.model_dump(), "seeds": [2]})), tmp_path, "seed 2")  # new seeds add
+    shared = load_grid({**independent.model_dump(), "archs": ["mlp:hidden=8", "mlp:hidden=12"],
+                        "parents": {"mlp": "mlp:hidden=12"}})  # the same networks, now fine-tuned from a parent
+    with pytest.raises(CorpusError, match=r"already holds 2 of grid .*trained another way.*seed1__r.*another folder"):
+        require_one_history(expand(shared), tmp_path, "shared")
+    other_recipe = load_grid({**independent.model_dump(), "recipe": {**GRID["recipe"], "steps": 0, "lr": 0.1}})
+    with pytest.raises(CorpusError, match="already holds 2 of grid"):
+        require_one_history(expand(other_recipe), tmp_path, "lr")
+    assert sorted(p.name for p in (tmp_path / "members").iterdir()) == stored  # refused before anything was written

@@ -40,12 +40,14 @@ def corpus_build(
     workers: int = typer.Option(2, min=1, help="parallel training processes"),
 ) -> None:
     """Train the grid's missing members (a Prefect flow, in-process) and index them in the manifest."""
+    from weightgen.corpus import CorpusError
     from weightgen.specs import SpecError
-    from weightgen.zoo import expand, load_grid
+    from weightgen.zoo import expand, load_grid, require_one_history
 
-    try:
-        expand(load_grid(grid))  # refuse a bad grid before Prefect starts
-    except SpecError as exc:
+    try:  # refuse a bad grid, or one that would mix histories in the corpus, before Prefect starts
+        spec = load_grid(grid)
+        require_one_history(expand(spec), out, spec.name)
+    except (SpecError, CorpusError) as exc:
         _fail(str(exc))
     _prepare_prefect()
     from flows.corpus import corpus_flow

@@ -169,6 +169,33 @@ def training_waves(members: list[MemberSpec]) -> list[list[MemberSpec]]:
     return [w for w in waves if w]
 
 
+def require_one_history(members: list[MemberSpec], corpus_root: str | os.PathLike, grid_name: str) -> None:
+    """Refuse (CorpusError) a grid whose members the corpus already holds trained another way: the same
+    architecture, task and seed under another member id (another recipe, checkpoint steps or parent).
+
+    Building it would keep both, two networks for one (architecture, task, seed) with different histories:
+    retrieval would count them as equally near, and a shared frame would be mixed with networks outside it.
+    It is checked before anything trains, so the stored corpus stays as it was.
+    """
+    from weightgen.corpus import Corpus, CorpusError
+
+    members_dir = Corpus(corpus_root).members_dir
+    if not members_dir.is_dir():
+        return
+    stored = [p.name for p in members_dir.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    clashes = []
+    for spec in members:
+        wanted = spec.member_id
+        prefix = wanted.rsplit("__r", 1)[0] + "__r"  # arch, task and seed; the hash after it is the history
+        clashes += [(wanted, other) for other in stored if other.startswith(prefix) and other != wanted]
+    if clashes:
+        shown = "; ".join(f"{wanted} (stored: {other})" for wanted, other in clashes[:3])
+        raise CorpusError(
+            f"{corpus_root} already holds {len(clashes)} of grid {grid_name!r}'s members trained another way "
+            f"(same architecture, task and seed; another recipe, checkpoint steps or parent), e.g. {shown}. "
+            "A corpus holds one history per (architecture, task, seed): build this grid into another folder (--out).")
+
+
 def untrained(member_id: str, status: str) -> dict[str, Any]:
     """The summary of a member this process did not train: ``skipped`` (complete) or ``busy`` (claimed elsewhere)."""
     return {"member": member_id, "status": status, "train_flops": 0, "wall_time": 0.0}
