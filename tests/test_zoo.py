@@ -76,8 +76,13 @@ def test_grid_files(tmp_path):
     bad.write_text("- a list")
     with pytest.raises(SpecError, match="must hold a mapping"):
         load_grid(bad)
-    default = expand(load_grid(Path(__file__).resolve().parents[1] / "configs" / "grids" / "default.yaml"))
-    assert len(default) == 144 and sum(len(m.checkpoint_steps) for m in default) == 576
+    grids = Path(__file__).resolve().parents[1] / "configs" / "grids"
+    independent = expand(load_grid(grids / "independent.yaml"))
+    assert len(independent) == 144 and sum(len(m.checkpoint_steps) for m in independent) == 576
+    default = expand(load_grid(grids / "default.yaml"))  # the same zoo in a shared frame: + 3 parents outside the grid
+    assert len(default) == 147 and sum(len(m.checkpoint_steps) for m in default) == 588
+    assert {(m.arch, m.task, m.seed) for m in independent} <= {(m.arch, m.task, m.seed) for m in default}
+    assert sum(m.parent is None for m in default) == 6  # one parent per family and dataset the family takes
 
 
 def test_train_member_trains_once(tmp_path):

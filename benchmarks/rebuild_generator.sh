@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Rebuild, from an empty checkout, the best generator recipe on one of two corpora of the same zoo:
+#   independent  every member from its own random init (configs/grids/independent.yaml, wide-tasks.yaml):
+#                corpus/independent and corpus/wide; runs/v-tiny, v-S, v-S-bp, v-S-wide-la50 (the teacher,
+#                docs/results.md items 28, 30, 40), then runs/xsp-k100-sSEED and xsp-k100-sSEED-lr1e-4-ts (the
+#                student, items 56 and 63).
+#   shared       one shared frame per family and dataset (configs/grids/default.yaml, wide-shared-parent.yaml):
+#                corpus/default and corpus/wide-sp; the same runs with the prefix sp- (item 64).
+# The two differ in the corpora only. The wide corpus completes a copy of the small one (the small grid's members
+# are all in the wide grid, so they are trained once). Each step is timed and skipped when its output exists; with
+# DRY_RUN=1 the steps are printed, not run. About 35 minutes on 2 cores for the corpora and the teacher, and 20-35
+# for each student (stop 32).
+# Usage: benchmarks/rebuild_generator.sh independent|shared [SEED]   (SEED: the student's distillation seed, 3)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+case "${1:-}" in
+  independent) SMALL_GRID=independent; SMALL=corpus/independent; WIDE_GRID=wide-tasks; WIDE=corpus/wide; PREFIX="" ;;
+  shared) SMALL_GRID=default; SMALL=corpus/default; WIDE_GRID=wide-shared-parent; WIDE=corpus/wide-sp; PREFIX=sp- ;;
+  *) echo "usage: $0 independent|shared [SEED]" >&2; exit 2 ;;
+esac
+SEED=${2:-3}
+TEACHER=runs/${PREFIX:-v-}   # the independent teacher's runs were named v-*, its students plain xsp-*
+STUDENT=runs/${PREFIX}xsp-k100-s$SEED
+W=.venv/bin/weightgen
+EXCLUDE=(--exclude-suite suites/default.yaml --exclude-suite suites/smoke.yaml)
+t() { if [ "${DRY_RUN:-0}" = 1 ]; then echo "STEP: $*"; return; fi
+  local s=$SECONDS; "$@"; echo "TIMING $((SECONDS-s)) s: $*"; }
+
+[ -f $SMALL/.done ] || { t $W corpus build --grid configs/grids/$SMALL_GRID.yaml --out $SMALL --workers 2; t touch $SMALL/.done; }
+if [ ! -f $WIDE/.done ]; then
+  t rm -rf $WIDE; t cp -r $SMALL $WIDE; t rm -f $WIDE/.done
+  t $W corpus build --grid configs/grids/$WIDE_GRID.yaml --out $WIDE --workers 2; t touch $WIDE/.done
+fi
+[ -d ${TEACHER}tiny/encoder ] || t .venv/bin/python benchmarks/generator_variants.py --corpus $SMALL --out ${TEACHER}tiny --preset tiny --max-len 256 --steps 4000 --processes 2 --samples 1
+if [ ! -f ${TEACHER}S/dit/model.safetensors ]; then t rm -rf ${TEACHER}S; t cp -r ${TEACHER}tiny ${TEACHER}S; t rm -rf ${TEACHER}S/dit
+  t $W dit train --run ${TEACHER}S --corpus $SMALL --preset S --steps 500 --processes 2; fi
+[ -f ${TEACHER}S-bp/dit/model.safetensors ] || t $W dit tune --run ${TEACHER}S --corpus $SMALL --out ${TEACHER}S-bp --steps 2000 --bias-penalty 1 --processes 2
+[ -f ${TEACHER}S-wide-la50/dit/model.safetensors ] || t $W dit tune --run ${TEACHER}S-bp --corpus $WIDE --out ${TEACHER}S-wide-la50 --steps 250 --bias-penalty 1 --inner-steps 50 --processes 2
+[ -f $STUDENT/dit/model.safetensors ] || t $W dit distill --teacher ${TEACHER}S-wide-la50 --corpus $WIDE --preset XS --steps 1500 --neighbours 4 "${EXCLUDE[@]}" --output patches --target-steps 100 --seed $SEED --out $STUDENT
+[ -f $STUDENT-lr1e-4-ts/dit/model.safetensors ] || t $W dit tune --run $STUDENT --out $STUDENT-lr1e-4-ts --corpus $WIDE --steps 250 --inner-steps 50 --bias-penalty 1 --neighbours 4 "${EXCLUDE[@]}" --lr 1e-4 --init-spectrum
+echo REBUILD DONE
