@@ -141,6 +141,7 @@ def test_nightly_defaults_fit_together_and_a_fresh_night_clears_only_its_own_fol
     grid_path = prepare_work_dir.fn(str(tmp_path), baseline, "", True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["grid.yaml", "keep"]
     members = expand(load_grid(grid_path))
+    assert any(m.parent for m in members)  # the nightly builds its corpus in a shared frame, as the default grid does
     manifest = pd.DataFrame([{"member": m.member_id, "arch": m.arch, "task": m.task, "seed": m.seed,
                               "family": parse_arch(m.arch).family} for m in members])
     check_splits(load_suite(root / "suites" / "smoke.yaml"), manifest)  # raises on a leak or a case the corpus cannot serve
