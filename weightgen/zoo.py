@@ -14,7 +14,9 @@ A grid file (YAML) looks like::
 
 Pairs whose family cannot take the task's inputs (cnn1d on images, cnn2d on sequences) are left
 out. A member's id names its architecture, task and seed plus a short hash of the recipe, so a
-rerun skips members that are complete and retrains only what is missing.
+rerun skips members that are complete and retrains only what is missing. A corpus keeps one history per
+(architecture, task, seed): a grid that would add the same network trained another way is refused
+(:func:`require_one_history`).
 
 ``parents`` (family → architecture) gives a family one shared frame. For each dataset, the parent
 architecture is trained from its random init on the grid's first task of that dataset (first seed);
