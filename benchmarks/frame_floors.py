@@ -24,16 +24,13 @@ import argparse
 import pandas as pd
 import torch
 
+from member_soup import mean_state  # benchmarks/ is on sys.path when run as a script
 from weightgen.corpus import Corpus, final_checkpoints
-from weightgen.models import build_model
 from weightgen.data import input_shape
+from weightgen.models import build_model
 from weightgen.sampling import evaluate_state_dict, template
 from weightgen.tune_target import patches_from_state
 from weightgen.weight_selection import fit_state_dict
-
-
-def mean_state(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    return {k: sum(s[k].double() for s in states).div(len(states)).to(states[0][k].dtype) for k in states[0]}
 
 
 def floor_rows(corpus: Corpus, patch_size: int) -> pd.DataFrame:

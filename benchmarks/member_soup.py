@@ -7,7 +7,7 @@ A generator that learns a blurred average of its training networks gives working
 that average is a working network — which is what the soup column measures.
 
     .venv/bin/python benchmarks/member_soup.py --corpus corpus/default
-    .venv/bin/python benchmarks/member_soup.py --corpus corpus/shared-parent
+    .venv/bin/python benchmarks/member_soup.py --corpus corpus/wide-sp
 """
 
 from __future__ import annotations
@@ -27,6 +27,11 @@ def distance(a, b) -> float:
     return (relative_distance(a, b) + relative_distance(b, a)) / 2
 
 
+def mean_state(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """The plain average of state_dicts with the same keys and shapes (summed in float64, kept in each dtype)."""
+    return {k: sum(s[k].double() for s in states).div(len(states)).to(states[0][k].dtype) for k in states[0]}
+
+
 def soup_rows(corpus: Corpus) -> pd.DataFrame:
     final = final_checkpoints(corpus.require_nonempty())
     final = final[final["family"] != "external"]
@@ -38,9 +43,7 @@ def soup_rows(corpus: Corpus) -> pd.DataFrame:
         pairs = [distance(states[a], states[b]) for a, b in itertools.combinations(states, 2)]
         soups = []
         for task, members in group.groupby("task"):
-            parts = [states[m] for m in members["member"]]
-            mean = {k: sum(p[k].double() for p in parts).div(len(parts)).to(parts[0][k].dtype) for k in parts[0]}
-            soups.append(evaluate_state_dict(mean, arch, task))
+            soups.append(evaluate_state_dict(mean_state([states[m] for m in members["member"]]), arch, task))
         rows.append({"arch": arch, "dataset": dataset, "members": len(group),
                      "member_distance": float(pd.Series(pairs).median()),
                      "soup_acc": float(pd.Series(soups).median()), "member_acc": float(group["test_acc"].median())})
