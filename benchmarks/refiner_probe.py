@@ -1,0 +1,183 @@
+"""Can a generator that reads retrieval's start write a better one? A probe before any product code.
+
+Every generator so far started from noise and ended at or near chance on unseen cases, while the corpus
+starts (``retrieval``, ``weight-selection``) already begin at 0.3-0.9 accuracy. This probe asks whether a
+patch-writing DiT given retrieval's init as its input, and trained to turn it into the corpus member of
+that (architecture, task), writes starts that are nearer the member and fine-tune faster than the input.
+
+The DiT's output is added to its input, and adaLN-Zero makes that output exactly zero at step 0, so an
+untrained refiner *is* retrieval; training moves it only where the loss says. Its training inputs mimic the
+bench's two target splits without ever showing the held-out cases:
+- ``arch`` view: retrieval with every member of the pair's architecture removed from the corpus (as the
+  bench's retrieval sees an unseen architecture);
+- ``task`` view: retrieval with every member of the pair's task removed (an unseen task).
+Held-out architectures and tasks (``--holdout-arch``, ``--holdout-task``) are removed from every index the
+training reads, targets and inputs alike; they are scored with the same views afterwards.
+
+Loss per (pair, seed, view): the mean square to the member's normalised patches + ``--task-weight`` × the
+refined network's cross-entropy on a training batch of the pair's task.
+
+    .venv/bin/python benchmarks/refiner_probe.py --corpus corpus/default --steps 1500 --out runs/refiner-probe
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from weightgen import diffusion
+from weightgen.baselines import CorpusIndex, make_init
+from weightgen.dit import DIT_PRESETS, DiT, DiTConfig
+from weightgen.dit_distill import output_error
+from weightgen.encoder import valid_mask
+from weightgen.pairs import corpus_pairs, family_recipe, family_recipes
+from weightgen.specs import parse_arch, parse_task
+from weightgen.tune_target import TuneTarget, patches_from_state
+
+PATCH = 32
+VIEWS = ("arch", "task")
+
+
+def without(index: CorpusIndex, drop) -> CorpusIndex:
+    """A view of ``index`` whose finals lack the rows ``drop(finals)`` marks (caches shared)."""
+    view = copy.copy(index)
+    view.finals = index.finals[~drop(index.finals)].reset_index(drop=True)
+    return view
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--corpus", default="corpus/default")
+    ap.add_argument("--preset", default="XS")
+    ap.add_argument("--steps", type=int, default=1500)
+    ap.add_argument("--lr", type=float, default=3e-4)
+    ap.add_argument("--pairs-per-step", type=int, default=8)
+    ap.add_argument("--task-weight", type=float, default=0.1)
+    ap.add_argument("--eval-every", type=int, default=500)
+    ap.add_argument("--lookahead", type=int, default=20, help="fine-tune steps of the scored starts")
+    ap.add_argument("--holdout-arch", action="append", default=None)
+    ap.add_argument("--holdout-task", action="append", default=None)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args()
+    holdout_archs = {parse_arch(a).to_string() for a in (args.holdout_arch or
+                     ["mlp:hidden=64x64", "cnn1d:channels=32x32", "cnn2d:channels=16x16x16",
+                      "transformer:dim=16,depth=1,heads=2,patch=8"])}
+    holdout_tasks = {parse_task(t).to_string() for t in (args.holdout_task or
+                     ["mnist1d:template_seed=1", "digits:rot90=1", "mnist1d:label_perm=1"])}
+    torch.manual_seed(args.seed)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    index = CorpusIndex(args.corpus)
+    recipes = family_recipes(index.corpus)
+    finals = index.finals
+    # what training may read: no member of a held-out architecture or task, as input or as target
+    train_index = without(index, lambda f: f["arch"].isin(holdout_archs) | f["task"].isin(holdout_tasks))
+
+    def view_index(base: CorpusIndex, arch: str, task: str, view: str) -> CorpusIndex:
+        return without(base, (lambda f: f["arch"] == arch) if view == "arch" else (lambda f: f["task"] == task))
+
+    examples = []  # (target pair, member state, input state, view, held)
+    started = time.perf_counter()
+    targets: dict[tuple[str, str], TuneTarget] = {}
+    for arch, task in corpus_pairs(index.corpus):
+        held = arch in holdout_archs or task in holdout_tasks
+        # a held-out pair is scored only on the view it is held out for
+        views = ([v for v in VIEWS if (v == "arch" and arch in holdout_archs) or (v == "task" and task in holdout_tasks)]
+                 if held else VIEWS)
+        lr, _ = family_recipe(recipes, arch)
+        p = targets.setdefault((arch, task), TuneTarget(arch, task, PATCH, PATCH, "gaussian", lr))
+        for _, row in finals[(finals["arch"] == arch) & (finals["task"] == task)].iterrows():
+            member = index.state_dict(row["member"])
+            for view in views:
+                base = index if held else train_index
+                init = make_init("retrieval", arch, task, int(row["seed"]), view_index(base, arch, task, view))
+                if init.state_dict is None:
+                    continue
+                examples.append({"p": p, "view": view, "held": held, "member": row["member"], "source": init.source,
+                                 "x": patches_from_state(p.tokens, init.state_dict),
+                                 "y": patches_from_state(p.tokens, member), "seed": int(row["seed"])})
+    train = [e for e in examples if not e["held"]]
+    held = [e for e in examples if e["held"]]
+    print(f"{len(train)} training examples, {len(held)} held out ({time.perf_counter() - started:.0f} s)", flush=True)
+
+    cfg = DiTConfig(latent_dim=PATCH, out_dim=PATCH, **DIT_PRESETS[args.preset])
+    cfg.cond_dropout = 0.0
+    refiner = DiT(cfg).train()
+    print(f"refiner {args.preset}: {sum(q.numel() for q in refiner.parameters()):,} parameters", flush=True)
+    t_last = torch.full((1,), diffusion.NUM_TRAIN_STEPS - 1, dtype=torch.long)
+
+    def refine(e) -> torch.Tensor:
+        p = e["p"]
+        delta = refiner(e["x"][None], t_last, p.coords, p.depth, p.mask, p.family, p.features)[0]
+        return e["x"] + torch.where(valid_mask(p.coords[0], PATCH), delta, 0.0)  # padding stays zero
+
+    def score(step: int) -> pd.DataFrame:
+        refiner.eval()
+        rows = []
+        with torch.no_grad():
+            for e in held + train[:: max(1, len(train) // 40)]:
+                p = e["p"]
+                refined = refine(e)
+                row = {"step": step, "arch": p.arch, "task": p.task, "view": e["view"], "held": e["held"], "seed": e["seed"],
+                       "error_in": float((e["x"] - e["y"]).norm() / e["y"].norm()),
+                       "error_out": float((refined - e["y"]).norm() / e["y"].norm())}
+                for name, values in (("in", e["x"]), ("out", refined)):
+                    state = p.state_from_patches(values)
+                    row[f"acc_{name}"] = p.val_acc(state)
+                    if args.lookahead and e["held"]:
+                        _, batch_size = family_recipe(recipes, p.arch)
+                        with torch.enable_grad():
+                            moved = p.lookahead(state, args.lookahead, batch_size, torch.Generator().manual_seed(e["seed"]))
+                        row[f"acc_{name}_k"] = p.val_acc(moved)
+                rows.append(row)
+        refiner.train()
+        frame = pd.DataFrame(rows)
+        for (is_held, view), part in frame.groupby(["held", "view"]):
+            cols = ["error_in", "error_out", "acc_in", "acc_out"] + (["acc_in_k", "acc_out_k"] if is_held and args.lookahead else [])
+            med = part[cols].median()
+            print(f"step {step:5d} {'held ' if is_held else 'train'} {view}: n={len(part)} "
+                  + " ".join(f"{c} {med[c]:.3f}" for c in cols)
+                  + f"  out>in acc {float((part['acc_out'] > part['acc_in']).mean()):.2f}", flush=True)
+        return frame
+
+    optimizer = torch.optim.AdamW(refiner.parameters(), lr=args.lr)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, args.steps)
+    frames = [score(0)]
+    running, started = 0.0, time.perf_counter()
+    for step in range(1, args.steps + 1):
+        g = torch.Generator().manual_seed(args.seed * 1_000_003 + step)
+        chosen = torch.randperm(len(train), generator=g)[: args.pairs_per_step].tolist()
+        optimizer.zero_grad(set_to_none=True)
+        for i in chosen:
+            e = train[i]
+            p = e["p"]
+            refined = refine(e)
+            loss = output_error(refined, e["y"], p.coords[0], "elements")
+            if args.task_weight:
+                _, batch_size = family_recipe(recipes, p.arch)
+                loss = loss + args.task_weight * p.loss(p.state_from_patches(refined), p.batch(batch_size, g))
+            (loss / len(chosen)).backward()
+            running += loss.item() / len(chosen)
+        torch.nn.utils.clip_grad_norm_(refiner.parameters(), 1.0)
+        optimizer.step()
+        schedule.step()
+        if step % args.eval_every == 0 or step == args.steps:
+            print(f"step {step:5d} loss {running / args.eval_every:.4f} ({time.perf_counter() - started:.0f} s)", flush=True)
+            running = 0.0
+            frames.append(score(step))
+    pd.concat(frames).to_csv(out / "scores.csv", index=False)
+    torch.save(refiner.state_dict(), out / "refiner.pt")
+    (out / "args.json").write_text(json.dumps(vars(args), indent=1))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
