@@ -14,8 +14,9 @@ bench's two target splits without ever showing the held-out cases:
 Held-out architectures and tasks (``--holdout-arch``, ``--holdout-task``) are removed from every index the
 training reads, targets and inputs alike; they are scored with the same views afterwards.
 
-Loss per (pair, seed, view): the mean square to the member's normalised patches + ``--task-weight`` × the
-refined network's cross-entropy on a training batch of the pair's task.
+Loss per (pair, seed, view): ``--member-weight`` × the mean square to the member's normalised patches +
+``--task-weight`` × the refined network's cross-entropy on a training batch of the pair's task + ``--kl-weight`` ×
+the KL divergence from the member's predictions to the refined network's on that batch.
 
     .venv/bin/python benchmarks/refiner_probe.py --corpus corpus/default --steps 1500 --out runs/refiner-probe
 """
@@ -39,6 +40,7 @@ from weightgen.encoder import valid_mask
 from weightgen.pairs import corpus_pairs, family_recipe, family_recipes
 from weightgen.specs import parse_arch, parse_task
 from weightgen.tune_target import TuneTarget, patches_from_state
+from weightgen.weight_selection import fit_state_dict
 
 PATCH = 32
 VIEWS = ("arch", "task")
@@ -51,6 +53,20 @@ def without(index: CorpusIndex, drop) -> CorpusIndex:
     return view
 
 
+def new_refiner(preset: str) -> DiT:
+    """A patch-reading, patch-writing DiT whose output (a correction) is exactly zero until it is trained."""
+    cfg = DiTConfig(latent_dim=PATCH, out_dim=PATCH, **DIT_PRESETS[preset])
+    cfg.cond_dropout = 0.0  # the task condition is always given; nothing is sampled without it
+    return DiT(cfg)
+
+
+def refined_patches(refiner: DiT, p: TuneTarget, x: torch.Tensor) -> torch.Tensor:
+    """The start's normalised patches ``x`` [N, P] plus the refiner's correction, padding left at zero."""
+    t_last = torch.full((1,), diffusion.NUM_TRAIN_STEPS - 1, dtype=torch.long)
+    delta = refiner(x[None], t_last, p.coords, p.depth, p.mask, p.family, p.features)[0]
+    return x + torch.where(valid_mask(p.coords[0], PATCH), delta, 0.0)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--corpus", default="corpus/default")
@@ -58,11 +74,15 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=1500)
     ap.add_argument("--lr", type=float, default=3e-4)
     ap.add_argument("--pairs-per-step", type=int, default=8)
+    ap.add_argument("--member-weight", type=float, default=1.0, help="x the mean square to the member's patches")
     ap.add_argument("--task-weight", type=float, default=0.1)
+    ap.add_argument("--kl-weight", type=float, default=0.0, help="x KL(member's predictions || refined network's)")
     ap.add_argument("--eval-every", type=int, default=500)
     ap.add_argument("--lookahead", type=int, default=20, help="fine-tune steps of the scored starts")
     ap.add_argument("--holdout-arch", action="append", default=None)
     ap.add_argument("--holdout-task", action="append", default=None)
+    ap.add_argument("--sources", type=int, default=0,
+                    help="+ this many more arch-view inputs per training target: other architectures' members on its task")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
@@ -101,29 +121,35 @@ def main() -> None:
                 init = make_init("retrieval", arch, task, int(row["seed"]), view_index(base, arch, task, view))
                 if init.state_dict is None:
                     continue
+                y = patches_from_state(p.tokens, member)
                 examples.append({"p": p, "view": view, "held": held, "member": row["member"], "source": init.source,
-                                 "x": patches_from_state(p.tokens, init.state_dict),
-                                 "y": patches_from_state(p.tokens, member), "seed": int(row["seed"])})
+                                 "x": patches_from_state(p.tokens, init.state_dict), "y": y, "seed": int(row["seed"])})
+                if held or view != "arch" or not args.sources:
+                    continue
+                # more inputs for the same target: other architectures' members on the task, weight-selected to it
+                others = train_index.finals[(train_index.finals["task"] == task) & (train_index.finals["arch"] != arch)
+                                            & (train_index.finals["family"] == row["family"])]
+                pick = torch.randperm(len(others), generator=torch.Generator().manual_seed(len(examples)))[: args.sources]
+                for _, other in others.iloc[pick.tolist()].iterrows():
+                    fitted, _ = fit_state_dict(index.state_dict(other["member"]), p.model.state_dict())
+                    examples.append({"p": p, "view": view, "held": False, "member": row["member"],
+                                     "source": other["member"], "x": patches_from_state(p.tokens, fitted), "y": y,
+                                     "seed": int(row["seed"]), "extra": True})
     train = [e for e in examples if not e["held"]]
     held = [e for e in examples if e["held"]]
     print(f"{len(train)} training examples, {len(held)} held out ({time.perf_counter() - started:.0f} s)", flush=True)
 
-    cfg = DiTConfig(latent_dim=PATCH, out_dim=PATCH, **DIT_PRESETS[args.preset])
-    cfg.cond_dropout = 0.0
-    refiner = DiT(cfg).train()
+    refiner = new_refiner(args.preset).train()
     print(f"refiner {args.preset}: {sum(q.numel() for q in refiner.parameters()):,} parameters", flush=True)
-    t_last = torch.full((1,), diffusion.NUM_TRAIN_STEPS - 1, dtype=torch.long)
 
     def refine(e) -> torch.Tensor:
-        p = e["p"]
-        delta = refiner(e["x"][None], t_last, p.coords, p.depth, p.mask, p.family, p.features)[0]
-        return e["x"] + torch.where(valid_mask(p.coords[0], PATCH), delta, 0.0)  # padding stays zero
+        return refined_patches(refiner, e["p"], e["x"])
 
     def score(step: int) -> pd.DataFrame:
         refiner.eval()
         rows = []
         with torch.no_grad():
-            for e in held + train[:: max(1, len(train) // 40)]:
+            for e in held + [e for e in train if not e.get("extra")][:: max(1, len(train) // 40)]:
                 p = e["p"]
                 refined = refine(e)
                 row = {"step": step, "arch": p.arch, "task": p.task, "view": e["view"], "held": e["held"], "seed": e["seed"],
@@ -160,10 +186,13 @@ def main() -> None:
             e = train[i]
             p = e["p"]
             refined = refine(e)
-            loss = output_error(refined, e["y"], p.coords[0], "elements")
+            loss = args.member_weight * output_error(refined, e["y"], p.coords[0], "elements")
+            _, batch_size = family_recipe(recipes, p.arch)
             if args.task_weight:
-                _, batch_size = family_recipe(recipes, p.arch)
                 loss = loss + args.task_weight * p.loss(p.state_from_patches(refined), p.batch(batch_size, g))
+            if args.kl_weight:
+                member = p.state_from_patches(e["y"])
+                loss = loss + args.kl_weight * p.distill_loss(p.state_from_patches(refined), member, p.batch(batch_size, g))
             (loss / len(chosen)).backward()
             running += loss.item() / len(chosen)
         torch.nn.utils.clip_grad_norm_(refiner.parameters(), 1.0)
