@@ -197,12 +197,14 @@ def main() -> None:
             p = e["p"]
             refined = refine(e)
             loss = args.member_weight * output_error(refined, e["y"], p.coords[0], "elements")
-            _, batch_size = family_recipe(recipes, p.arch)
+            if args.task_weight or args.kl_weight:  # the refined network, built once for the function losses
+                _, batch_size = family_recipe(recipes, p.arch)
+                network = p.state_from_patches(refined)
             if args.task_weight:
-                loss = loss + args.task_weight * p.loss(p.state_from_patches(refined), p.batch(batch_size, g))
+                loss = loss + args.task_weight * p.loss(network, p.batch(batch_size, g))
             if args.kl_weight:
                 member = p.state_from_patches(e["y"])
-                loss = loss + args.kl_weight * p.distill_loss(p.state_from_patches(refined), member, p.batch(batch_size, g))
+                loss = loss + args.kl_weight * p.distill_loss(network, member, p.batch(batch_size, g))
             (loss / len(chosen)).backward()
             running += loss.item() / len(chosen)
         torch.nn.utils.clip_grad_norm_(refiner.parameters(), 1.0)
