@@ -53,16 +53,18 @@ def starts(sample: dict[str, torch.Tensor], init: dict[str, torch.Tensor]) -> di
     return out
 
 
-def finetune_scores(arch: str, task: str, seed: int, states: dict[str, dict[str, torch.Tensor]], steps: int) -> list[dict]:
+def finetune_scores(arch: str, task: str, seed: int, states: dict[str, dict[str, torch.Tensor]], steps: int,
+                    eval_every: int = 10) -> list[dict]:
     """Each start (``states``, one of them "random") fine-tuned ``steps`` steps with the suites' recipe, scored
-    as the bench scores a start against random init's final validation accuracy (see the module docstring)."""
+    as the bench scores a start against random init's final validation accuracy (see the module docstring),
+    evaluated every ``eval_every`` steps."""
     data = load_task(task)
     curves = {}
     for name, state in states.items():
         model = build_model(arch, input_shape(task), seed=seed)
         model.load_state_dict(state)
         lr = 0.01 if arch.startswith("cnn1d") else 0.003
-        result = train(model, data, Recipe(lr=lr, batch_size=100, steps=steps, eval_every=10), seed=seed)
+        result = train(model, data, Recipe(lr=lr, batch_size=100, steps=steps, eval_every=eval_every), seed=seed)
         curves[name] = {p.step: p.val_acc for p in result.curve}
     target = 0.99 * curves["random"][steps]
     random_steps = min(s for s, a in curves["random"].items() if a >= target)

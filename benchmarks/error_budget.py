@@ -1,0 +1,195 @@
+"""How far from a trained network can a start be and still save 90 %? The error budget of a generated start.
+
+A generated start saves what it saves for two reasons at once: how far its weights are from a trained
+network of the pair (fidelity), and in which directions that error lies. This separates them. For corpus
+(architecture, task) pairs in no suite, each with two trained members (the corpus seeds), it fine-tunes with
+the suites' recipe (as ``layer_probe.py``, AdamW, LR 0.01 for CNN1d and 0.003 otherwise, batch 100):
+
+- ``random``: the fine-tune seed's random init, the reference the bench measures against;
+- ``member``: the pair's first trained member, as it was stored (no error);
+- ``twin``: the pair's other member, trained from the other seed in the same frame (a natural error);
+- ``noise=r``: the member plus Gaussian noise of ``r`` times each tensor's root mean square (error ``r``);
+- with ``--run``: ``sample``, the generator's sample for the pair at the fine-tune seed (as the bench samples
+  it), and ``toward=a``, the member moved ``a`` of the way to the sample (the sample's own error, scaled).
+
+Each start's distance is its relative error to the member, sqrt(Σ‖start − member‖² ÷ Σ‖member‖²) over the
+floating tensors; a fit is scored as the bench scores a start (the first evaluation at 99 % of random init's
+final validation accuracy; saved = 1 − its steps ÷ random's; not reached counts as −1 in the medians). The
+``noise`` curve says what error a start of that kind can carry and still save 90 %; ``toward`` says whether the
+generator's error costs more than noise of the same size (its directions) or the same (its size). The sample's
+price (its FLOPs) is not counted here: the bench counts it.
+
+    .venv/bin/python benchmarks/error_budget.py --corpus corpus/default --out runs/probe/error-budget
+    .venv/bin/python benchmarks/error_budget.py --corpus corpus/wide-sp --run runs/sp-xsp-k100-s3-lr1e-4-ts ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import sys
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from weightgen.corpus import Corpus, final_checkpoints
+from weightgen.data import input_shape
+from weightgen.models import build_model
+from weightgen.specs import parse_arch, parse_task
+from weightgen.suite import load_suite
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from layer_probe import finetune_scores  # noqa: E402
+
+SUITES = ["suites/default.yaml", "suites/smoke.yaml", "suites/holdout.yaml", "suites/holdout2.yaml"]
+
+
+def relative_error(state: dict[str, torch.Tensor], member: dict[str, torch.Tensor]) -> float:
+    """sqrt(Σ‖state − member‖² ÷ Σ‖member‖²) over the member's floating tensors."""
+    diff = sum(float((state[k].float() - v.float()).pow(2).sum()) for k, v in member.items() if v.is_floating_point())
+    norm = sum(float(v.float().pow(2).sum()) for v in member.values() if v.is_floating_point())
+    return (diff / norm) ** 0.5
+
+
+def with_noise(member: dict[str, torch.Tensor], r: float, seed: int) -> dict[str, torch.Tensor]:
+    """The member with N(0, (r × the tensor's root mean square)²) added to each floating tensor."""
+    gen = torch.Generator().manual_seed(seed)
+    out = {}
+    for k, v in member.items():
+        if v.is_floating_point():
+            v = v.float()
+            out[k] = v + torch.randn(v.shape, generator=gen) * (r * v.pow(2).mean().sqrt())
+        else:
+            out[k] = v
+    return out
+
+
+def toward(member: dict[str, torch.Tensor], sample: dict[str, torch.Tensor], a: float) -> dict[str, torch.Tensor]:
+    """member + a × (sample − member) on the floating tensors."""
+    return {k: v.float() + a * (sample[k].float() - v.float()) if v.is_floating_point() else v for k, v in member.items()}
+
+
+def suite_pairs(paths: list[str]) -> set[tuple]:
+    """Every (architecture, task) spec pair any of these suites names, to keep them out of the probe."""
+    pairs = set()
+    for path in paths:
+        if Path(path).is_file():
+            pairs |= {(str(parse_arch(c.arch)), str(parse_task(c.task))) for c in load_suite(path).cases}
+    return pairs
+
+
+def choose_pairs(corpus: Corpus, per_family: int, exclude: set[tuple]) -> list[tuple[str, str, list[str]]]:
+    """``per_family`` (architecture, task) pairs per family with two or more members, spread evenly over the
+    family's pairs sorted by name; each with its members' ids in corpus-seed order."""
+    final = final_checkpoints(corpus.require_nonempty())
+    chosen = []
+    for _, family in final.groupby("family", sort=True):
+        pairs = []
+        for (arch, task), rows in family.groupby(["arch", "task"], sort=True):
+            if len(rows) >= 2 and (str(parse_arch(arch)), str(parse_task(task))) not in exclude:
+                pairs.append((arch, task, list(rows.sort_values("seed")["member"])))
+        if pairs:
+            step = max(len(pairs) / per_family, 1.0)
+            chosen += [pairs[int(i * step)] for i in range(min(per_family, len(pairs)))]
+    return chosen
+
+
+def load_member(corpus: Corpus, member: str) -> dict[str, torch.Tensor]:
+    final = final_checkpoints(corpus.manifest())
+    step = int(final.loc[final["member"] == member, "step"].iloc[0])
+    return {k: v.float() if v.is_floating_point() else v for k, v in corpus.load(member, step)[0].items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--corpus", default="corpus/default")
+    parser.add_argument("--run", default="", help="generator run folder: adds the sample and the toward=a starts")
+    parser.add_argument("--per-family", type=int, default=2)
+    parser.add_argument("--families", default="", help="comma-separated: only these families")
+    parser.add_argument("--noise", default="0.1,0.2,0.35,0.5,0.75,1.0", type=lambda t: [float(x) for x in t.split(",")])
+    parser.add_argument("--toward", default="0.25,0.5,0.75", type=lambda t: [float(x) for x in t.split(",")])
+    parser.add_argument("--seeds", default="0", type=lambda t: [int(s) for s in t.split(",")])
+    parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--eval-every", type=int, default=5)
+    parser.add_argument("--out", default="runs/probe/error-budget")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+
+    corpus = Corpus(args.corpus)
+    pairs = choose_pairs(corpus, args.per_family, suite_pairs(SUITES))
+    if args.families:
+        keep = set(args.families.split(","))
+        pairs = [p for p in pairs if parse_arch(p[0]).family in keep]
+    generator = None
+    if args.run:
+        from weightgen.generate import Generator
+        generator = Generator.from_run(args.run)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for (arch, task, members), seed in itertools.product(pairs, args.seeds):
+        member, twin = load_member(corpus, members[0]), load_member(corpus, members[1])
+        starts = {"random": build_model(arch, input_shape(task), seed=seed).state_dict(), "member": member, "twin": twin}
+        starts |= {f"noise={r:g}": with_noise(member, r, seed) for r in args.noise}
+        if generator is not None:
+            sample = {k: v.float() for k, v in generator.sample(arch, task, seed=seed).state_dicts[0].items()}
+            starts["sample"] = sample
+            starts |= {f"toward={a:g}": toward(member, sample, a) for a in args.toward}
+        scored = finetune_scores(arch, task, seed, starts, args.steps, args.eval_every)
+        for row in scored:
+            row["family"] = parse_arch(arch).family
+            row["distance"] = relative_error(starts[row["start"]], member)
+        rows += scored
+        print(pd.DataFrame(scored).drop(columns=["arch", "task"]).to_string(index=False, float_format=lambda v: f"{v:.3f}"),
+              f"\n^ {arch} @ {task}, seed {seed}", flush=True)
+    table = pd.DataFrame(rows)
+    table.to_csv(out / "error_budget.csv", index=False)
+    summarize(table, out)
+
+
+def summarize(table: pd.DataFrame, out: Path) -> None:
+    """Median distance and saved per start, over all pairs and per family; the saved-vs-distance plot."""
+    table = table.assign(saved=table["saved"].fillna(-1.0))
+    overall = table.groupby("start")[["distance", "val@0", "final", "saved"]].median().sort_values("distance")
+    print("\nmedian over pairs and seeds (saved: not reached counts as -1):")
+    print(overall.to_string(float_format=lambda v: f"{v:.3f}"))
+    by_family = table.pivot_table(index="start", columns="family", values="saved", aggfunc="median")
+    print("\nmedian saved by family:")
+    print(by_family.loc[overall.index].to_string(float_format=lambda v: f"{v:.2f}"))
+    plot(table, out / "error_budget.png")
+    print(f"\nwrote {out / 'error_budget.csv'} and {out / 'error_budget.png'}")
+
+
+def plot(table: pd.DataFrame, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for i, (family, rows) in enumerate(table.groupby("family")):
+        color = f"C{i}"
+        curve = rows[rows["start"].str.startswith("noise=") | (rows["start"] == "member")]
+        med = curve.groupby("start")[["distance", "saved"]].median().sort_values("distance")
+        ax.plot(med["distance"], med["saved"], "-o", color=color, label=f"{family}: member + noise")
+        for start, marker in (("twin", "s"), ("sample", "*")):
+            points = rows[rows["start"] == start]
+            if len(points):
+                ax.scatter(points["distance"], points["saved"], marker=marker, s=80 if marker == "*" else 40,
+                           color=color, edgecolor="k", label=f"{family}: {start}")
+        path_rows = rows[rows["start"].str.startswith("toward=")]
+        if len(path_rows):
+            med = path_rows.groupby("start")[["distance", "saved"]].median().sort_values("distance")
+            ax.plot(med["distance"], med["saved"], ":", color=color)
+    ax.axhline(0.9, color="grey", lw=0.8, ls="--")
+    ax.set_xlabel("relative error to the trained member")
+    ax.set_ylabel("compute saved (not reached = −1)")
+    ax.set_title("Error budget: what a start's distance from a trained network costs")
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,46 @@
+"""benchmarks/error_budget.py: the starts it builds sit at the distance it reports, and suite pairs stay out."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+
+from weightgen.data import input_shape
+from weightgen.models import build_model
+
+spec = importlib.util.spec_from_file_location(
+    "error_budget", Path(__file__).resolve().parents[1] / "benchmarks" / "error_budget.py")
+probe = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(probe)
+ARCH = "transformer:dim=16,depth=1,heads=2,patch=8"
+
+
+def _state(seed: int) -> dict[str, torch.Tensor]:
+    return build_model(ARCH, input_shape("digits"), seed=seed).state_dict()
+
+
+def test_noise_of_r_times_each_tensor_s_rms_is_relative_error_r_and_repeatable():
+    member = _state(0)
+    for r in (0.1, 0.5, 1.0):
+        noised = probe.with_noise(member, r, seed=3)
+        # every tensor gets error r x its own RMS, so the whole state does too (up to sampling noise; 4k numbers)
+        assert probe.relative_error(noised, member) == pytest.approx(r, rel=0.1)
+        assert all(torch.equal(a, b) for a, b in zip(noised.values(), probe.with_noise(member, r, seed=3).values()))
+    assert probe.relative_error(member, member) == 0
+
+
+def test_toward_moves_the_member_a_share_of_the_way_to_the_sample():
+    member, sample = _state(0), _state(1)
+    full = probe.relative_error(sample, member)
+    for a in (0.0, 0.25, 1.0):
+        moved = probe.toward(member, sample, a)
+        assert probe.relative_error(moved, member) == pytest.approx(a * full, rel=1e-5)
+    torch.testing.assert_close(probe.toward(member, sample, 1.0)["head.weight"], sample["head.weight"])
+
+
+def test_the_suites_pairs_are_named_in_the_corpus_s_spelling():
+    pairs = probe.suite_pairs(["suites/default.yaml"])
+    # the default suite's unseen transformer, in the canonical spelling (defaults left out) the corpus's members use
+    assert any(arch.startswith("transformer:") and "dim=24" in arch for arch, _ in pairs)
+    assert probe.suite_pairs(["no/such/suite.yaml"]) == set()
