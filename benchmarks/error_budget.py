@@ -13,7 +13,7 @@ the suites' recipe (as ``layer_probe.py``, AdamW, LR 0.01 for CNN1d and 0.003 ot
   it), and ``toward=a``, the member moved ``a`` of the way to the sample (the sample's own error, scaled).
 
 Each start's distance is its relative error to the member, sqrt(Σ‖start − member‖² ÷ Σ‖member‖²) over the
-floating tensors; a fit is scored as the bench scores a start (the first evaluation at 99 % of random init's
+parameters (BatchNorm's running statistics are neither noised nor counted); a fit is scored as the bench scores a start (the first evaluation at 99 % of random init's
 final validation accuracy; saved = 1 − its steps ÷ random's; not reached counts as −1 in the medians). The
 ``noise`` curve says what error a start of that kind can carry and still save 90 %; ``toward`` says whether the
 generator's error costs more than noise of the same size (its directions) or the same (its size). The sample's
@@ -45,23 +45,22 @@ from layer_probe import finetune_scores  # noqa: E402
 SUITES = ["suites/default.yaml", "suites/smoke.yaml", "suites/holdout.yaml", "suites/holdout2.yaml"]
 
 
-def relative_error(state: dict[str, torch.Tensor], member: dict[str, torch.Tensor]) -> float:
-    """sqrt(Σ‖state − member‖² ÷ Σ‖member‖²) over the member's floating tensors."""
-    diff = sum(float((state[k].float() - v.float()).pow(2).sum()) for k, v in member.items() if v.is_floating_point())
-    norm = sum(float(v.float().pow(2).sum()) for v in member.values() if v.is_floating_point())
+def relative_error(state: dict[str, torch.Tensor], member: dict[str, torch.Tensor], names: set[str]) -> float:
+    """sqrt(Σ‖state − member‖² ÷ Σ‖member‖²) over the tensors ``names`` (the network's parameters)."""
+    diff = sum(float((state[k].float() - member[k].float()).pow(2).sum()) for k in names)
+    norm = sum(float(member[k].float().pow(2).sum()) for k in names)
     return (diff / norm) ** 0.5
 
 
-def with_noise(member: dict[str, torch.Tensor], r: float, seed: int) -> dict[str, torch.Tensor]:
-    """The member with N(0, (r × the tensor's root mean square)²) added to each floating tensor."""
+def with_noise(member: dict[str, torch.Tensor], r: float, seed: int, names: set[str]) -> dict[str, torch.Tensor]:
+    """The member with N(0, (r × the tensor's root mean square)²) added to each tensor of ``names`` (the
+    parameters; BatchNorm's running statistics stay as stored, as ``noisy-nearest`` leaves them, since a noised
+    variance can go negative)."""
     gen = torch.Generator().manual_seed(seed)
-    out = {}
-    for k, v in member.items():
-        if v.is_floating_point():
-            v = v.float()
-            out[k] = v + torch.randn(v.shape, generator=gen) * (r * v.pow(2).mean().sqrt())
-        else:
-            out[k] = v
+    out = dict(member)
+    for k in sorted(names):
+        v = member[k].float()
+        out[k] = v + torch.randn(v.shape, generator=gen) * (r * v.pow(2).mean().sqrt())
     return out
 
 
@@ -107,8 +106,8 @@ def main() -> None:
     parser.add_argument("--run", default="", help="generator run folder: adds the sample and the toward=a starts")
     parser.add_argument("--per-family", type=int, default=2)
     parser.add_argument("--families", default="", help="comma-separated: only these families")
-    parser.add_argument("--noise", default="0.1,0.2,0.35,0.5,0.75,1.0", type=lambda t: [float(x) for x in t.split(",")])
-    parser.add_argument("--toward", default="0.25,0.5,0.75", type=lambda t: [float(x) for x in t.split(",")])
+    parser.add_argument("--noise", default="0.1,0.2,0.35,0.5,0.75,1.0", type=lambda t: [float(x) for x in t.split(",") if x])
+    parser.add_argument("--toward", default="0.25,0.5,0.75", type=lambda t: [float(x) for x in t.split(",") if x])
     parser.add_argument("--seeds", default="0", type=lambda t: [int(s) for s in t.split(",")])
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--eval-every", type=int, default=5)
@@ -130,8 +129,10 @@ def main() -> None:
     rows = []
     for (arch, task, members), seed in itertools.product(pairs, args.seeds):
         member, twin = load_member(corpus, members[0]), load_member(corpus, members[1])
-        starts = {"random": build_model(arch, input_shape(task), seed=seed).state_dict(), "member": member, "twin": twin}
-        starts |= {f"noise={r:g}": with_noise(member, r, seed) for r in args.noise}
+        model = build_model(arch, input_shape(task), seed=seed)
+        names = {name for name, _ in model.named_parameters()}
+        starts = {"random": model.state_dict(), "member": member, "twin": twin}
+        starts |= {f"noise={r:g}": with_noise(member, r, seed, names) for r in args.noise}
         if generator is not None:
             sample = {k: v.float() for k, v in generator.sample(arch, task, seed=seed).state_dicts[0].items()}
             starts["sample"] = sample
@@ -139,7 +140,7 @@ def main() -> None:
         scored = finetune_scores(arch, task, seed, starts, args.steps, args.eval_every)
         for row in scored:
             row["family"] = parse_arch(arch).family
-            row["distance"] = relative_error(starts[row["start"]], member)
+            row["distance"] = relative_error(starts[row["start"]], member, names)
         rows += scored
         print(pd.DataFrame(scored).drop(columns=["arch", "task"]).to_string(index=False, float_format=lambda v: f"{v:.3f}"),
               f"\n^ {arch} @ {task}, seed {seed}", flush=True)

@@ -20,22 +20,39 @@ def _state(seed: int) -> dict[str, torch.Tensor]:
     return build_model(ARCH, input_shape("digits"), seed=seed).state_dict()
 
 
+def _names(arch: str, task: str) -> set[str]:
+    return {name for name, _ in build_model(arch, input_shape(task), seed=0).named_parameters()}
+
+
 def test_noise_of_r_times_each_tensor_s_rms_is_relative_error_r_and_repeatable():
-    member = _state(0)
+    member, names = _state(0), _names(ARCH, "digits")
     for r in (0.1, 0.5, 1.0):
-        noised = probe.with_noise(member, r, seed=3)
+        noised = probe.with_noise(member, r, seed=3, names=names)
         # every tensor gets error r x its own RMS, so the whole state does too (up to sampling noise; 4k numbers)
-        assert probe.relative_error(noised, member) == pytest.approx(r, rel=0.1)
-        assert all(torch.equal(a, b) for a, b in zip(noised.values(), probe.with_noise(member, r, seed=3).values()))
-    assert probe.relative_error(member, member) == 0
+        assert probe.relative_error(noised, member, names) == pytest.approx(r, rel=0.1)
+        again = probe.with_noise(member, r, seed=3, names=names)
+        assert all(torch.equal(noised[k], again[k]) for k in member)
+    assert probe.relative_error(member, member, names) == 0
+
+
+def test_batchnorm_running_statistics_are_neither_noised_nor_counted():
+    arch = "cnn1d:channels=8x8,norm=batch"
+    member = build_model(arch, input_shape("mnist1d"), seed=0).state_dict()
+    names = _names(arch, "mnist1d")
+    noised = probe.with_noise(member, 1.0, seed=0, names=names)
+    buffers = [k for k in member if k not in names]
+    assert any(k.endswith("running_var") for k in buffers)
+    assert all(torch.equal(noised[k], member[k]) for k in buffers)
+    # every parameter moves but an all-zero one (a fresh norm's shift), whose RMS scales its noise to nothing
+    assert all(not torch.equal(noised[k], member[k]) for k in names if member[k].any())
 
 
 def test_toward_moves_the_member_a_share_of_the_way_to_the_sample():
-    member, sample = _state(0), _state(1)
-    full = probe.relative_error(sample, member)
+    member, sample, names = _state(0), _state(1), _names(ARCH, "digits")
+    full = probe.relative_error(sample, member, names)
     for a in (0.0, 0.25, 1.0):
         moved = probe.toward(member, sample, a)
-        assert probe.relative_error(moved, member) == pytest.approx(a * full, rel=1e-5)
+        assert probe.relative_error(moved, member, names) == pytest.approx(a * full, rel=1e-5)
     torch.testing.assert_close(probe.toward(member, sample, 1.0)["head.weight"], sample["head.weight"])
 
 
