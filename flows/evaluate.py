@@ -39,11 +39,12 @@ def evaluate_flow(
     methods: Annotated[list[str] | None, Field(description="only these init methods (random is always kept)")] = None,
     splits: Annotated[list[str] | None, Field(description="only the cases of these splits")] = None,
     label_map: Annotated[bool | None, Field(description="overrides the suite's label_map: every corpus method maps label orders exactly")] = None,
+    guidance: Annotated[float | None, Field(ge=0.0, description="overrides the suite's classifier-free guidance scale")] = None,
 ) -> dict[str, float]:
     """Run a benchmark suite; returns flat metrics (compute_saved_median/<split>/<method>, reach_rate/..., wall_time_s)."""
     logger = get_run_logger()
     started = time.perf_counter()
-    spec = load_suite(suite).with_sources(corpus_dir, run_dir, ddim_steps, label_map).narrowed(methods, splits)
+    spec = load_suite(suite).with_sources(corpus_dir, run_dir, ddim_steps, label_map, guidance).narrowed(methods, splits)
     manifest = check_suite_task(spec)
     jobs = plan(spec)
     logger.info("suite %r: %d cases, %d jobs × %d methods on %d workers", spec.name, len(spec.cases), len(jobs),

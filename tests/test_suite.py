@@ -98,6 +98,10 @@ def test_overrides_replace_only_what_they_name_and_are_checked():
     assert suite.with_sources(label_map=True).label_map and suite.with_sources(label_map=True).cases == suite.cases
     with pytest.raises(SuiteError, match="ddim_steps"):
         suite.with_sources(ddim_steps=0)
+    guided = suite.with_sources(guidance=0.0)  # 0 is a value (the unconditional sample), not "keep the suite's"
+    assert guided.guidance == 0.0 != suite.guidance and guided.cases == suite.cases
+    with pytest.raises(SuiteError, match="guidance"):
+        suite.with_sources(guidance=-1.0)
 
 
 def test_a_narrowed_suite_keeps_random_and_only_the_cases_of_the_splits_asked():

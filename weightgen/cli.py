@@ -175,6 +175,8 @@ def bench(
     label_map: bool = typer.Option(None, "--label-map/--no-label-map",
                                    help="override the suite's label_map: every corpus method, generated included, "
                                         "maps label orders exactly (weightgen.relabel)"),
+    guidance: float = typer.Option(None, min=0.0, help="override the suite's classifier-free guidance scale "
+                                                       "(1: the conditional sample; 0: the unconditional one)"),
 ) -> None:
     """Fine-tune every init method on every suite case; print the compute saved per split and method.
 
@@ -194,7 +196,8 @@ def bench(
     try:
         chosen_methods = [m.strip() for m in methods.split(",") if m.strip()] or None
         chosen_splits = [s.strip() for s in splits.split(",") if s.strip()] or None
-        spec = load_suite(suite).with_sources(corpus, run, ddim_steps, label_map).narrowed(chosen_methods, chosen_splits)
+        spec = load_suite(suite).with_sources(corpus, run, ddim_steps, label_map, guidance).narrowed(
+            chosen_methods, chosen_splits)
         check_suite(spec)  # refuse leaks, an empty corpus or a missing generator before Prefect starts
     except (SuiteError, CorpusError, GeneratorError) as exc:
         _fail(str(exc))
@@ -205,7 +208,7 @@ def bench(
     metrics = evaluate_flow(suite=str(suite), out_dir=str(out), workers=workers,
                             corpus_dir=str(corpus) if corpus else None, run_dir=str(run) if run else None,
                             ddim_steps=ddim_steps, refresh_baselines=refresh_baselines,
-                            methods=chosen_methods, splits=chosen_splits, label_map=label_map)
+                            methods=chosen_methods, splits=chosen_splits, label_map=label_map, guidance=guidance)
     summary = pd.read_csv(out / "summary.csv")
     wide = Console(width=max(console.width, 200)) if not console.is_terminal else console  # logs keep every column
     mapped = ", label map on" if spec.label_map else ""

@@ -113,14 +113,13 @@ class Suite(FamilyRecipes):
         return sorted({c.task for c in self.cases if c.split in ("unseen-task", "unseen-both")})
 
     def with_sources(self, corpus=None, generator=None, ddim_steps: int | None = None,
-                     label_map: bool | None = None) -> "Suite":
-        """The same suite judged against another corpus, generator run folder, DDIM step count and/or label map
-        (None keeps the suite's)."""
+                     label_map: bool | None = None, guidance: float | None = None) -> "Suite":
+        """The same suite judged against another corpus, generator run folder, DDIM step count, label map and/or
+        guidance scale (None keeps the suite's)."""
         update = {k: str(v) for k, v in (("corpus", corpus), ("generator", generator)) if v}
-        if ddim_steps is not None:
-            update["ddim_steps"] = ddim_steps
-        if label_map is not None:
-            update["label_map"] = label_map
+        for key, value in (("ddim_steps", ddim_steps), ("label_map", label_map), ("guidance", guidance)):
+            if value is not None:
+                update[key] = value
         return load_suite({**self.model_dump(), **update})  # validated: a bad override is a SuiteError
 
     def narrowed(self, methods: list[str] | None = None, splits: list[str] | None = None) -> "Suite":
