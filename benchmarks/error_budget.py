@@ -13,7 +13,8 @@ the suites' recipe (as ``layer_probe.py``, AdamW, LR 0.01 for CNN1d and 0.003 ot
   it), and ``toward=a``, the member moved ``a`` of the way to the sample (the sample's own error, scaled).
 
 Each start's distance is its relative error to the member, sqrt(Σ‖start − member‖² ÷ Σ‖member‖²) over the
-parameters (BatchNorm's running statistics are neither noised nor counted); a fit is scored as the bench scores a start (the first evaluation at 99 % of random init's
+parameters (BatchNorm's running statistics are neither noised nor counted), beside its norm over the member's and
+their cosine (what makes the distance: a start of the member's norm at cosine c is sqrt(2 − 2c) away); a fit is scored as the bench scores a start (the first evaluation at 99 % of random init's
 final validation accuracy; saved = 1 − its steps ÷ random's; not reached counts as −1 in the medians). The
 ``noise`` curve says what error a start of that kind can carry and still save 90 %; ``toward`` says whether the
 generator's error costs more than noise of the same size (its directions) or the same (its size). The sample's
@@ -50,6 +51,13 @@ def relative_error(state: dict[str, torch.Tensor], member: dict[str, torch.Tenso
     diff = sum(float((state[k].float() - member[k].float()).pow(2).sum()) for k in names)
     norm = sum(float(member[k].float().pow(2).sum()) for k in names)
     return (diff / norm) ** 0.5
+
+
+def geometry(state: dict[str, torch.Tensor], member: dict[str, torch.Tensor], names: set[str]) -> dict[str, float]:
+    """The start's norm over the member's (‖start‖ ÷ ‖member‖) and their cosine, over the tensors ``names``."""
+    a = torch.cat([state[k].float().reshape(-1) for k in sorted(names)])
+    b = torch.cat([member[k].float().reshape(-1) for k in sorted(names)])
+    return {"norm_ratio": float(a.norm() / b.norm()), "cosine": float(a @ b / (a.norm() * b.norm()).clamp(min=1e-12))}
 
 
 def with_noise(member: dict[str, torch.Tensor], r: float, seed: int, names: set[str]) -> dict[str, torch.Tensor]:
@@ -141,6 +149,7 @@ def main() -> None:
         for row in scored:
             row["family"] = parse_arch(arch).family
             row["distance"] = relative_error(starts[row["start"]], member, names)
+            row.update(geometry(starts[row["start"]], member, names))
         rows += scored
         print(pd.DataFrame(scored).drop(columns=["arch", "task"]).to_string(index=False, float_format=lambda v: f"{v:.3f}"),
               f"\n^ {arch} @ {task}, seed {seed}", flush=True)
@@ -152,7 +161,8 @@ def main() -> None:
 def summarize(table: pd.DataFrame, out: Path) -> None:
     """Median distance and saved per start, over all pairs and per family; the saved-vs-distance plot."""
     table = table.assign(saved=table["saved"].fillna(-1.0))
-    overall = table.groupby("start")[["distance", "val@0", "final", "saved"]].median().sort_values("distance")
+    overall = table.groupby("start")[["distance", "norm_ratio", "cosine", "val@0", "final", "saved"]].median().sort_values(
+        "distance")
     print("\nmedian over pairs and seeds (saved: not reached counts as -1):")
     print(overall.to_string(float_format=lambda v: f"{v:.3f}"))
     by_family = table.pivot_table(index="start", columns="family", values="saved", aggfunc="median")

@@ -15,7 +15,7 @@ from weightgen.dit_tune import TuneConfig
 def flow_parameters(cfg: TuneConfig) -> dict:
     """tune_flow's parameters for a TuneConfig (the flow takes plain values, which the Prefect UI draws as a form)."""
     return {"steps": cfg.steps, "lr": cfg.lr, "noise": cfg.noise, "bias_penalty": cfg.bias_penalty,
-            "inner_steps": cfg.inner_steps, "rebalance": cfg.rebalance, "distill": cfg.distill,
+            "inner_steps": cfg.inner_steps, "rebalance": cfg.rebalance, "distill": cfg.distill, "anchor": cfg.anchor,
             "holdout_archs": ";".join(cfg.holdout_archs), "neighbours": cfg.neighbours,
             "exclude_archs": ";".join(cfg.exclude_archs), "task_neighbours": cfg.task_neighbours,
             "exclude_tasks": ";".join(cfg.exclude_tasks), "init_weight": cfg.init_weight, "eval_every": cfg.eval_every,
@@ -35,6 +35,7 @@ def tune_flow(
     inner_steps: Annotated[int, Field(ge=0, le=10_000, description="lookahead: also score each sample after this many fine-tune steps")] = 0,
     rebalance: Annotated[Literal["none", "logits", "predictions"], Field(description="sampler: rescale to the target's init scale")] = "none",
     distill: Annotated[float, Field(ge=0, description="x KL from the pair's trained corpus member to the sample")] = 0.0,
+    anchor: Annotated[float, Field(ge=0, description="x the sample's squared relative distance to the pair's trained member")] = 0.0,
     holdout_archs: Annotated[str, Field(description="';'-separated corpus architectures kept out and scored as unseen")] = "",
     neighbours: Annotated[int, Field(ge=0, le=64, description="+ width-scaled architectures per corpus pair, on its task")] = 0,
     exclude_archs: Annotated[str, Field(description="';'-separated architectures never drawn as neighbours")] = "",
@@ -49,7 +50,7 @@ def tune_flow(
     init_spectrum: Annotated[bool, Field(description="score and sample each sample after the init-spectrum reshape (weightgen.spectrum)")] = False,
 ) -> dict:
     cfg = TuneConfig(steps=steps, lr=lr, noise=noise, bias_penalty=bias_penalty, inner_steps=inner_steps, rebalance=rebalance,
-                     distill=distill, holdout_archs=[a for a in holdout_archs.split(";") if a], neighbours=neighbours,
+                     distill=distill, anchor=anchor, holdout_archs=[a for a in holdout_archs.split(";") if a], neighbours=neighbours,
                      exclude_archs=[a for a in exclude_archs.split(";") if a], task_neighbours=task_neighbours,
                      exclude_tasks=[t for t in exclude_tasks.split(";") if t], init_weight=init_weight,
                      eval_every=eval_every, families=[f for f in families.split(",") if f], match_scales=match_scales,

@@ -61,3 +61,14 @@ def test_the_suites_pairs_are_named_in_the_corpus_s_spelling():
     # the default suite's unseen transformer, in the canonical spelling (defaults left out) the corpus's members use
     assert any(arch.startswith("transformer:") and "dim=24" in arch for arch, _ in pairs)
     assert probe.suite_pairs(["no/such/suite.yaml"]) == set()
+
+
+def test_geometry_reads_the_norm_ratio_and_the_cosine_that_make_the_distance():
+    member, names = _state(0), _names(ARCH, "digits")
+    doubled = {k: 2 * v for k, v in member.items()}
+    assert probe.geometry(doubled, member, names) == pytest.approx({"norm_ratio": 2.0, "cosine": 1.0})
+    other = _state(1)
+    g = probe.geometry(other, member, names)
+    # ‖a − b‖² = ‖a‖² + ‖b‖² − 2‖a‖‖b‖cos, in units of ‖b‖²
+    expected = (g["norm_ratio"] ** 2 + 1 - 2 * g["norm_ratio"] * g["cosine"]) ** 0.5
+    assert probe.relative_error(other, member, names) == pytest.approx(expected, rel=1e-4)

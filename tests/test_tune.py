@@ -189,6 +189,35 @@ def test_distillation_pulls_the_samples_toward_their_pairs_trained_member(setup,
         TuneConfig(distill=-1.0)
 
 
+def test_the_anchor_pulls_the_samples_toward_their_pairs_trained_member_in_weight_space(setup, tmp_path):
+    from weightgen.corpus import Corpus
+    from weightgen.dit_tune import _teachers
+    from weightgen.encoder import PatchAutoencoder
+    from weightgen.tune_target import TuneTarget
+
+    _, corpus, run = setup
+    store = Corpus(corpus)
+    frame = store.manifest()
+    encoder = PatchAutoencoder.load(run / "encoder")
+    pair = TuneTarget(frame["arch"].iloc[0], frame["task"].iloc[0], encoder.config.patch_size,
+                      load_dit(run / "dit").cfg.latent_dim, "coords")
+    (member,) = _teachers(store, frame, [pair]).values()
+    assert float(pair.anchor_loss(member, member)) == 0.0
+    zeros = {k: torch.zeros_like(v) for k, v in member.items()}
+    assert float(pair.anchor_loss(zeros, member)) == pytest.approx(1.0)  # relative: zero weights are one norm away
+
+    def distance_to_member(anchor: float) -> float:
+        cfg = TuneConfig(steps=4, pairs_per_step=4, batch_size=16, eval_every=4, anchor=anchor)
+        tune(run, corpus, tmp_path / f"a{anchor}", cfg, log=lambda line: None)
+        dit = load_dit(tmp_path / f"a{anchor}" / "dit").eval()
+        with torch.no_grad():
+            return float(pair.anchor_loss(pair.weights(dit, encoder, pair.start, cfg.keep_noise), member))
+
+    assert distance_to_member(100.0) < distance_to_member(0.0)
+    with pytest.raises(ValueError, match="anchor"):
+        TuneConfig(anchor=-1.0)
+
+
 def test_the_tunes_flop_count_is_what_a_counter_around_its_loop_gives(setup, tmp_path):
     """Each pair's step and each evaluation is counted once and then added (RepeatedFlops): the same total.
 

@@ -44,6 +44,7 @@ def dit_tune(
     inner_steps: int = typer.Option(0, min=0, help="also score each sample after this many AdamW fine-tune steps"),
     rebalance: str = typer.Option("none", help="rescale samples to the target's init scale: none | logits | predictions"),
     distill: float = typer.Option(0.0, min=0.0, help="x KL from each pair's trained corpus member to the sample, added to the loss"),
+    anchor: float = typer.Option(0.0, min=0.0, help="x the sample's squared distance to its pair's trained member over the member's squared norm, added to the loss"),
     neighbours: int = typer.Option(0, min=0, help="+ width-scaled architectures per corpus pair, on its task (trained on, not scored)"),
     exclude_archs: str = typer.Option("", help="';'-separated architectures never drawn as neighbours"),
     task_neighbours: int = typer.Option(0, min=0, help="+ pairs per corpus pair of its architecture on a task one knob away (trained on, not scored)"),
@@ -65,7 +66,7 @@ def dit_tune(
 
     try:
         cfg = TuneConfig(steps=steps, lr=lr, noise=noise, bias_penalty=bias_penalty, inner_steps=inner_steps,
-                         rebalance=rebalance, distill=distill, holdout_archs=[a for a in holdout_archs.split(";") if a],
+                         rebalance=rebalance, distill=distill, anchor=anchor, holdout_archs=[a for a in holdout_archs.split(";") if a],
                          neighbours=neighbours, exclude_archs=excluded(exclude_archs, exclude_suite, "archs"),
                          task_neighbours=task_neighbours, exclude_tasks=excluded(exclude_tasks, exclude_suite, "tasks"),
                          init_weight=init_weight, eval_every=eval_every,

@@ -13,7 +13,10 @@ sample is scored by where fine-tuning takes it — what the bench's compute save
 
 ``distill`` adds a teacher: the KL divergence from the pair's own trained corpus member (its final
 checkpoint, lowest seed) to the sample, on the same training batch — soft targets, denser than the
-labels, from networks that are already part of the generator's training data.
+labels, from networks that are already part of the generator's training data. ``anchor`` adds the sample's
+squared distance to that member in weight space, relative to the member's norm: the bench's fine-tunes save
+most from starts within about a third of a member's norm of it (``benchmarks/error_budget.py``), and the task
+loss alone leaves the samples orthogonal to their pairs' members (docs/results.md, item 70).
 
 ``neighbours`` adds that many width-scaled architectures per corpus pair, on the pair's task (as the
 distillation draws them, :func:`weightgen.pairs.neighbour_pairs`): the tune then scores samples
@@ -93,6 +96,7 @@ class TuneConfig:
     inner_steps: int = 0  # > 0: + the loss after this many AdamW steps from the sample (see lookahead)
     rebalance: str = "none"  # the sampler's weightgen.rebalance mode, applied before every loss as at sampling
     distill: float = 0.0  # > 0: + this × KL(pair's trained corpus member ‖ sample) on the batch
+    anchor: float = 0.0  # > 0: + this × the sample's squared relative distance to the pair's trained member (weights)
     neighbours: int = 0  # + this many width-scaled architectures per corpus pair, on its task (trained on, not scored)
     exclude_archs: list[str] = field(default_factory=list)  # never among the neighbours (a suite's unseen architectures)
     task_neighbours: int = 0  # + this many pairs per corpus pair: its architecture on a task one knob away (trained on, not scored)
@@ -115,8 +119,8 @@ class TuneConfig:
             raise ValueError(f"bias_penalty must be >= 0, got {self.bias_penalty}")
         if self.inner_steps < 0:
             raise ValueError(f"inner_steps must be >= 0, got {self.inner_steps}")
-        if self.distill < 0:
-            raise ValueError(f"distill must be >= 0, got {self.distill}")
+        if self.distill < 0 or self.anchor < 0:
+            raise ValueError(f"distill and anchor must be >= 0, got {self.distill} and {self.anchor}")
         if self.neighbours < 0 or self.task_neighbours < 0:
             raise ValueError(f"neighbours and task_neighbours must be >= 0, got {self.neighbours} and {self.task_neighbours}")
         self.exclude_tasks = sorted({parse_task(t).to_string() for t in self.exclude_tasks})  # a bad spec: SpecError
@@ -187,7 +191,7 @@ def tune(run_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_dir: str
     scored = list(pairs)  # the corpus's own training pairs: what an evaluation reports
     pairs = of_families(pairs, cfg.families)  # every pair is still scored, so what the others pay shows
     trained = list(pairs)  # the neighbours join ``pairs`` below
-    teachers = _teachers(corpus, frame, trained, device) if cfg.distill else {}
+    teachers = _teachers(corpus, frame, trained, device) if cfg.distill or cfg.anchor else {}
     given, exclude = [(p.arch, p.task) for p in trained], {parse_arch(a).to_string() for a in cfg.exclude_archs} | holdout
     widths = neighbour_pairs(given, cfg.neighbours, exclude | {p.arch for p in every}, cfg.seed) if cfg.neighbours else []
     tasks = task_neighbour_pairs(given, cfg.task_neighbours, cfg.exclude_tasks, cfg.seed) if cfg.task_neighbours else []
@@ -267,6 +271,8 @@ def tune(run_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_dir: str
                 loss = cfg.init_weight * p.loss(state, batch)
                 if cfg.distill and id(p) in teachers:  # a neighbour has no corpus member to distil
                     loss = loss + cfg.distill * p.distill_loss(state, teachers[id(p)], batch)
+                if cfg.anchor and id(p) in teachers:  # nor one to be near
+                    loss = loss + cfg.anchor * p.anchor_loss(state, teachers[id(p)])
                 if cfg.inner_steps:
                     landed = p.lookahead(state, cfg.inner_steps, cfg.batch_size, generator)
                     loss = loss + p.loss(landed, p.batch(cfg.batch_size, generator))

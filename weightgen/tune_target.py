@@ -130,6 +130,13 @@ class TuneTarget:
     def loss(self, state, batch: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(functional_call(self.model, state, (self.train.x[batch],)), self.train.y[batch])
 
+    def anchor_loss(self, state, member) -> torch.Tensor:
+        """The sample's squared relative distance to the trained member, Σ‖state − member‖² ÷ Σ‖member‖² over the
+        network's parameters: 0 at the member, 1 at its mirror image or at zero weights."""
+        names = [k for k, _ in self.model.named_parameters()]
+        diff = torch.stack([(state[k] - member[k]).pow(2).sum() for k in names]).sum()
+        return diff / torch.stack([member[k].pow(2).sum() for k in names]).sum()
+
     def distill_loss(self, state, teacher, batch: torch.Tensor) -> torch.Tensor:
         """KL(teacher ‖ sample) of the predictions on the batch: the trained member's soft targets."""
         x = self.train.x[batch]
