@@ -177,26 +177,27 @@ def plot(table: pd.DataFrame, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = plt.subplots(figsize=(9.5, 4.8))
     for i, (family, rows) in enumerate(table.groupby("family")):
         color = f"C{i}"
         curve = rows[rows["start"].str.startswith("noise=") | (rows["start"] == "member")]
         med = curve.groupby("start")[["distance", "saved"]].median().sort_values("distance")
-        ax.plot(med["distance"], med["saved"], "-o", color=color, label=f"{family}: member + noise")
+        ax.plot(med["distance"], med["saved"], "-o", color=color, label=f"{family}: member + noise (median)")
+        path_rows = rows[rows["start"].str.startswith("toward=") | (rows["start"] == "member")]
+        if (rows["start"] == "sample").any():
+            med = path_rows.groupby("start")[["distance", "saved"]].median().sort_values("distance")
+            ax.plot(med["distance"], med["saved"], ":", color=color, label=f"{family}: member moved toward the sample")
         for start, marker in (("twin", "s"), ("sample", "*")):
             points = rows[rows["start"] == start]
             if len(points):
-                ax.scatter(points["distance"], points["saved"], marker=marker, s=80 if marker == "*" else 40,
-                           color=color, edgecolor="k", label=f"{family}: {start}")
-        path_rows = rows[rows["start"].str.startswith("toward=")]
-        if len(path_rows):
-            med = path_rows.groupby("start")[["distance", "saved"]].median().sort_values("distance")
-            ax.plot(med["distance"], med["saved"], ":", color=color)
+                ax.scatter(points["distance"], points["saved"], marker=marker, s=90 if marker == "*" else 40,
+                           color=color, edgecolor="k", label=f"{family}: {start} (each run)")
     ax.axhline(0.9, color="grey", lw=0.8, ls="--")
-    ax.set_xlabel("relative error to the trained member")
+    ax.text(ax.get_xlim()[1], 0.92, "goal 0.9", ha="right", va="bottom", fontsize=8, color="grey")
+    ax.set_xlabel("relative error to the trained member, ‖start − member‖ / ‖member‖")
     ax.set_ylabel("compute saved (not reached = −1)")
     ax.set_title("Error budget: what a start's distance from a trained network costs")
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
