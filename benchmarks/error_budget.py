@@ -103,6 +103,7 @@ def choose_pairs(corpus: Corpus, per_family: int, exclude: set[tuple]) -> list[t
 
 
 def load_member(corpus: Corpus, member: str) -> dict[str, torch.Tensor]:
+    """The member's final checkpoint (safetensors), its floating tensors as float32."""
     final = final_checkpoints(corpus.manifest())
     step = int(final.loc[final["member"] == member, "step"].iloc[0])
     return {k: v.float() if v.is_floating_point() else v for k, v in corpus.load(member, step)[0].items()}
@@ -116,7 +117,7 @@ def main() -> None:
     parser.add_argument("--families", default="", help="comma-separated: only these families")
     parser.add_argument("--noise", default="0.1,0.2,0.35,0.5,0.75,1.0", type=lambda t: [float(x) for x in t.split(",") if x])
     parser.add_argument("--toward", default="0.25,0.5,0.75", type=lambda t: [float(x) for x in t.split(",") if x])
-    parser.add_argument("--seeds", default="0", type=lambda t: [int(s) for s in t.split(",")])
+    parser.add_argument("--seeds", default="0,1", type=lambda t: [int(s) for s in t.split(",")])
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--eval-every", type=int, default=5)
     parser.add_argument("--out", default="runs/probe/error-budget")
@@ -128,6 +129,9 @@ def main() -> None:
     if args.families:
         keep = set(args.families.split(","))
         pairs = [p for p in pairs if parse_arch(p[0]).family in keep]
+    if not pairs:
+        parser.error(f"{args.corpus} has no (architecture, task) pair in no suite with two trained members"
+                     + (f" among the families {args.families}" if args.families else ""))
     generator = None
     if args.run:
         from weightgen.generate import Generator

@@ -153,7 +153,7 @@ def run_all(
             tune_through_flow(generator, corpus, out, cfg)
         generator = out
     bench(suite=suite, out=run / "bench", workers=workers, corpus=corpus, run=generator, ddim_steps=None,
-          refresh_baselines=False, methods="", splits="", label_map=None)  # called as a function: every option needs its value, not typer's default object
+          refresh_baselines=False, methods="", splits="", label_map=None, guidance=None)  # called as a function: every option needs its value, not typer's default object
 
 
 app.command("generate")(generate)

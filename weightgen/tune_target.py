@@ -132,7 +132,7 @@ class TuneTarget:
 
     def anchor_loss(self, state, member) -> torch.Tensor:
         """The sample's squared relative distance to the trained member, Σ‖state − member‖² ÷ Σ‖member‖² over the
-        network's parameters: 0 at the member, 1 at its mirror image or at zero weights."""
+        network's parameters: 0 at the member, 1 at zero weights, 4 at the member's negation."""
         names = [k for k, _ in self.model.named_parameters()]
         diff = torch.stack([(state[k] - member[k]).pow(2).sum() for k in names]).sum()
         return diff / torch.stack([member[k].pow(2).sum() for k in names]).sum()
