@@ -9,6 +9,8 @@ the suites' recipe (as ``layer_probe.py``, AdamW, LR 0.01 for CNN1d and 0.003 ot
 - ``member``: the pair's first trained member, as it was stored (no error);
 - ``twin``: the pair's other member, trained from the other seed in the same frame (a natural error);
 - ``noise=r``: the member plus Gaussian noise of ``r`` times each tensor's root mean square (error ``r``);
+- with ``--corpus-starts``: ``retrieval`` and ``weight-selection`` as the bench builds them from the corpus
+  without the pair's architecture, and without its task (the corpus starts of an unseen architecture or task);
 - with ``--run``: ``sample``, the generator's sample for the pair at the fine-tune seed (as the bench samples
   it), and ``toward=a``, the member moved ``a`` of the way to the sample (the sample's own error, scaled).
 
@@ -102,6 +104,26 @@ def choose_pairs(corpus: Corpus, per_family: int, exclude: set[tuple]) -> list[t
     return chosen
 
 
+def held_out_starts(index, arch: str, task: str, seed: int) -> dict[str, dict[str, torch.Tensor]]:
+    """``retrieval`` and ``weight-selection`` as the bench builds them, from the corpus without the pair's
+    architecture (as for an unseen architecture) and without the pair's task (an unseen task): the corpus starts
+    placed on the same budget. ``index`` is a ``weightgen.baselines.CorpusIndex``; its member table is restored."""
+    from weightgen.baselines import make_init
+
+    finals, out = index.finals, {}
+    try:
+        for held, column, value in (("arch", "arch", arch), ("task", "task", task)):
+            index.finals = finals[finals[column] != value].reset_index(drop=True)
+            for method in ("retrieval", "weight-selection"):
+                init = make_init(method, arch, task, seed, index)
+                if init.state_dict is not None:
+                    out[f"{method}, {held} held out"] = {k: v.float() if v.is_floating_point() else v
+                                                         for k, v in init.state_dict.items()}
+    finally:
+        index.finals = finals
+    return out
+
+
 def load_member(corpus: Corpus, member: str) -> dict[str, torch.Tensor]:
     """The member's final checkpoint (safetensors), its floating tensors as float32."""
     final = final_checkpoints(corpus.manifest())
@@ -120,6 +142,9 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1", type=lambda t: [int(s) for s in t.split(",")])
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--eval-every", type=int, default=5)
+    parser.add_argument("--corpus-starts", action="store_true",
+                        help="add retrieval and weight-selection from the corpus without the pair's architecture, "
+                             "and without its task")
     parser.add_argument("--out", default="runs/probe/error-budget")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -132,6 +157,10 @@ def main() -> None:
     if not pairs:
         parser.error(f"{args.corpus} has no (architecture, task) pair in no suite with two trained members"
                      + (f" among the families {args.families}" if args.families else ""))
+    index = None
+    if args.corpus_starts:
+        from weightgen.baselines import CorpusIndex
+        index = CorpusIndex(args.corpus)
     generator = None
     if args.run:
         from weightgen.generate import Generator
@@ -145,6 +174,8 @@ def main() -> None:
         names = {name for name, _ in model.named_parameters()}
         starts = {"random": model.state_dict(), "member": member, "twin": twin}
         starts |= {f"noise={r:g}": with_noise(member, r, seed, names) for r in args.noise}
+        if index is not None:
+            starts |= held_out_starts(index, arch, task, seed)
         if generator is not None:
             sample = {k: v.float() for k, v in generator.sample(arch, task, seed=seed).state_dicts[0].items()}
             starts["sample"] = sample
@@ -176,6 +207,10 @@ def summarize(table: pd.DataFrame, out: Path) -> None:
     print(f"\nwrote {out / 'error_budget.csv'} and {out / 'error_budget.png'}")
 
 
+MARKERS = {"twin": "s", "sample": "*", "retrieval, arch held out": "^", "retrieval, task held out": "v",
+           "weight-selection, arch held out": "D", "weight-selection, task held out": "d"}
+
+
 def plot(table: pd.DataFrame, path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
@@ -191,11 +226,14 @@ def plot(table: pd.DataFrame, path: Path) -> None:
         if (rows["start"] == "sample").any():
             med = path_rows.groupby("start")[["distance", "saved"]].median().sort_values("distance")
             ax.plot(med["distance"], med["saved"], ":", color=color, label=f"{family}: member moved toward the sample")
-        for start, marker in (("twin", "s"), ("sample", "*")):
+        for start, marker in MARKERS.items():
             points = rows[rows["start"] == start]
             if len(points):
                 ax.scatter(points["distance"], points["saved"], marker=marker, s=90 if marker == "*" else 40,
-                           color=color, edgecolor="k", label=f"{family}: {start} (each run)")
+                           color=color, edgecolor="k")
+    for start, marker in MARKERS.items():  # the markers' key, in black: the colour is the family's
+        if (table["start"] == start).any():
+            ax.scatter([], [], marker=marker, color="k", label=f"{start} (each run)")
     ax.axhline(0.9, color="grey", lw=0.8, ls="--")
     ax.text(ax.get_xlim()[1], 0.92, "goal 0.9", ha="right", va="bottom", fontsize=8, color="grey")
     ax.set_xlabel("relative error to the trained member, ‖start − member‖ / ‖member‖")

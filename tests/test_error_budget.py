@@ -72,3 +72,23 @@ def test_geometry_reads_the_norm_ratio_and_the_cosine_that_make_the_distance():
     # ‖a − b‖² = ‖a‖² + ‖b‖² − 2‖a‖‖b‖cos, in units of ‖b‖²
     expected = (g["norm_ratio"] ** 2 + 1 - 2 * g["norm_ratio"] * g["cosine"]) ** 0.5
     assert probe.relative_error(other, member, names) == pytest.approx(expected, rel=1e-4)
+
+
+def test_held_out_corpus_starts_come_from_the_rest_of_the_corpus_and_leave_the_index_whole(setup):
+    from weightgen.baselines import CorpusIndex, make_init
+
+    _, corpus, _ = setup  # mlp:hidden=16 and mlp:hidden=24x24 on digits and digits:rot90=1, two seeds each
+    index = CorpusIndex(corpus)
+    finals = index.finals
+    starts = probe.held_out_starts(index, "mlp:hidden=16", "digits", seed=0)
+    assert index.finals is finals
+    assert set(starts) == {f"{m}, {h} held out" for m in ("retrieval", "weight-selection") for h in ("arch", "task")}
+    # with its own architecture held out, retrieval for mlp:hidden=16 can only cut down a 24x24 member
+    index.finals = finals[finals["arch"] == "mlp:hidden=24x24"].reset_index(drop=True)
+    only_wide = make_init("retrieval", "mlp:hidden=16", "digits", 0, index)
+    index.finals = finals
+    assert "24x24" in only_wide.source
+    assert all(torch.equal(starts["retrieval, arch held out"][k], v.float()) for k, v in only_wide.state_dict.items())
+    # with its own task held out, the start differs from the seen pair's retrieval (the pair's own member)
+    seen = make_init("retrieval", "mlp:hidden=16", "digits", 0, index).state_dict
+    assert not all(torch.equal(starts["retrieval, task held out"][k], v.float()) for k, v in seen.items())
