@@ -36,7 +36,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from weightgen.corpus import Corpus, final_checkpoints
+from weightgen.baselines import CorpusIndex, make_init
 from weightgen.data import input_shape
 from weightgen.models import build_model
 from weightgen.specs import parse_arch, parse_task
@@ -88,10 +88,10 @@ def suite_pairs(paths: list[str]) -> set[tuple]:
     return pairs
 
 
-def choose_pairs(corpus: Corpus, per_family: int, exclude: set[tuple]) -> list[tuple[str, str, list[str]]]:
-    """``per_family`` (architecture, task) pairs per family with two or more members, spread evenly over the
-    family's pairs sorted by name; each with its members' ids in corpus-seed order."""
-    final = final_checkpoints(corpus.require_nonempty())
+def choose_pairs(final: pd.DataFrame, per_family: int, exclude: set[tuple]) -> list[tuple[str, str, list[str]]]:
+    """``per_family`` (architecture, task) pairs per family with two or more members among ``final`` (the members'
+    final checkpoints, ``CorpusIndex.finals``), spread evenly over the family's pairs sorted by name; each with its
+    members' ids in corpus-seed order."""
     chosen = []
     for _, family in final.groupby("family", sort=True):
         pairs = []
@@ -104,12 +104,10 @@ def choose_pairs(corpus: Corpus, per_family: int, exclude: set[tuple]) -> list[t
     return chosen
 
 
-def held_out_starts(index, arch: str, task: str, seed: int) -> dict[str, dict[str, torch.Tensor]]:
+def held_out_starts(index: CorpusIndex, arch: str, task: str, seed: int) -> dict[str, dict[str, torch.Tensor]]:
     """``retrieval`` and ``weight-selection`` as the bench builds them, from the corpus without the pair's
     architecture (as for an unseen architecture) and without the pair's task (an unseen task): the corpus starts
-    placed on the same budget. ``index`` is a ``weightgen.baselines.CorpusIndex``; its member table is restored."""
-    from weightgen.baselines import make_init
-
+    placed on the same budget. ``index``'s member table is restored."""
     finals, out = index.finals, {}
     try:
         for held, column, value in (("arch", "arch", arch), ("task", "task", task)):
@@ -124,11 +122,10 @@ def held_out_starts(index, arch: str, task: str, seed: int) -> dict[str, dict[st
     return out
 
 
-def load_member(corpus: Corpus, member: str) -> dict[str, torch.Tensor]:
-    """The member's final checkpoint (safetensors), its floating tensors as float32."""
-    final = final_checkpoints(corpus.manifest())
-    step = int(final.loc[final["member"] == member, "step"].iloc[0])
-    return {k: v.float() if v.is_floating_point() else v for k, v in corpus.load(member, step)[0].items()}
+def load_member(index: CorpusIndex, member: str) -> dict[str, torch.Tensor]:
+    """The member's final checkpoint (read once by the index), its floating tensors as float32; a new dict, so
+    the index's cached one is never changed."""
+    return {k: v.float() if v.is_floating_point() else v for k, v in index.state_dict(member).items()}
 
 
 def main() -> None:
@@ -149,18 +146,14 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
 
-    corpus = Corpus(args.corpus)
-    pairs = choose_pairs(corpus, args.per_family, suite_pairs(SUITES))
+    index = CorpusIndex(args.corpus)  # the members' final checkpoints, each read once
+    pairs = choose_pairs(index.finals, args.per_family, suite_pairs(SUITES))
     if args.families:
         keep = set(args.families.split(","))
         pairs = [p for p in pairs if parse_arch(p[0]).family in keep]
     if not pairs:
         parser.error(f"{args.corpus} has no (architecture, task) pair in no suite with two trained members"
                      + (f" among the families {args.families}" if args.families else ""))
-    index = None
-    if args.corpus_starts:
-        from weightgen.baselines import CorpusIndex
-        index = CorpusIndex(args.corpus)
     generator = None
     if args.run:
         from weightgen.generate import Generator
@@ -169,12 +162,12 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     rows = []
     for (arch, task, members), seed in itertools.product(pairs, args.seeds):
-        member, twin = load_member(corpus, members[0]), load_member(corpus, members[1])
+        member, twin = load_member(index, members[0]), load_member(index, members[1])
         model = build_model(arch, input_shape(task), seed=seed)
         names = {name for name, _ in model.named_parameters()}
         starts = {"random": model.state_dict(), "member": member, "twin": twin}
         starts |= {f"noise={r:g}": with_noise(member, r, seed, names) for r in args.noise}
-        if index is not None:
+        if args.corpus_starts:
             starts |= held_out_starts(index, arch, task, seed)
         if generator is not None:
             sample = {k: v.float() for k, v in generator.sample(arch, task, seed=seed).state_dicts[0].items()}
