@@ -36,7 +36,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from weightgen.baselines import CorpusIndex, make_init
+from weightgen.baselines import RETRIEVAL_KEYS, CorpusIndex, _Case, _retrieval_candidates, make_init
+from weightgen.weight_selection import fit_state_dict
 from weightgen.data import input_shape
 from weightgen.models import build_model
 from weightgen.specs import parse_arch, parse_task
@@ -104,19 +105,41 @@ def choose_pairs(final: pd.DataFrame, per_family: int, exclude: set[tuple]) -> l
     return chosen
 
 
-def held_out_starts(index: CorpusIndex, arch: str, task: str, seed: int) -> dict[str, dict[str, torch.Tensor]]:
+def soup(case: _Case, size: int) -> dict[str, torch.Tensor]:
+    """The plain average of every member (all corpus seeds) of the ``size`` (architecture, task) pairs retrieval
+    ranks nearest, each fitted to the target (weight selection) and put in the target's label order first. In a
+    shared frame the average of members is itself a working network (docs/results.md items 5, 64): it keeps what
+    the members share and drops what one training seed added. No draw among equally near members: all are in it."""
+    ranked = _retrieval_candidates(case).sort_values(RETRIEVAL_KEYS + ["member"])
+    chosen = ranked.drop_duplicates(["arch", "task"]).head(size)[["arch", "task"]]
+    rows = ranked.merge(chosen, on=["arch", "task"])
+    target = case.model.state_dict()
+    fitted = [case.in_label_order(fit_state_dict(case.index.state_dict(m), target)[0], t)
+              for m, t in zip(rows["member"], rows["task"])]
+    state = {k: (sum(f[k].double() for f in fitted) / len(fitted)).to(v.dtype) if v.is_floating_point() else v.clone()
+             for k, v in target.items()}
+    return state
+
+
+def held_out_starts(index: CorpusIndex, arch: str, task: str, seed: int,
+                    soups: tuple[int, ...] = ()) -> dict[str, dict[str, torch.Tensor]]:
     """``retrieval`` and ``weight-selection`` as the bench builds them, from the corpus without the pair's
     architecture (as for an unseen architecture) and without the pair's task (an unseen task): the corpus starts
-    placed on the same budget. ``index``'s member table is restored."""
+    placed on the same budget; with ``soups``, the average of the members of that many nearest pairs by retrieval's
+    ranking (``soup=k``) too. ``index``'s member table is restored."""
     finals, out = index.finals, {}
+    as_float = lambda state: {k: v.float() if v.is_floating_point() else v for k, v in state.items()}  # noqa: E731
     try:
         for held, column, value in (("arch", "arch", arch), ("task", "task", task)):
             index.finals = finals[finals[column] != value].reset_index(drop=True)
             for method in ("retrieval", "weight-selection"):
                 init = make_init(method, arch, task, seed, index)
                 if init.state_dict is not None:
-                    out[f"{method}, {held} held out"] = {k: v.float() if v.is_floating_point() else v
-                                                         for k, v in init.state_dict.items()}
+                    out[f"{method}, {held} held out"] = as_float(init.state_dict)
+            for size in soups:
+                case = _Case(parse_arch(arch), parse_task(task), seed,
+                             build_model(arch, input_shape(task), seed=seed), index, 0.0)
+                out[f"soup={size}, {held} held out"] = as_float(soup(case, size))
     finally:
         index.finals = finals
     return out
@@ -142,6 +165,8 @@ def main() -> None:
     parser.add_argument("--corpus-starts", action="store_true",
                         help="add retrieval and weight-selection from the corpus without the pair's architecture, "
                              "and without its task")
+    parser.add_argument("--soups", default="", type=lambda t: tuple(int(x) for x in t.split(",") if x),
+                        help="with --corpus-starts: also the average of the members of the k nearest pairs, each k")
     parser.add_argument("--out", default="runs/probe/error-budget")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -168,7 +193,7 @@ def main() -> None:
         starts = {"random": model.state_dict(), "member": member, "twin": twin}
         starts |= {f"noise={r:g}": with_noise(member, r, seed, names) for r in args.noise}
         if args.corpus_starts:
-            starts |= held_out_starts(index, arch, task, seed)
+            starts |= held_out_starts(index, arch, task, seed, args.soups)
         if generator is not None:
             sample = {k: v.float() for k, v in generator.sample(arch, task, seed=seed).state_dicts[0].items()}
             starts["sample"] = sample

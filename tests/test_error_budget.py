@@ -92,3 +92,31 @@ def test_held_out_corpus_starts_come_from_the_rest_of_the_corpus_and_leave_the_i
     # with its own task held out, the start differs from the seen pair's retrieval (the pair's own member)
     seen = make_init("retrieval", "mlp:hidden=16", "digits", 0, index).state_dict
     assert not all(torch.equal(starts["retrieval, task held out"][k], v.float()) for k, v in seen.items())
+
+
+def test_a_soup_is_the_average_of_every_member_of_the_nearest_pairs_fitted_to_the_target(setup):
+    from weightgen.baselines import CorpusIndex, _Case
+    from weightgen.specs import parse_arch, parse_task
+    from weightgen.weight_selection import fit_state_dict
+
+    _, corpus, _ = setup  # mlp:hidden=16 and mlp:hidden=24x24 on digits and digits:rot90=1, two seeds each
+    index = CorpusIndex(corpus)
+    arch, task = "mlp:hidden=16", "digits"
+    model = build_model(arch, input_shape(task), seed=5)
+    case = _Case(parse_arch(arch), parse_task(task), 5, model, index, 0.0)
+    own = index.finals[(index.finals["arch"] == arch) & (index.finals["task"] == task)]["member"].tolist()
+    assert len(own) == 2  # the pair is in the corpus, so its own two seeds are the nearest pair
+    mean = {k: (index.state_dict(own[0])[k].double() + index.state_dict(own[1])[k].double()).div(2).float()
+            for k in index.state_dict(own[0])}
+    one = probe.soup(case, 1)
+    assert one.keys() == model.state_dict().keys()
+    assert all(torch.allclose(one[k], mean[k]) for k in one)
+    # retrieval ranks the task before the architecture, so the second pair is the other width on the same task
+    other = index.finals[(index.finals["arch"] != arch) & (index.finals["task"] == task)]["member"].tolist()
+    assert len(other) == 2
+    fitted = [fit_state_dict(index.state_dict(m), model.state_dict())[0] for m in own + other]
+    two = probe.soup(case, 2)
+    assert all(torch.allclose(two[k], sum(f[k] for f in fitted) / 4) for k in two)
+    first = next(iter(two))
+    assert not torch.equal(two[first], one[first])
+    assert torch.equal(probe.soup(case, 2)[first], two[first])  # no draw: the same every time

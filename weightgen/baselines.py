@@ -267,7 +267,12 @@ def _fitted(case: _Case, best: pd.Series) -> Result:
     return case.in_label_order(state, best["task"]), case.index.source(best), note
 
 
-def _retrieval(case: _Case) -> Result:
+RETRIEVAL_KEYS = ["other_dataset", "task_distance", "order_distance", "arch_distance"]
+
+
+def _retrieval_candidates(case: _Case) -> pd.DataFrame:
+    """The family's members with retrieval's keys: ``candidates`` plus ``arch_distance`` (|log params ratio| +
+    layers apart)."""
     rows = case.candidates()
     target_params = count_parameters(case.model)
     target_layers = len(layers(case.model.state_dict()))
@@ -276,9 +281,11 @@ def _retrieval(case: _Case) -> Result:
         layers_apart = abs(case.index.num_layers(row["arch"], row["task"]) - target_layers)
         return abs(math.log(row["num_params"] / target_params)) + layers_apart
 
-    rows = rows.assign(arch_distance=rows.apply(arch_distance, axis=1))
-    best = _nearest(rows, ["other_dataset", "task_distance", "order_distance", "arch_distance"], case.seed)
-    return _fitted(case, best)
+    return rows.assign(arch_distance=rows.apply(arch_distance, axis=1))
+
+
+def _retrieval(case: _Case) -> Result:
+    return _fitted(case, _nearest(_retrieval_candidates(case), RETRIEVAL_KEYS, case.seed))
 
 
 def _weight_selection(case: _Case) -> Result:
