@@ -125,13 +125,15 @@ def make_init(suite: Suite, method: str, arch: str, task: str, seed: int):
                                  arch, task, seed)
     if method == "generated":
         generation = _generator(suite.generator, suite.ddim_steps, suite.guidance, suite.label_map).sample(arch, task, 1, seed)
-        return Init(method, generation.state_dicts[0], generation.flops, generation.wall_time, suite.generator)
+        return Init(method, generation.state_dicts[0], generation.flops, generation.wall_time, suite.generator,
+                    f"sampled as {generation.via}, cut to shape" if generation.via else "")
     if method == "generated-best-of-k":
         batch_size = suite.recipe_for(parse_arch(arch).family).batch_size
         generation = _generator(suite.generator, suite.ddim_steps, suite.guidance, suite.label_map).best_of(
             arch, task, suite.samples, seed, batch_size)
         return Init(method, generation.state_dicts[generation.chosen], generation.flops, generation.wall_time,
-                    suite.generator, f"sample {generation.chosen} of {suite.samples}")
+                    suite.generator, f"sample {generation.chosen} of {suite.samples}"
+                    + (f"; sampled as {generation.via}, cut to shape" if generation.via else ""))
     return baseline_init(method, arch, task, seed, _corpus_index(suite.corpus), label_map=suite.label_map)
 
 

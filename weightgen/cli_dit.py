@@ -183,6 +183,25 @@ def dit_init_spectrum(
     console.print(f"{out}: samples with the spectrum of the target's random init (a copy of {run})")
 
 
+@dit_app.command("via-archs")
+def dit_via_archs(
+    run: Path = typer.Option(..., help="a trained run folder (encoder/ and dit/); left as it is"),
+    corpus: Path = typer.Option(..., help="the corpus the generator was trained on: its architectures are the ones sampled"),
+    out: Path = typer.Option(..., help="new run folder: a copy of the run that samples unseen architectures through seen ones"),
+) -> None:
+    """Copy a run so that an architecture outside the corpus is sampled as the nearest corpus architecture and cut
+    to its shapes by weight selection, as a shared frame makes its members (weightgen/via_arch.py)."""
+    from weightgen.corpus import CorpusError
+    from weightgen.via_arch import corpus_archs, via_archs_run
+
+    try:
+        out = via_archs_run(run, corpus, out)
+    except (CorpusError, ValueError, OSError) as exc:
+        _fail(str(exc))
+    console.print(f"{out}: unseen architectures sampled through the nearest of {len(corpus_archs(corpus))} in "
+                  f"{corpus} (a copy of {run})")
+
+
 @dit_app.command("sample")
 def dit_sample(
     arch: str = typer.Option(..., help="architecture spec, e.g. mlp:hidden=64x64"),

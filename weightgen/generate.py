@@ -36,6 +36,7 @@ class Generation:
     wall_time: float  # seconds
     scores: list[float] | None = None  # best-of-k: each sample's loss on the scoring batch
     chosen: int = 0  # best-of-k: index of the kept sample
+    via: str = ""  # the architecture sampled and cut to the target's shapes, when not the target's own
 
 
 class Generator:
@@ -53,12 +54,15 @@ class Generator:
     (:mod:`weightgen.relabel`); without it the DiT reads the permutation from the task features. It is off by
     default: the bench's corpus baselines do not use the symmetry yet, and given it they gain more than the
     generator does (docs/results.md, item 44), so turning it on for the generator alone would not be a fair bench.
+    ``via_archs`` (the architectures of the generator's corpus): an architecture not among them is sampled as the
+    nearest of them and cut to its shapes by weight selection (:mod:`weightgen.via_arch`); None samples every
+    architecture as itself.
     """
 
     def __init__(self, dit, encoder, steps: int = 50, guidance: float = 1.0, source: str = "",
                  noise: str = "gaussian", keep_noise: str | bool = "none", rebalance: str = "none",
                  output: str = "latents", relabel: bool = False, scale_prior: dict | None = None,
-                 init_spectrum: bool = False):
+                 init_spectrum: bool = False, via_archs: list[str] | None = None):
         from weightgen.rebalance import check_mode
         from weightgen.sampling import OUTPUT_KINDS, keep_kind
 
@@ -73,15 +77,16 @@ class Generator:
         self.output = output
         self.dit, self.encoder = dit.eval(), encoder.eval()
         self.steps, self.guidance, self.source, self.relabel = steps, guidance, source, relabel
-        self.scale_prior, self.init_spectrum = scale_prior, init_spectrum
+        self.scale_prior, self.init_spectrum, self.via_archs = scale_prior, init_spectrum, via_archs
 
     @property
     def sampler(self) -> dict:
         """How samples are drawn, for logs: steps, guidance, noise, keep_noise, rebalance, output, relabel,
-        match_scales, init_spectrum."""
+        match_scales, init_spectrum, via_archs (how many architectures unseen ones are sampled through; 0: none)."""
         return {"steps": self.steps, "guidance": self.guidance, "noise": self.noise, "keep_noise": self.keep_noise,
                 "rebalance": self.rebalance, "output": self.output, "relabel": self.relabel,
-                "match_scales": self.scale_prior is not None, "init_spectrum": self.init_spectrum}
+                "match_scales": self.scale_prior is not None, "init_spectrum": self.init_spectrum,
+                "via_archs": len(self.via_archs or [])}
 
     @classmethod
     def from_run(cls, run_dir: str | os.PathLike, steps: int = 50, guidance: float = 1.0, relabel: bool = False) -> "Generator":
@@ -116,7 +121,8 @@ class Generator:
                        source=str(run_dir), noise=noise, keep_noise=keep_noise,
                        rebalance=sampler.get("rebalance", "none"), output=sampler.get("output", "latents"),
                        relabel=relabel or bool(sampler.get("relabel", False)),
-                       scale_prior=prior, init_spectrum=bool(sampler.get("init_spectrum", False)))
+                       scale_prior=prior, init_spectrum=bool(sampler.get("init_spectrum", False)),
+                       via_archs=sampler.get("via_archs"))
         except (CheckpointError, KeyError, TypeError, ValueError, OSError) as exc:
             raise GeneratorError(f"{run_dir}: cannot load the generator: {exc}") from None
 
@@ -128,26 +134,33 @@ class Generator:
         from weightgen.relabel import base_task, label_permutation, output_layer, relabel_classes
         from weightgen.sampling import sample_state_dicts
         from weightgen.scale_prior import match_scales
+        from weightgen.via_arch import nearest_arch
+        from weightgen.weight_selection import fit_state_dict
 
         arch, task = parse_arch(arch), parse_task(task)
         perm = label_permutation(task) if self.relabel else None
+        # the architecture the DiT writes: the target's own, or (via_archs) the nearest one it was trained on
+        source = parse_arch(nearest_arch(arch, task, self.via_archs)) if self.via_archs else arch
         started = time.perf_counter()
         with FlopCounterMode(display=False) as counter:
-            states = sample_state_dicts(self.dit, self.encoder, arch, base_task(task) if perm is not None else task,
+            states = sample_state_dicts(self.dit, self.encoder, source, base_task(task) if perm is not None else task,
                                         samples, self.steps, self.guidance, seed, self.noise, self.keep_noise, self.output)
-            if self.rebalance != "none":  # to the scale of the target's own init at this seed
-                reference = build_model(arch, input_shape(task), seed=seed).state_dict()
-                states = [rebalance(s, arch, reference, self.rebalance) for s in states]
+            if self.rebalance != "none":  # to the scale of the sampled architecture's own init at this seed
+                reference = build_model(source, input_shape(task), seed=seed).state_dict()
+                states = [rebalance(s, source, reference, self.rebalance) for s in states]
             if self.scale_prior is not None:
-                states = [match_scales(s, arch, self.scale_prior) for s in states]
+                states = [match_scales(s, source, self.scale_prior) for s in states]
         extra_flops = 0  # what FlopCounterMode does not see: the SVDs, counted by weightgen.spectrum
         if self.init_spectrum:
             from weightgen.spectrum import init_singular_values, with_init_spectrum
 
-            reference = build_model(arch, input_shape(task), seed=seed).state_dict()
+            reference = build_model(source, input_shape(task), seed=seed).state_dict()
             values, extra_flops = init_singular_values(reference)  # once for the k samples of this seed
             reshaped = [with_init_spectrum(s, reference, values) for s in states]
             states, extra_flops = [s for s, _ in reshaped], extra_flops + sum(f for _, f in reshaped)
+        if source != arch:  # cut to the target's shapes as the frame made its members; copies only, no FLOPs
+            target = build_model(arch, input_shape(task), seed=seed).state_dict()
+            states = [fit_state_dict(s, target)[0] for s in states]
         if perm is not None:  # the base task's networks with their classes renamed: exact, and no FLOPs
             layer = output_layer(arch, input_shape(task))
             states = [relabel_classes(s, layer, perm) for s in states]
@@ -155,7 +168,8 @@ class Generator:
             bad = non_finite(state)
             if bad:
                 raise GeneratorError(f"sample {i} for {arch} on {task} has non-finite weights in {', '.join(bad[:3])}")
-        return Generation(states, int(counter.get_total_flops()) + extra_flops, time.perf_counter() - started)
+        return Generation(states, int(counter.get_total_flops()) + extra_flops, time.perf_counter() - started,
+                          via=source.to_string() if source != arch else "")
 
     def best_of(self, arch, task, k: int, seed: int = 0, batch_size: int = 100) -> Generation:
         """k samples; keep the one with the lowest cross-entropy on the first ``batch_size`` training examples."""
@@ -175,7 +189,7 @@ class Generator:
                 scores.append(float(F.cross_entropy(model(x), y)))
         chosen = min(range(k), key=scores.__getitem__)
         return Generation(generation.state_dicts, generation.flops + int(counter.get_total_flops()),
-                          generation.wall_time + time.perf_counter() - started, scores, chosen)
+                          generation.wall_time + time.perf_counter() - started, scores, chosen, generation.via)
 
 
 def copy_run_with_sampler(run_dir: str | os.PathLike, out_dir: str | os.PathLike, options: dict,
