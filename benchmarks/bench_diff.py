@@ -30,8 +30,9 @@ from weightgen.terminal import interval
 SPLITS = ("seen", "unseen-arch", "unseen-task", "unseen-both")
 
 
-def _results(bench_dir: Path, method: str) -> pd.DataFrame:
+def _results(bench_dir: Path, method: str, splits: tuple[str, ...] = SPLITS) -> pd.DataFrame:
     results = pd.read_parquet(Path(bench_dir) / "results.parquet")
+    results = results[results["split"].isin(splits)]
     if method not in set(results["method"]):
         raise SystemExit(f"{bench_dir}: no results for method {method!r}; present: {', '.join(sorted(results['method'].unique()))}")
     return results[results["status"] == "ok"].assign(saved=lambda t: t["compute_saved"].fillna(0.0))
@@ -39,9 +40,10 @@ def _results(bench_dir: Path, method: str) -> pd.DataFrame:
 
 def bench_diff(a: str | Path, b: str | Path, method: str = "generated",
                baselines: tuple[str, ...] = ("retrieval", "weight-selection"),
-               rounded: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(per case, per split): ``method``'s median compute saved in ``a`` and ``b`` and b − a; ``baselines`` from ``b``."""
-    ra, rb = _results(a, method), _results(b, method)
+               rounded: bool = True, splits: tuple[str, ...] = SPLITS) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(per case, per split): ``method``'s median compute saved in ``a`` and ``b`` and b − a; ``baselines`` from ``b``;
+    only the cases of ``splits`` (so two benches of one suite that ran different splits compare on the shared ones)."""
+    ra, rb = _results(a, method, splits), _results(b, method, splits)
     if set(zip(ra["arch"], ra["task"])) != set(zip(rb["arch"], rb["task"])):
         raise SystemExit(f"{a} and {b} bench other cases: compare benches of one suite")
     keys = ["split", "arch", "task"]
@@ -85,9 +87,13 @@ def main() -> None:
     parser.add_argument("--method", default="generated", help="the init method to compare")
     parser.add_argument("--and", dest="more", nargs=2, action="append", default=[], metavar=("A", "B"),
                         help="another pair of benches (another suite); the change is then judged over all pairs' cases")
+    parser.add_argument("--splits", default=",".join(SPLITS), help="comma-separated: compare only these splits' cases")
     args = parser.parse_args()
+    splits = tuple(s for s in args.splits.split(",") if s)
+    if unknown := [s for s in splits if s not in SPLITS]:
+        parser.error(f"unknown split(s) {', '.join(unknown)}; valid: {', '.join(SPLITS)}")
     pairs = [(args.a, args.b)] + [tuple(pair) for pair in args.more]
-    compared = [bench_diff(a, b, args.method, rounded=False) for a, b in pairs]  # each bench read once
+    compared = [bench_diff(a, b, args.method, rounded=False, splits=splits) for a, b in pairs]  # each bench read once
     with pd.option_context("display.width", 250, "display.max_columns", 50, "display.max_rows", 500):
         for (a, b), (cases, splits) in zip(pairs, compared):
             print(f"{args.method}: median compute saved per case (a = {a}, b = {b}; baselines from b)")
