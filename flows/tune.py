@@ -20,7 +20,7 @@ def flow_parameters(cfg: TuneConfig) -> dict:
             "exclude_archs": ";".join(cfg.exclude_archs), "task_neighbours": cfg.task_neighbours,
             "exclude_tasks": ";".join(cfg.exclude_tasks), "init_weight": cfg.init_weight, "eval_every": cfg.eval_every,
             "families": ",".join(cfg.families), "match_scales": cfg.match_scales, "fit_head": cfg.fit_head,
-            "init_spectrum": cfg.init_spectrum}
+            "init_spectrum": cfg.init_spectrum, "canvas": ";".join(f"{f}={a}" for f, a in cfg.canvas.items())}
 
 
 @flow(name="tune", flow_run_name="tune-{out_dir}")
@@ -48,13 +48,15 @@ def tune_flow(
     match_scales: Annotated[bool, Field(description="samples' matrices at the corpus's trained scale per layer role, as sampled")] = False,
     fit_head: Annotated[bool, Field(description="score each sample with its head refitted to its body: a body for generated+head")] = False,
     init_spectrum: Annotated[bool, Field(description="score and sample each sample after the init-spectrum reshape (weightgen.spectrum)")] = False,
+    canvas: Annotated[str, Field(description="';'-separated family=architecture: written for all of the family, cut to each pair")] = "",
 ) -> dict:
     cfg = TuneConfig(steps=steps, lr=lr, noise=noise, bias_penalty=bias_penalty, inner_steps=inner_steps, rebalance=rebalance,
                      distill=distill, anchor=anchor, holdout_archs=[a for a in holdout_archs.split(";") if a], neighbours=neighbours,
                      exclude_archs=[a for a in exclude_archs.split(";") if a], task_neighbours=task_neighbours,
                      exclude_tasks=[t for t in exclude_tasks.split(";") if t], init_weight=init_weight,
                      eval_every=eval_every, families=[f for f in families.split(",") if f], match_scales=match_scales,
-                     fit_head=fit_head, init_spectrum=init_spectrum)
+                     fit_head=fit_head, init_spectrum=init_spectrum,
+                     canvas=dict(item.split("=", 1) for item in canvas.split(";") if item))
     summary = tune_task(run_dir, corpus_dir, out_dir, cfg, processes)
     tags = {"prefect.flow_run_id": str(flow_run.id or ""), "prefect.parent_flow_run_id": str(flow_run.parent_flow_run_id or ""),
             "prefect.root_flow_run_id": str(flow_run.root_flow_run_id or flow_run.id or "")}

@@ -76,7 +76,7 @@ def test_a_run_that_names_its_sampler_is_sampled_that_way(setup, tmp_path):
     generator = Generator.from_run(fixed, steps=4)
     assert generator.sampler == {"steps": 1, "guidance": 1.0, "noise": "coords", "keep_noise": "all",  # True, as older runs wrote it
                                  "rebalance": "none", "output": "latents", "relabel": False, "match_scales": False,
-                                 "init_spectrum": False}  # no output named: latents, as before patch students
+                                 "init_spectrum": False, "via_archs": 0, "canvas": {}}  # no output named: latents, as before patch students
     a, b = (generator.sample("mlp:hidden=20", "digits", 2, seed=s).state_dicts for s in (3, 7))
     assert all(torch.equal(x[k], y[k]) for x, y in zip(a, b) for k in x)  # the start ignores the seed...
     assert not torch.equal(a[0]["net.1.weight"], a[1]["net.1.weight"])  # ...but not the sample index

@@ -38,7 +38,7 @@ def test_tuning_by_the_task_writes_a_new_run_that_samples_the_way_it_was_tuned(s
     generator = Generator.from_run(tmp_path / "tuned", steps=25)
     assert generator.sampler == {"steps": 1, "guidance": 1.0, "noise": "coords", "keep_noise": "matrices",
                                  "rebalance": "none", "output": "latents", "relabel": False, "match_scales": False,
-                                 "init_spectrum": False}
+                                 "init_spectrum": False, "via_archs": 0, "canvas": {}}
     assert generator.sample("mlp:hidden=20", "digits").flops > 0  # an unseen width samples too
     again = tune(run, corpus, tmp_path / "again", cfg, log=lambda line: None)
     assert again["log"] == summary["log"]  # seeded: the same tune twice gives the same curve
@@ -309,3 +309,46 @@ def test_a_tune_trains_on_task_neighbours_and_keeps_a_suite_s_unseen_tasks_out(s
     assert result.exit_code != 0 and "rot90" in result.output and not (tmp_path / "cli").exists()
     with pytest.raises(ValueError, match="task_neighbours must be >= 0"):
         TuneConfig(task_neighbours=-1)
+
+
+def test_a_canvas_tune_writes_one_architecture_cuts_it_to_every_pair_and_samples_so(setup, tmp_path):
+    from weightgen.data import input_shape
+    from weightgen.models import build_model
+    from weightgen.tune_target import TuneTarget
+    from weightgen.weight_selection import fit_state_dict
+
+    _, corpus, run = setup  # mlp:hidden=16 and mlp:hidden=24x24 on digits and digits:rot90=1
+    dit = load_dit(run / "dit")
+    target = TuneTarget("mlp:hidden=16", "digits", 8, dit.cfg.latent_dim, "coords", source="mlp:hidden=24x24")
+    own = TuneTarget("mlp:hidden=24x24", "digits", 8, dit.cfg.latent_dim, "coords")
+    assert len(target.tokens) == len(own.tokens) and torch.equal(target.start, own.start)  # the canvas's tokens
+    from weightgen.encoder import PatchAutoencoder
+    encoder = PatchAutoencoder.load(run / "encoder")
+    written = target.weights(dit, encoder, target.start, "matrices")
+    assert written["net.1.weight"].shape == (24, 64)
+    cut = target.to_target(written)
+    assert cut.keys() == target.model.state_dict().keys() and cut["net.1.weight"].shape == (16, 64)
+    expected = fit_state_dict({k: v.detach() for k, v in written.items()}, target.model.state_dict())[0]
+    assert all(torch.equal(cut[k].detach(), expected[k]) for k in cut)
+    target.loss(cut, torch.arange(8)).backward()  # the cut is index selection: the task loss reaches the DiT
+    assert any(q.grad is not None and q.grad.abs().sum() > 0 for q in dit.parameters())
+    assert TuneTarget("mlp:hidden=16", "digits", 8, dit.cfg.latent_dim, "coords", source="mlp:hidden=16").source is None
+
+    cfg = TuneConfig(steps=2, pairs_per_step=2, batch_size=16, eval_every=2, canvas={"mlp": "mlp:hidden=24x24"})
+    tune(run, corpus, tmp_path / "canvas", cfg, log=lambda line: None)
+    generator = Generator.from_run(tmp_path / "canvas")
+    assert generator.sampler["canvas"] == {"mlp": "mlp:hidden=24x24"}
+    sample = generator.sample("mlp:hidden=20", "digits", seed=4)  # unseen, and a corpus width too, both cut
+    assert sample.via == "mlp:hidden=24x24" and generator.sample("mlp:hidden=16", "digits").via == "mlp:hidden=24x24"
+    plain = Generator(generator.dit, generator.encoder, 1, noise="coords", keep_noise="matrices")
+    source = plain.sample("mlp:hidden=24x24", "digits", seed=4)
+    reference = build_model("mlp:hidden=20", input_shape("digits"), seed=4).state_dict()
+    assert all(torch.equal(sample.state_dicts[0][k], v) for k, v in fit_state_dict(source.state_dicts[0], reference)[0].items())
+    assert generator.sample("mlp:hidden=24x24", "digits", seed=4).via == ""  # the canvas itself is not cut
+    with pytest.raises(ValueError, match="not a cnn1d architecture"):
+        TuneConfig(canvas={"cnn1d": "mlp:hidden=24x24"})
+    with pytest.raises(ValueError, match="rebalance must be none"):
+        TuneConfig(canvas={"mlp": "mlp:hidden=24x24"}, rebalance="logits")
+    result = CliRunner().invoke(app, ["dit", "tune", "--run", str(run), "--corpus", str(corpus), "--out",
+                                      str(tmp_path / "cli"), "--canvas", str(ROOT / "configs" / "grids" / "tiny.yaml")])
+    assert result.exit_code != 0 and "names no parents" in result.output and not (tmp_path / "cli").exists()

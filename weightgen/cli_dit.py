@@ -57,6 +57,7 @@ def dit_tune(
     match_scales: bool = typer.Option(False, help="tune and sample with each matrix at the corpus's trained scale for its layer role"),
     fit_head: bool = typer.Option(False, help="score each sample with its head refitted to its body's features: a body for generated+head"),
     init_spectrum: bool = typer.Option(False, help="score (and sample) each sample after the init-spectrum reshape, tuned through its SVDs"),
+    canvas: Path = typer.Option(None, help="a corpus grid whose parents are written for all of their family and cut to each pair (weightgen/via_arch.py)"),
 ) -> None:
     """Tune the DiT by the task: its one-step samples are built and scored by cross-entropy (weightgen/dit_tune.py).
 
@@ -71,10 +72,20 @@ def dit_tune(
                          task_neighbours=task_neighbours, exclude_tasks=excluded(exclude_tasks, exclude_suite, "tasks"),
                          init_weight=init_weight, eval_every=eval_every,
                          families=[f for f in families.split(",") if f], match_scales=match_scales, fit_head=fit_head,
-                         init_spectrum=init_spectrum)
+                         init_spectrum=init_spectrum, canvas=_canvas(canvas) if canvas else {})
     except (SuiteError, ValueError, OSError) as exc:
         _fail(str(exc))
     tune_through_flow(run, corpus, out, cfg, processes)
+
+
+def _canvas(grid: Path) -> dict[str, str]:
+    """The grid's parents (family -> architecture); a grid without any is refused, since nothing would change."""
+    from weightgen.zoo import load_grid
+
+    parents = load_grid(grid).parents
+    if not parents:
+        raise ValueError(f"{grid}: the grid names no parents, so there is no canvas to write")
+    return parents
 
 
 def _run_flow(title: str, flow_fn, **parameters) -> None:

@@ -106,6 +106,7 @@ class TuneConfig:
     match_scales: bool = False  # the samples' matrices at the corpus's trained scale per layer role (weightgen.scale_prior), as sampled
     fit_head: bool = False  # score each sample with its head refitted to its body (TuneTarget.with_fitted_head): a body for `generated+head`
     init_spectrum: bool = False  # score each sample after the sampler's spectrum reshape (weightgen.spectrum), through its SVDs
+    canvas: dict[str, str] = field(default_factory=dict)  # family -> the architecture written for all of it, cut to each pair (weightgen.via_arch)
 
     def __post_init__(self):
         from weightgen.sampling import keep_kind
@@ -130,6 +131,12 @@ class TuneConfig:
         unknown = sorted(set(self.families) - set(FAMILIES))
         if unknown:
             raise ValueError(f"unknown families {', '.join(unknown)}; valid: {', '.join(FAMILIES)}")
+        for family, arch in self.canvas.items():  # a bad spec: SpecError
+            if parse_arch(arch).family != family:
+                raise ValueError(f"canvas: {arch!r} is not a {family} architecture")
+        self.canvas = {family: parse_arch(arch).to_string() for family, arch in self.canvas.items()}
+        if self.canvas and self.rebalance != "none":
+            raise ValueError("a canvas is written as one architecture and cut to each pair: rebalance must be none")
 
 
 def step_draws(seed: int, step: int, num_pairs: int, pairs_per_step: int) -> list[tuple[int, torch.Generator]]:
@@ -183,7 +190,11 @@ def tune(run_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_dir: str
     frame = frame[frame["family"] != "external"]
     holdout = {parse_arch(a).to_string() for a in cfg.holdout_archs}
     lrs = {(r["arch_string"], r["task_string"]): float(r["recipe"]["lr"]) for r in corpus.members() if "recipe" in r}
-    every = [TuneTarget(a, t, encoder.config.patch_size, dit.cfg.latent_dim, cfg.noise, lrs.get((a, t), 3e-3)).to(device)
+
+    def canvas_of(arch: str) -> str | None:  # the architecture the DiT writes for ``arch`` (None: its own)
+        return cfg.canvas.get(parse_arch(arch).family)
+    every = [TuneTarget(a, t, encoder.config.patch_size, dit.cfg.latent_dim, cfg.noise, lrs.get((a, t), 3e-3),
+                        canvas_of(a)).to(device)
              for a, t in sorted(set(zip(frame["arch"], frame["task"])))]
     pairs, held = [p for p in every if p.arch not in holdout], [p for p in every if p.arch in holdout]
     if not pairs:
@@ -196,7 +207,8 @@ def tune(run_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_dir: str
     widths = neighbour_pairs(given, cfg.neighbours, exclude | {p.arch for p in every}, cfg.seed) if cfg.neighbours else []
     tasks = task_neighbour_pairs(given, cfg.task_neighbours, cfg.exclude_tasks, cfg.seed) if cfg.task_neighbours else []
     recipes = family_recipes(corpus)  # a neighbour fine-tunes (in the lookahead) at its family's LR
-    pairs += [TuneTarget(a, t, encoder.config.patch_size, dit.cfg.latent_dim, cfg.noise, family_recipe(recipes, a)[0]).to(device)
+    pairs += [TuneTarget(a, t, encoder.config.patch_size, dit.cfg.latent_dim, cfg.noise, family_recipe(recipes, a)[0],
+                         canvas_of(a)).to(device)
               for a, t in tqdm(widths + tasks, desc="neighbours", leave=False, disable=not accelerator.is_main_process)]
     log(f"{len(trained)} training (architecture, task) pairs"
         + (f" of {', '.join(cfg.families)} ({len(scored)} scored)" if cfg.families else "")
@@ -210,7 +222,7 @@ def tune(run_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_dir: str
 
     def reference_values(p: TuneTarget) -> dict[str, torch.Tensor]:
         if id(p) not in init_values:
-            init_values[id(p)], flops = init_singular_values(p.model.state_dict())
+            init_values[id(p)], flops = init_singular_values(p.written_init)
             counted.total += flops  # no gradient flows to them: charged once, forward only
         return init_values[id(p)]
 
@@ -220,10 +232,11 @@ def tune(run_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_dir: str
         when asked), with its head refitted on training examples drawn from ``generator`` when the tune is for a
         fitted head; and the reshape's SVD FLOPs, which the FLOP counter does not see."""
         state = p.weights(dit, encoder, start, cfg.keep_noise, cfg.rebalance, drop_task)
-        state = match_scales(state, p.arch, prior) if prior is not None else state
+        state = match_scales(state, p.source or p.arch, prior) if prior is not None else state
         svd_flops = 0
-        if cfg.init_spectrum:  # against the pair's seed-0 init, as Generator.sample(seed=0) reshapes it
-            state, svd_flops = with_init_spectrum(state, p.model.state_dict(), reference_values(p))
+        if cfg.init_spectrum:  # against the written network's seed-0 init, as Generator.sample(seed=0) reshapes it
+            state, svd_flops = with_init_spectrum(state, p.written_init, reference_values(p))
+        state = p.to_target(state)  # with a canvas: cut to the pair's shapes, after the reshape as the sampler does
         return (p.with_fitted_head(state, generator) if cfg.fit_head else state), svd_flops
 
     def evaluate(step: int) -> dict:

@@ -56,13 +56,14 @@ class Generator:
     generator does (docs/results.md, item 44), so turning it on for the generator alone would not be a fair bench.
     ``via_archs`` (the architectures of the generator's corpus): an architecture not among them is sampled as the
     nearest of them and cut to its shapes by weight selection (:mod:`weightgen.via_arch`); None samples every
-    architecture as itself.
+    architecture as itself. ``canvas`` (family → architecture): every architecture of such a family is sampled as
+    that one and cut to its shapes (a DiT tuned through the cut, ``weightgen dit tune --canvas``).
     """
 
     def __init__(self, dit, encoder, steps: int = 50, guidance: float = 1.0, source: str = "",
                  noise: str = "gaussian", keep_noise: str | bool = "none", rebalance: str = "none",
                  output: str = "latents", relabel: bool = False, scale_prior: dict | None = None,
-                 init_spectrum: bool = False, via_archs: list[str] | None = None):
+                 init_spectrum: bool = False, via_archs: list[str] | None = None, canvas: dict[str, str] | None = None):
         from weightgen.rebalance import check_mode
         from weightgen.sampling import OUTPUT_KINDS, keep_kind
 
@@ -77,16 +78,17 @@ class Generator:
         self.output = output
         self.dit, self.encoder = dit.eval(), encoder.eval()
         self.steps, self.guidance, self.source, self.relabel = steps, guidance, source, relabel
-        self.scale_prior, self.init_spectrum, self.via_archs = scale_prior, init_spectrum, via_archs
+        self.scale_prior, self.init_spectrum, self.via_archs, self.canvas = scale_prior, init_spectrum, via_archs, canvas
 
     @property
     def sampler(self) -> dict:
         """How samples are drawn, for logs: steps, guidance, noise, keep_noise, rebalance, output, relabel,
-        match_scales, init_spectrum, via_archs (how many architectures unseen ones are sampled through; 0: none)."""
+        match_scales, init_spectrum, via_archs (how many architectures unseen ones are sampled through; 0: none),
+        canvas (family → the architecture sampled for all of the family's)."""
         return {"steps": self.steps, "guidance": self.guidance, "noise": self.noise, "keep_noise": self.keep_noise,
                 "rebalance": self.rebalance, "output": self.output, "relabel": self.relabel,
                 "match_scales": self.scale_prior is not None, "init_spectrum": self.init_spectrum,
-                "via_archs": len(self.via_archs or [])}
+                "via_archs": len(self.via_archs or []), "canvas": dict(self.canvas or {})}
 
     @classmethod
     def from_run(cls, run_dir: str | os.PathLike, steps: int = 50, guidance: float = 1.0, relabel: bool = False) -> "Generator":
@@ -122,7 +124,7 @@ class Generator:
                        rebalance=sampler.get("rebalance", "none"), output=sampler.get("output", "latents"),
                        relabel=relabel or bool(sampler.get("relabel", False)),
                        scale_prior=prior, init_spectrum=bool(sampler.get("init_spectrum", False)),
-                       via_archs=sampler.get("via_archs"))
+                       via_archs=sampler.get("via_archs"), canvas=sampler.get("canvas"))
         except (CheckpointError, KeyError, TypeError, ValueError, OSError) as exc:
             raise GeneratorError(f"{run_dir}: cannot load the generator: {exc}") from None
 
@@ -134,13 +136,13 @@ class Generator:
         from weightgen.relabel import base_task, label_permutation, output_layer, relabel_classes
         from weightgen.sampling import sample_state_dicts
         from weightgen.scale_prior import match_scales
-        from weightgen.via_arch import nearest_arch
+        from weightgen.via_arch import source_arch
         from weightgen.weight_selection import fit_state_dict
 
         arch, task = parse_arch(arch), parse_task(task)
         perm = label_permutation(task) if self.relabel else None
-        # the architecture the DiT writes: the target's own, or (via_archs) the nearest one it was trained on
-        source = parse_arch(nearest_arch(arch, task, self.via_archs)) if self.via_archs else arch
+        # the architecture the DiT writes: the target's own, its family's canvas, or the nearest one it was trained on
+        source = parse_arch(source_arch(arch, task, self.via_archs, self.canvas))
         started = time.perf_counter()
         with FlopCounterMode(display=False) as counter:
             states = sample_state_dicts(self.dit, self.encoder, source, base_task(task) if perm is not None else task,

@@ -60,6 +60,8 @@ def write_tuned_run(dit, run_dir: Path, out_dir: Path, cfg: TuneConfig, summary:
         sampler = {**student, "rebalance": cfg.rebalance}
     sampler["match_scales"] = cfg.match_scales  # as tuned: a calibrated base's own prior is not what this tune saw
     sampler["init_spectrum"] = cfg.init_spectrum  # likewise: the reshape stays only if the tune's loss saw it
+    if cfg.canvas:  # written as one architecture per family and cut to each: the sampler must read them so too
+        sampler["canvas"] = dict(cfg.canvas)
     if prior is not None:
         (out_dir / "dit").mkdir(parents=True, exist_ok=True)
         save_prior(out_dir / "dit", prior)

@@ -17,6 +17,7 @@ from weightgen import diffusion
 from weightgen.rebalance import rebalance
 from weightgen.sampling import kept_start
 from weightgen.sequences import fan_in_scales
+from weightgen.specs import parse_arch
 from weightgen.tokens import Tokens
 
 _T_LAST = diffusion.NUM_TRAIN_STEPS - 1
@@ -47,23 +48,33 @@ def patches_from_state(tokens: Tokens, state: dict[str, torch.Tensor]) -> torch.
 
 
 class TuneTarget:
-    """One (architecture, task): its token template, conditioning, a network skeleton, its data and its start."""
+    """One (architecture, task): its token template, conditioning, a network skeleton, its data and its start.
 
-    def __init__(self, arch: str, task: str, patch_size: int, latent_dim: int, noise: str, lr: float = 3e-3):
+    With ``source`` (another architecture of the family: its canvas, :mod:`weightgen.via_arch`) the DiT writes the
+    source's tokens, from the source's start, and :meth:`to_target` cuts that network to the pair's shapes by weight
+    selection (index selection: the gradient passes); the skeleton, data and losses stay the pair's.
+    """
+
+    def __init__(self, arch: str, task: str, patch_size: int, latent_dim: int, noise: str, lr: float = 3e-3,
+                 source: str | None = None):
         from weightgen.data import input_shape, load_task
         from weightgen.models import build_model
         from weightgen.sampling import coordinate_noise, template
         from weightgen.sequences import family_id, task_features
-        from weightgen.specs import parse_arch
 
         self.arch, self.task, self.lr = arch, task, lr  # lr: the fine-tune recipe's, for lookahead
-        self.tokens = template(arch, task, patch_size)
+        self.source = source if source is not None and parse_arch(source).to_string() != parse_arch(arch).to_string() else None
+        written = self.source or arch  # the architecture whose tokens the DiT writes
+        self.tokens = template(written, task, patch_size)
         n = len(self.tokens)
         self.coords, self.depth = self.tokens.coords[None], self.tokens.depth[None]
         self.mask = torch.ones(1, n, dtype=torch.bool)
         self.family = torch.tensor([family_id(parse_arch(arch).family)])
         self.features = task_features(task)[None]
         self.model = build_model(arch, input_shape(task), seed=0)
+        # the written network's seed-0 init: the spectrum reshape's reference, as Generator.sample reshapes before the cut
+        self.written_init = (build_model(written, input_shape(task), seed=0).state_dict() if self.source
+                             else self.model.state_dict())
         self.head = None  # (name, nn.Linear) of the classifier head, found on first use (with_fitted_head)
         data = load_task(task)
         self.train, self.val = data.train, data.val
@@ -78,6 +89,7 @@ class TuneTarget:
         for name in ("coords", "depth", "mask", "family", "features", "start"):
             setattr(self, name, getattr(self, name).to(device))
         self.model = self.model.to(device)
+        self.written_init = {k: v.to(device) for k, v in self.written_init.items()}
         self.train, self.val = (Split(s.x.to(device), s.y.to(device)) for s in (self.train, self.val))
         return self
 
@@ -123,9 +135,23 @@ class TuneTarget:
         return self.state_from_patches(encoder.decode(encoder.unstandardize(z[0]), self.coords[0]), mode)
 
     def state_from_patches(self, values: torch.Tensor, mode: str = "none") -> dict[str, torch.Tensor]:
-        """Normalised patches [N, P] as this pair's state_dict (differentiable), rebalanced by ``mode``."""
+        """Normalised patches [N, P] as the written network's state_dict (differentiable), rebalanced by ``mode``:
+        the pair's own, or with ``source`` the source's (:meth:`to_target` cuts it)."""
         state = differentiable_state_dict(self.tokens, values)
-        return state if mode == "none" else rebalance(state, self.arch, self.model.state_dict(), mode)
+        if mode == "none":
+            return state
+        if self.source:
+            raise ValueError("rebalance is not supported with a canvas: it rescales the pair's ReLU chain, not the source's")
+        return rebalance(state, self.arch, self.model.state_dict(), mode)
+
+    def to_target(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The written network cut to the pair's shapes by weight selection (differentiable; positions the source
+        lacks keep the pair's seed-0 init); the state itself when the DiT writes the pair's own architecture."""
+        if not self.source:
+            return state
+        from weightgen.weight_selection import fit_state_dict
+
+        return fit_state_dict(state, self.model.state_dict())[0]
 
     def loss(self, state, batch: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(functional_call(self.model, state, (self.train.x[batch],)), self.train.y[batch])

@@ -13,6 +13,12 @@ trained on sample as they always did.
 
 A run opts in through its sampler (``via_archs`` in ``dit/config.json``: the corpus's architectures, written by
 :func:`via_archs_run`), so the bench's ``generated`` method needs no new name.
+
+``canvas`` goes one step further, as the frame itself does: every architecture of a family, seen or not, is
+sampled as the family's *canvas* (the grid's parent, family → architecture) and cut to its shapes, so the DiT
+writes one network per family and task and every width reads its units at their proportional places. A DiT tuned
+through that readout (``weightgen dit tune --canvas GRID``: the cut is differentiable, weight selection being
+index selection) samples so; an untuned one was never asked to.
 """
 
 from __future__ import annotations
@@ -55,6 +61,15 @@ def nearest_arch(arch, task, archs: list[str]) -> str:
     return min(mine, key=lambda a: (arch_distance(a, target, task), a))
 
 
+def source_arch(arch, task, via_archs: list[str] | None = None, canvas: dict[str, str] | None = None) -> str:
+    """The architecture the DiT writes for ``arch``: its family's canvas, else (``via_archs``) the nearest seen
+    architecture, else ``arch`` itself (canonical spelling)."""
+    arch = parse_arch(arch)
+    if canvas and arch.family in canvas:
+        return parse_arch(canvas[arch.family]).to_string()
+    return nearest_arch(arch, task, via_archs) if via_archs else arch.to_string()
+
+
 def corpus_archs(corpus_root: str | os.PathLike) -> list[str]:
     """Every architecture with a native member in the corpus (hub imports aside), sorted."""
     from weightgen.corpus import Corpus
@@ -71,4 +86,4 @@ def via_archs_run(run_dir: str | os.PathLike, corpus_root: str | os.PathLike, ou
     return copy_run_with_sampler(run_dir, out_dir, {"via_archs": corpus_archs(corpus_root)})
 
 
-__all__ = ["arch_distance", "corpus_archs", "nearest_arch", "via_archs_run"]
+__all__ = ["arch_distance", "corpus_archs", "nearest_arch", "source_arch", "via_archs_run"]
