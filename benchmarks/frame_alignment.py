@@ -67,9 +67,20 @@ def compare(narrow: dict[str, torch.Tensor], wide: dict[str, torch.Tensor], seed
     return rows
 
 
-def alignment(index: CorpusIndex) -> pd.DataFrame:
+def alignment(index: CorpusIndex, generator=None) -> pd.DataFrame:
+    """Over every two members of a family on one task and seed; with ``generator``, over the generator's samples of
+    the same (architecture, task) pairs at sample seed ``seed`` instead of the members (its own coordinates)."""
     rows = []
     finals = index.finals
+    state = index.state_dict
+    if generator is not None:
+        arch_of = dict(zip(finals["member"], finals["arch"]))
+        task_of = dict(zip(finals["member"], finals["task"]))
+        seed_of = dict(zip(finals["member"], finals["seed"]))
+
+        def state(member):  # noqa: F811 (the sample stands in for the member)
+            return generator.sample(arch_of[member], task_of[member], seed=int(seed_of[member])).state_dicts[0]
+
     for (family, task, seed), group in finals.groupby(["family", "task", "seed"]):
         members = list(zip(group["arch"], group["member"], group["num_params"]))
         for (arch_a, a, pa), (arch_b, b, pb) in itertools.combinations(members, 2):
@@ -77,7 +88,7 @@ def alignment(index: CorpusIndex) -> pd.DataFrame:
                 continue
             (narrow_arch, narrow, _), (wide_arch, wide, _) = sorted([(arch_a, a, pa), (arch_b, b, pb)], key=lambda m: m[2])
             try:
-                found = compare(index.state_dict(narrow), index.state_dict(wide), seed=int(seed))
+                found = compare(state(narrow), state(wide), seed=int(seed))
             except ValueError:  # layers weight selection cannot pair (another layout): no correspondence to test
                 continue
             rows += [{"family": family, "task": task, "seed": seed, "narrow": narrow_arch, "wide": wide_arch, **r}
@@ -88,9 +99,14 @@ def alignment(index: CorpusIndex) -> pd.DataFrame:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", default="corpus/default")
+    parser.add_argument("--run", default="", help="a generator run: compare its samples of the corpus pairs instead")
     parser.add_argument("--out", default="", help="write the per-tensor table here as CSV")
     args = parser.parse_args()
-    table = alignment(CorpusIndex(args.corpus))
+    generator = None
+    if args.run:
+        from weightgen.generate import Generator
+        generator = Generator.from_run(args.run)
+    table = alignment(CorpusIndex(args.corpus), generator)
     if table.empty:
         parser.error(f"{args.corpus}: no two members of one family, task and seed with tensors of different shapes")
     if args.out:
@@ -98,7 +114,8 @@ def main() -> None:
     columns = ["same_index", "proportional", "random_index"]
     by_family = table.groupby("family")[columns].median().assign(tensors=table.groupby("family").size())
     by_layer = table.groupby(["family", "layer"])[columns].median()
-    print("median cosine between a narrower member's tensor and the wider member's, read three ways\n")
+    what = f"{args.run}'s sample" if args.run else "member"
+    print(f"median cosine between a narrower {what}'s tensor and the wider {what}'s, read three ways\n")
     print(by_family.to_string(float_format=lambda v: f"{v:.3f}"), "\n")
     print(by_layer.to_string(float_format=lambda v: f"{v:.3f}"))
 
