@@ -345,6 +345,9 @@ def test_a_canvas_tune_writes_one_architecture_cuts_it_to_every_pair_and_samples
     reference = build_model("mlp:hidden=20", input_shape("digits"), seed=4).state_dict()
     assert all(torch.equal(sample.state_dicts[0][k], v) for k, v in fit_state_dict(source.state_dicts[0], reference)[0].items())
     assert generator.sample("mlp:hidden=24x24", "digits", seed=4).via == ""  # the canvas itself is not cut
+    from weightgen.dit_distill import DistillError, teacher_sampler
+    with pytest.raises(DistillError, match="through others"):  # a student would learn the canvas as each pair's own
+        teacher_sampler(tmp_path / "canvas")
     with pytest.raises(ValueError, match="not a cnn1d architecture"):
         TuneConfig(canvas={"cnn1d": "mlp:hidden=24x24"})
     with pytest.raises(ValueError, match="rebalance must be none"):

@@ -155,6 +155,9 @@ def teacher_sampler(run_dir: Path) -> dict:
     if sampler.get("init_spectrum", False):  # likewise: the student would learn the samples before the reshape
         raise DistillError(f"{run_dir}: its samples' spectra are reshaped (`weightgen dit init-spectrum`); "
                            "distil the run it was made from")
+    if sampler.get("canvas") or sampler.get("via_archs"):  # the student would write each pair's own shapes
+        raise DistillError(f"{run_dir}: it samples architectures through others (`dit tune --canvas`, `dit via-archs`); "
+                           "distil the run it was made from")
     if sampler.get("steps") != 1 or sampler.get("noise") != "coords":
         raise DistillError(f"{run_dir}: the teacher samples with {sampler or 'DDIM from Gaussian noise'}; only a "
                            "one-step DiT from coordinate noise (a `weightgen dit tune` run) can be distilled")

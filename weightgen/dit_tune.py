@@ -193,6 +193,7 @@ def tune(run_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_dir: str
 
     def canvas_of(arch: str) -> str | None:  # the architecture the DiT writes for ``arch`` (None: its own)
         return cfg.canvas.get(parse_arch(arch).family)
+
     every = [TuneTarget(a, t, encoder.config.patch_size, dit.cfg.latent_dim, cfg.noise, lrs.get((a, t), 3e-3),
                         canvas_of(a)).to(device)
              for a, t in sorted(set(zip(frame["arch"], frame["task"])))]
