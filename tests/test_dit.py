@@ -57,6 +57,37 @@ def test_shapes_and_adaln_zero_output_is_zero_at_init():
     assert torch.equal(out, torch.zeros_like(out))
 
 
+def test_hash_experts_cost_one_feed_forward_per_token_and_train_only_the_routed_expert():
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from weightgen.dit import HashFeedForward, hash_route
+
+    x, coords, depth, mask, family, task = batch(synthetic())
+    t = torch.tensor([0, 500, 999])
+    flops, models = {}, {}
+    for experts in (0, 4):
+        torch.manual_seed(0)
+        models[experts] = DiT(DiTConfig(latent_dim=D, **{**DIT_PRESETS["tiny"], "experts": experts})).train()
+        with torch.no_grad():  # out of adaLN-Zero, so every block's feed-forward reaches the output
+            for q in models[experts].parameters():
+                q.add_(0.1 * torch.randn_like(q))
+        with FlopCounterMode(display=False) as counter:
+            out = models[experts](x, t, coords, depth, mask, family, task)
+        flops[experts] = counter.get_total_flops()
+    assert flops[4] == flops[0]  # four experts' parameters at one feed-forward's FLOPs per token
+    dense, moe = (sum(q.numel() for q in models[e].parameters()) for e in (0, 4))
+    ffn = sum(q.numel() for q in models[0].blocks[0].mlp.parameters()) * len(models[0].blocks)
+    assert moe - dense == 3 * ffn
+    route = hash_route(coords, 4)
+    assert torch.equal(route, hash_route(coords.clone(), 4)) and set(route.unique().tolist()) <= {0, 1, 2, 3}
+    # a token goes through its expert alone: the gradient of one token's output reaches that expert only
+    layer = HashFeedForward(8, 16, 4)
+    h, one = torch.randn(1, 5, 8), torch.tensor([[0, 1, 2, 3, 1]])
+    layer(h, one)[0, 2].sum().backward()
+    assert layer.w1.grad[2].abs().sum() > 0 and layer.w1.grad[[0, 1, 3]].abs().sum() == 0
+    assert DiTConfig(latent_dim=D).experts == 0  # a config written before experts existed loads as dense
+
+
 def test_padding_does_not_change_real_tokens():
     model = tiny_model(randomize=True)
     x, coords, depth, mask, family, task = batch(synthetic())

@@ -36,13 +36,17 @@ class DiTConfig:
     # per-token output: None = latent_dim (a denoiser); a student that writes weights directly gives
     # normalised patches instead (weightgen.dit_distill, output "patches"), so no decoder runs
     out_dim: int | None = None
+    # > 0: each block's feed-forward is this many experts, a token routed to one by a hash of its position
+    # (HashFeedForward): parameters grow with the experts, a token's FLOPs do not
+    experts: int = 0
 
 
 DIT_PRESETS: dict[str, dict] = {
-    "tiny": dict(dim=32, depth=2, heads=2),
-    "XS": dict(dim=64, depth=2, heads=2),  # a distilled student's size (weightgen.dit_distill): ~1/8 of S per token
-    "S": dict(dim=128, depth=4, heads=4),
-    "M": dict(dim=256, depth=8, heads=8),
+    "tiny": dict(dim=32, depth=2, heads=2, experts=0),
+    "XS": dict(dim=64, depth=2, heads=2, experts=0),  # a distilled student's size (weightgen.dit_distill): ~1/8 of S per token
+    "XS-E8": dict(dim=64, depth=2, heads=2, experts=8),  # XS's FLOPs per token, 8 feed-forwards' parameters
+    "S": dict(dim=128, depth=4, heads=4, experts=0),
+    "M": dict(dim=256, depth=8, heads=8, experts=0),
 }
 
 
@@ -124,20 +128,53 @@ class Attention(nn.Module):
         return self.proj(x.transpose(1, 2).reshape(B, L, D))
 
 
+class HashFeedForward(nn.Module):
+    """``experts`` feed-forwards; each token goes through the one its route names (Roller et al. 2021, hash layers).
+
+    The route is fixed by the token's position, not learnt, so no expert goes unused and no balancing loss is
+    needed; each expert runs on its own tokens only, so a token costs one feed-forward's FLOPs (what
+    ``FlopCounterMode`` counts) while the parameters, what a generator can store, grow with the experts.
+    """
+
+    def __init__(self, dim: int, hidden: int, experts: int):
+        super().__init__()
+        self.w1, self.w2 = nn.Parameter(torch.empty(experts, dim, hidden)), nn.Parameter(torch.empty(experts, hidden, dim))
+        self.b1, self.b2 = nn.Parameter(torch.zeros(experts, hidden)), nn.Parameter(torch.zeros(experts, dim))
+        for w in (*self.w1, *self.w2):  # each expert as nn.Linear's xavier init would make it
+            nn.init.xavier_uniform_(w)
+
+    def forward(self, x, route):
+        out = x.new_zeros(x.shape)
+        for e in range(self.w1.shape[0]):
+            chosen = route == e  # [B, L]
+            if chosen.any():
+                h = F.gelu(x[chosen] @ self.w1[e] + self.b1[e], approximate="tanh")
+                out[chosen] = h @ self.w2[e] + self.b2[e]
+        return out
+
+
+def hash_route(coords: torch.Tensor, experts: int) -> torch.Tensor:
+    """[B, L] expert of each token: a hash of its (layer, kind, row), so a position always takes the same one."""
+    key = coords[..., 1] * 1_000_003 + coords[..., 2] * 10_007 + coords[..., 3]
+    return key % experts
+
+
 class DiTBlock(nn.Module):
-    def __init__(self, dim: int, heads: int, mlp_ratio: float):
+    def __init__(self, dim: int, heads: int, mlp_ratio: float, experts: int = 0):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
         self.attn = Attention(dim, heads)
         self.norm2 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
         hidden = int(dim * mlp_ratio)
-        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(approximate="tanh"), nn.Linear(hidden, dim))
+        self.mlp = (HashFeedForward(dim, hidden, experts) if experts else
+                    nn.Sequential(nn.Linear(dim, hidden), nn.GELU(approximate="tanh"), nn.Linear(hidden, dim)))
         self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(dim, 6 * dim))
 
-    def forward(self, x, c, mask):
+    def forward(self, x, c, mask, route=None):
         shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = self.adaLN_modulation(c).chunk(6, dim=1)
         x = x + gate_msa.unsqueeze(1) * self.attn(modulate(self.norm1(x), shift_msa, scale_msa), mask)
-        x = x + gate_mlp.unsqueeze(1) * self.mlp(modulate(self.norm2(x), shift_mlp, scale_mlp))
+        h = modulate(self.norm2(x), shift_mlp, scale_mlp)
+        x = x + gate_mlp.unsqueeze(1) * (self.mlp(h, route) if route is not None else self.mlp(h))
         return x
 
 
@@ -163,7 +200,7 @@ class DiT(nn.Module):
         self.family_embedder = nn.Embedding(cfg.num_families, cfg.dim)
         self.task_embedder = mlp(cfg.task_features, cfg.dim)
         self.null_task = nn.Parameter(torch.zeros(cfg.dim))
-        self.blocks = nn.ModuleList([DiTBlock(cfg.dim, cfg.heads, cfg.mlp_ratio) for _ in range(cfg.depth)])
+        self.blocks = nn.ModuleList([DiTBlock(cfg.dim, cfg.heads, cfg.mlp_ratio, cfg.experts) for _ in range(cfg.depth)])
         self.final_layer = FinalLayer(cfg.dim, cfg.out_dim or cfg.latent_dim)
         self.initialize_weights()
 
@@ -211,6 +248,7 @@ class DiT(nn.Module):
         """
         h = self.x_embedder(x) + self.coord_embedder(coords, depth)  # [B, L, dim]
         c = self.condition(t, family, task, drop_task)  # [B, dim]
+        route = hash_route(coords, self.cfg.experts) if self.cfg.experts else None
         for block in self.blocks:
-            h = block(h, c, mask)  # [B, L, dim]
+            h = block(h, c, mask, route)  # [B, L, dim]
         return self.final_layer(h, c) * mask[..., None]  # [B, L, out_dim or latent_dim]
