@@ -19,6 +19,9 @@ sampled as the family's *canvas* (the grid's parent, family → architecture) an
 writes one network per family and task and every width reads its units at their proportional places. A DiT tuned
 through that readout (``weightgen dit tune --canvas GRID``: the cut is differentiable, weight selection being
 index selection) samples so; an untuned one was never asked to.
+
+Both lose to sampling every architecture as itself with the recipe's student, whose samples are not the frame's
+networks (docs/results.md, item 71: 0.18 and −0.05 against 0.34 saved on unseen architectures); they stay options.
 """
 
 from __future__ import annotations
