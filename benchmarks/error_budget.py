@@ -37,11 +37,11 @@ import pandas as pd
 import torch
 
 from weightgen.baselines import RETRIEVAL_KEYS, CorpusIndex, _Case, _retrieval_candidates, make_init
-from weightgen.weight_selection import fit_state_dict
 from weightgen.data import input_shape
 from weightgen.models import build_model
 from weightgen.specs import parse_arch, parse_task
 from weightgen.suite import load_suite
+from weightgen.weight_selection import fit_state_dict
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from layer_probe import finetune_scores  # noqa: E402
@@ -116,9 +116,8 @@ def soup(case: _Case, size: int) -> dict[str, torch.Tensor]:
     target = case.model.state_dict()
     fitted = [case.in_label_order(fit_state_dict(case.index.state_dict(m), target)[0], t)
               for m, t in zip(rows["member"], rows["task"])]
-    state = {k: (sum(f[k].double() for f in fitted) / len(fitted)).to(v.dtype) if v.is_floating_point() else v.clone()
-             for k, v in target.items()}
-    return state
+    return {k: (sum(f[k].double() for f in fitted) / len(fitted)).to(v.dtype) if v.is_floating_point() else v.clone()
+            for k, v in target.items()}
 
 
 def held_out_starts(index: CorpusIndex, arch: str, task: str, seed: int,
@@ -128,7 +127,6 @@ def held_out_starts(index: CorpusIndex, arch: str, task: str, seed: int,
     placed on the same budget; with ``soups``, the average of the members of that many nearest pairs by retrieval's
     ranking (``soup=k``) too. ``index``'s member table is restored."""
     finals, out = index.finals, {}
-    as_float = lambda state: {k: v.float() if v.is_floating_point() else v for k, v in state.items()}  # noqa: E731
     try:
         for held, column, value in (("arch", "arch", arch), ("task", "task", task)):
             index.finals = finals[finals[column] != value].reset_index(drop=True)
@@ -136,19 +134,24 @@ def held_out_starts(index: CorpusIndex, arch: str, task: str, seed: int,
                 init = make_init(method, arch, task, seed, index)
                 if init.state_dict is not None:
                     out[f"{method}, {held} held out"] = as_float(init.state_dict)
-            for size in soups:
+            if soups:
                 case = _Case(parse_arch(arch), parse_task(task), seed,
                              build_model(arch, input_shape(task), seed=seed), index, 0.0)
+            for size in soups:
                 out[f"soup={size}, {held} held out"] = as_float(soup(case, size))
     finally:
         index.finals = finals
     return out
 
 
+def as_float(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A new dict with the floating tensors as float32 (the others as they are), so a cached state is never changed."""
+    return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+
+
 def load_member(index: CorpusIndex, member: str) -> dict[str, torch.Tensor]:
-    """The member's final checkpoint (read once by the index), its floating tensors as float32; a new dict, so
-    the index's cached one is never changed."""
-    return {k: v.float() if v.is_floating_point() else v for k, v in index.state_dict(member).items()}
+    """The member's final checkpoint (read once by the index), as float32 (:func:`as_float`)."""
+    return as_float(index.state_dict(member))
 
 
 def main() -> None:
@@ -195,7 +198,7 @@ def main() -> None:
         if args.corpus_starts:
             starts |= held_out_starts(index, arch, task, seed, args.soups)
         if generator is not None:
-            sample = {k: v.float() for k, v in generator.sample(arch, task, seed=seed).state_dicts[0].items()}
+            sample = as_float(generator.sample(arch, task, seed=seed).state_dicts[0])
             starts["sample"] = sample
             starts |= {f"toward={a:g}": toward(member, sample, a) for a in args.toward}
         scored = finetune_scores(arch, task, seed, starts, args.steps, args.eval_every)

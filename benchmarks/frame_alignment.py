@@ -17,6 +17,7 @@ chosen indices is the floor. Medians per family and layer position.
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 
 import pandas as pd
@@ -72,15 +73,14 @@ def alignment(index: CorpusIndex, generator=None) -> pd.DataFrame:
     the same (architecture, task) pairs at sample seed ``seed`` instead of the members (its own coordinates)."""
     rows = []
     finals = index.finals
-    state = index.state_dict
-    if generator is not None:
-        arch_of = dict(zip(finals["member"], finals["arch"]))
-        task_of = dict(zip(finals["member"], finals["task"]))
-        seed_of = dict(zip(finals["member"], finals["seed"]))
+    rows_of = finals.set_index("member")
 
-        def state(member):  # noqa: F811 (the sample stands in for the member)
-            return generator.sample(arch_of[member], task_of[member], seed=int(seed_of[member])).state_dicts[0]
+    @functools.cache  # a member is in a pair with every other architecture of its group: sample it once
+    def sample_of(member: str) -> dict[str, torch.Tensor]:
+        row = rows_of.loc[member]
+        return generator.sample(row["arch"], row["task"], seed=int(row["seed"])).state_dicts[0]
 
+    state = index.state_dict if generator is None else sample_of  # the index reads each member once too
     for (family, task, seed), group in finals.groupby(["family", "task", "seed"]):
         members = list(zip(group["arch"], group["member"], group["num_params"]))
         for (arch_a, a, pa), (arch_b, b, pb) in itertools.combinations(members, 2):

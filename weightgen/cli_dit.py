@@ -202,15 +202,17 @@ def dit_via_archs(
 ) -> None:
     """Copy a run so that an architecture outside the corpus is sampled as the nearest corpus architecture and cut
     to its shapes by weight selection, as a shared frame makes its members (weightgen/via_arch.py)."""
+    import json
+
     from weightgen.corpus import CorpusError
-    from weightgen.via_arch import corpus_archs, via_archs_run
+    from weightgen.via_arch import via_archs_run
 
     try:
         out = via_archs_run(run, corpus, out)
     except (CorpusError, ValueError, OSError) as exc:
         _fail(str(exc))
-    console.print(f"{out}: unseen architectures sampled through the nearest of {len(corpus_archs(corpus))} in "
-                  f"{corpus} (a copy of {run})")
+    archs = json.loads((out / "dit" / "config.json").read_text())["sampler"]["via_archs"]  # as the copy records them
+    console.print(f"{out}: unseen architectures sampled through the nearest of {len(archs)} in {corpus} (a copy of {run})")
 
 
 @dit_app.command("sample")

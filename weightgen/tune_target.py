@@ -19,6 +19,7 @@ from weightgen.sampling import kept_start
 from weightgen.sequences import fan_in_scales
 from weightgen.specs import parse_arch
 from weightgen.tokens import Tokens
+from weightgen.weight_selection import fit_state_dict
 
 _T_LAST = diffusion.NUM_TRAIN_STEPS - 1
 
@@ -147,11 +148,7 @@ class TuneTarget:
     def to_target(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """The written network cut to the pair's shapes by weight selection (differentiable; positions the source
         lacks keep the pair's seed-0 init); the state itself when the DiT writes the pair's own architecture."""
-        if not self.source:
-            return state
-        from weightgen.weight_selection import fit_state_dict
-
-        return fit_state_dict(state, self.model.state_dict())[0]
+        return fit_state_dict(state, self.model.state_dict())[0] if self.source else state
 
     def loss(self, state, batch: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(functional_call(self.model, state, (self.train.x[batch],)), self.train.y[batch])
