@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from weightgen import diffusion
 from weightgen.dit import DIT_PRESETS, DiT, DiTConfig
@@ -85,6 +86,17 @@ def test_hash_experts_cost_one_feed_forward_per_token_and_train_only_the_routed_
     h, one = torch.randn(1, 5, 8), torch.tensor([[0, 1, 2, 3, 1]])
     layer(h, one)[0, 2].sum().backward()
     assert layer.w1.grad[2].abs().sum() > 0 and layer.w1.grad[[0, 1, 3]].abs().sum() == 0
+    # the sorted forward is each expert applied to its own tokens, to the bit, values and gradients alike
+    h, route = torch.randn(3, 40, 8, requires_grad=True), torch.randint(0, 4, (3, 40))
+    route[:, :3] = 3  # expert 0 may go unused in a batch; here expert 3 takes many
+    route[route == 0] = 1
+    expected = torch.zeros(3, 40, 8)
+    for e in range(4):
+        chosen = route == e
+        expected[chosen] = F.gelu(h[chosen] @ layer.w1[e] + layer.b1[e], approximate="tanh") @ layer.w2[e] + layer.b2[e]
+    got = layer(h, route)
+    assert torch.equal(got, expected)
+    assert torch.equal(torch.autograd.grad(got.sum(), h)[0], torch.autograd.grad(expected.sum(), h)[0])
     assert DiTConfig(latent_dim=D).experts == 0  # a config written before experts existed loads as dense
 
 

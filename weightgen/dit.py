@@ -145,13 +145,16 @@ class HashFeedForward(nn.Module):
             nn.init.xavier_uniform_(w)
 
     def forward(self, x, route):
-        out = x.new_zeros(x.shape)
-        for e in range(self.w1.shape[0]):
-            chosen = route == e  # [B, L]
-            if chosen.any():
-                h = F.gelu(x[chosen] @ self.w1[e] + self.b1[e], approximate="tanh")
-                out[chosen] = h @ self.w2[e] + self.b2[e]
-        return out
+        # tokens sorted by expert (stable: each expert's rows keep their order), so every expert reads one contiguous
+        # slice and the step synchronises with the device once (the counts), not once per expert
+        flat, route = x.reshape(-1, x.shape[-1]), route.reshape(-1)
+        order = torch.argsort(route, stable=True)
+        counts = torch.bincount(route, minlength=self.w1.shape[0]).tolist()
+        outs = [F.gelu(rows @ self.w1[e] + self.b1[e], approximate="tanh") @ self.w2[e] + self.b2[e]
+                for e, rows in enumerate(flat[order].split(counts))]
+        out = torch.empty_like(flat)
+        out[order] = torch.cat(outs)
+        return out.view(x.shape)
 
 
 def hash_route(coords: torch.Tensor, experts: int) -> torch.Tensor:
