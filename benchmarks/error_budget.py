@@ -24,6 +24,9 @@ price (its FLOPs) is not counted here: the bench counts it.
 
     .venv/bin/python benchmarks/error_budget.py --corpus corpus/default --out runs/probe/error-budget
     .venv/bin/python benchmarks/error_budget.py --corpus corpus/wide-sp --run runs/sp-xsp-k100-s3-lr1e-4-ts ...
+
+``--geometry-only`` skips the fine-tunes and prints where the starts sit (distance, norm ratio, cosine), the check
+a generator's samples get before a bench (``--noise '' --toward ''`` leaves the sample beside the members).
 """
 
 from __future__ import annotations
@@ -170,6 +173,8 @@ def main() -> None:
                              "and without its task")
     parser.add_argument("--soups", default="", type=lambda t: tuple(int(x) for x in t.split(",") if x),
                         help="with --corpus-starts: also the average of the members of the k nearest pairs, each k")
+    parser.add_argument("--geometry-only", action="store_true",
+                        help="no fine-tuning: each start's distance, norm ratio and cosine to the member, medians")
     parser.add_argument("--out", default="runs/probe/error-budget")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -201,7 +206,10 @@ def main() -> None:
             sample = as_float(generator.sample(arch, task, seed=seed).state_dicts[0])
             starts["sample"] = sample
             starts |= {f"toward={a:g}": toward(member, sample, a) for a in args.toward}
-        scored = finetune_scores(arch, task, seed, starts, args.steps, args.eval_every)
+        if args.geometry_only:  # where the starts sit, without the fine-tunes that price them (seconds, not minutes)
+            scored = [{"arch": arch, "task": task, "seed": seed, "start": name} for name in starts]
+        else:
+            scored = finetune_scores(arch, task, seed, starts, args.steps, args.eval_every)
         for row in scored:
             row["family"] = parse_arch(arch).family
             row["distance"] = relative_error(starts[row["start"]], member, names)
@@ -210,6 +218,13 @@ def main() -> None:
         print(pd.DataFrame(scored).drop(columns=["arch", "task"]).to_string(index=False, float_format=lambda v: f"{v:.3f}"),
               f"\n^ {arch} @ {task}, seed {seed}", flush=True)
     table = pd.DataFrame(rows)
+    if args.geometry_only:
+        table.to_csv(out / "geometry.csv", index=False)
+        print("\nmedian over pairs and seeds:")
+        print(table.groupby("start")[["distance", "norm_ratio", "cosine"]].median().sort_values("distance")
+              .to_string(float_format=lambda v: f"{v:.3f}"))
+        print(f"\nwrote {out / 'geometry.csv'}")
+        return
     table.to_csv(out / "error_budget.csv", index=False)
     summarize(table, out)
 

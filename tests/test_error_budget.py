@@ -1,8 +1,10 @@
 """benchmarks/error_budget.py: the starts it builds sit at the distance it reports, and suite pairs stay out."""
 
 import importlib.util
+import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 
@@ -120,3 +122,19 @@ def test_a_soup_is_the_average_of_every_member_of_the_nearest_pairs_fitted_to_th
     first = next(iter(two))
     assert not torch.equal(two[first], one[first])
     assert torch.equal(probe.soup(case, 2)[first], two[first])  # no draw: the same every time
+
+
+def test_geometry_only_places_every_start_without_fine_tuning(setup, tmp_path, monkeypatch):
+    _, corpus, run = setup  # a tiny corpus (two seeds per pair) and a tiny DiT
+    monkeypatch.setattr(probe, "finetune_scores", lambda *a, **k: pytest.fail("--geometry-only fine-tuned a start"))
+    monkeypatch.setattr(sys, "argv", ["error_budget.py", "--corpus", str(corpus), "--run", str(run), "--geometry-only",
+                                      "--noise", "0.5", "--toward", "", "--seeds", "0", "--per-family", "1",
+                                      "--out", str(tmp_path)])
+    probe.main()
+    table = pd.read_csv(tmp_path / "geometry.csv")
+    assert set(table["start"]) == {"random", "member", "twin", "noise=0.5", "sample"}
+    by_start = table.set_index("start")
+    assert by_start.loc["member", "distance"] == 0 and by_start.loc["member", "cosine"] == pytest.approx(1)
+    assert by_start.loc["noise=0.5", "distance"] == pytest.approx(0.5, rel=0.05)
+    assert 0 < by_start.loc["twin", "distance"] and 0 < by_start.loc["sample", "distance"]
+    assert not (tmp_path / "error_budget.csv").exists()  # nothing was priced, so no budget table
