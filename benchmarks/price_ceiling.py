@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -27,6 +28,9 @@ import torch
 from weightgen.bench_score import summarize
 from weightgen.dit import DIT_PRESETS, DiT
 from weightgen.generate import Generator
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from pooled_summary import pooled_results  # noqa: E402
 
 
 def with_preset(generator: Generator, preset: str, seed: int = 0) -> Generator:
@@ -94,12 +98,7 @@ def main() -> None:
     unknown = [p for p in presets if p not in DIT_PRESETS]
     if unknown:
         parser.error(f"unknown preset(s) {', '.join(unknown)}; valid: {', '.join(DIT_PRESETS)}")
-    tables, offset = [], 0
-    for b in args.bench:  # pooled: each suite's case_index moved past the last one's, as its cases are others
-        t = pd.read_parquet(Path(b) / "results.parquet")
-        tables.append(t.assign(case_index=t["case_index"] + offset))
-        offset += int(t["case_index"].max()) + 1
-    results = pd.concat(tables, ignore_index=True)
+    results = pooled_results(args.bench)  # each suite's case_index moved past the last one's, as its cases are others
     results = results[results["split"].isin(args.splits.split(","))]
     generator = Generator.from_run(args.run)
     own = next((p for p, v in DIT_PRESETS.items()
