@@ -58,6 +58,15 @@ def test_shapes_and_adaln_zero_output_is_zero_at_init():
     assert torch.equal(out, torch.zeros_like(out))
 
 
+def test_expert_presets_are_their_dense_preset_with_experts():
+    # "<size>-E<n>" prices a sample as <size> (same width, depth, heads): only the feed-forward's parameters grow
+    for name, preset in DIT_PRESETS.items():
+        if "-E" in name:
+            size, experts = name.split("-E")
+            assert preset == {**DIT_PRESETS[size], "experts": int(experts)}, name
+    assert {"XS-E8", "S-E8"} <= set(DIT_PRESETS)
+
+
 def test_hash_experts_cost_one_feed_forward_per_token_and_train_only_the_routed_expert():
     from torch.utils.flop_counter import FlopCounterMode
 

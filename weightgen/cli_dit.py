@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from weightgen.dit_presets import PRESETS as DIT_PRESETS
 from weightgen.terminal import DEFAULT_CORPUS, DEFAULT_RUN, console
 from weightgen.terminal import fail as _fail
 from weightgen.terminal import print_summary as _print_summary
@@ -21,7 +22,7 @@ def dit_train(
     processes: int = typer.Option(1, min=1, help="training processes (accelerate launch when > 1)"),
     steps: int = typer.Option(2000, min=1),
     batch_size: int = typer.Option(16, min=1),
-    preset: str = typer.Option("S", help="tiny | XS | S | M"),
+    preset: str = typer.Option("S", help=f"the DiT's size: {' | '.join(DIT_PRESETS)}"),
 ) -> None:
     """Train the DiT on the cached latents (resumes from the latest checkpoint), then score seen samples."""
     _prepare_prefect()
@@ -124,7 +125,7 @@ def dit_distill(
     teacher: Path = typer.Option(..., help="a tuned run folder (`weightgen dit tune`): the teacher"),
     corpus: Path = typer.Option(DEFAULT_CORPUS, help="corpus whose seen (architecture, task) pairs the student learns on"),
     out: Path = typer.Option(..., help="new run folder for the student (the teacher is left as it is)"),
-    preset: str = typer.Option("XS", help="the student DiT's size: tiny | XS | S | M"),
+    preset: str = typer.Option("XS", help=f"the student DiT's size: {' | '.join(DIT_PRESETS)}"),
     steps: int = typer.Option(3000, min=1),
     lr: float = typer.Option(1e-3, min=0.0),
     function_weight: float = typer.Option(0.0, min=0.0, help="x KL from the teacher's network to the student's, added to the output error"),

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from weightgen.dit_presets import PRESETS
 from weightgen.tokens import PARAM_KINDS
 
 
@@ -41,14 +42,7 @@ class DiTConfig:
     experts: int = 0
 
 
-DIT_PRESETS: dict[str, dict] = {
-    "tiny": dict(dim=32, depth=2, heads=2, experts=0),
-    "XS": dict(dim=64, depth=2, heads=2, experts=0),  # a distilled student's size (weightgen.dit_distill): ~1/8 of S per token
-    "XS-E8": dict(dim=64, depth=2, heads=2, experts=8),  # XS's FLOPs per token, 8 feed-forwards' parameters
-    "XS-E32": dict(dim=64, depth=2, heads=2, experts=32),  # XS's FLOPs per token, 32 feed-forwards' parameters
-    "S": dict(dim=128, depth=4, heads=4, experts=0),
-    "M": dict(dim=256, depth=8, heads=8, experts=0),
-}
+DIT_PRESETS = PRESETS  # the sizes, in weightgen.dit_presets so the CLI can list them without importing torch
 
 
 def modulate(x, shift, scale):
