@@ -270,16 +270,20 @@ def _fitted(case: _Case, best: pd.Series) -> Result:
 RETRIEVAL_KEYS = ["other_dataset", "task_distance", "order_distance", "arch_distance"]
 
 
+def size_distance(params: int, num_layers: int, target_params: int, target_layers: int) -> float:
+    """Retrieval's architecture distance: |log parameter ratio| + layers apart (``weightgen.via_arch`` reads it too)."""
+    return abs(math.log(params / target_params)) + abs(num_layers - target_layers)
+
+
 def _retrieval_candidates(case: _Case) -> pd.DataFrame:
-    """The family's members with retrieval's keys: ``candidates`` plus ``arch_distance`` (|log params ratio| +
-    layers apart)."""
+    """The family's members with retrieval's keys: ``candidates`` plus ``arch_distance`` (:func:`size_distance`)."""
     rows = case.candidates()
     target_params = count_parameters(case.model)
     target_layers = len(layers(case.model.state_dict()))
 
     def arch_distance(row: pd.Series) -> float:
-        layers_apart = abs(case.index.num_layers(row["arch"], row["task"]) - target_layers)
-        return abs(math.log(row["num_params"] / target_params)) + layers_apart
+        num_layers = case.index.num_layers(row["arch"], row["task"])
+        return size_distance(row["num_params"], num_layers, target_params, target_layers)
 
     return rows.assign(arch_distance=rows.apply(arch_distance, axis=1))
 

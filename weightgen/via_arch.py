@@ -27,12 +27,12 @@ networks (docs/results.md, item 71: 0.18 and −0.05 against 0.34 saved on unsee
 from __future__ import annotations
 
 import functools
-import math
 import os
 from pathlib import Path
 
 import torch
 
+from weightgen.baselines import size_distance
 from weightgen.data import input_shape
 from weightgen.models import build_model, count_parameters
 from weightgen.specs import parse_arch, parse_task
@@ -48,9 +48,8 @@ def _size(arch: str, task: str) -> tuple[int, int]:
 
 
 def arch_distance(source: str, target: str, task: str) -> float:
-    """Retrieval's architecture distance (``weightgen.baselines``): |log parameter ratio| + layers apart."""
-    (ps, ls), (pt, lt) = _size(source, task), _size(target, task)
-    return abs(math.log(ps / pt)) + abs(ls - lt)
+    """Retrieval's architecture distance (:func:`weightgen.baselines.size_distance`) from ``source`` to ``target``."""
+    return size_distance(*_size(source, task), *_size(target, task))
 
 
 def nearest_arch(arch, task, archs: list[str]) -> str:
