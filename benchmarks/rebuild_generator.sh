@@ -14,7 +14,9 @@
 # are all in the wide grid, so they are trained once). Each step is timed and skipped when its output exists; with
 # DRY_RUN=1 the steps are printed, not run. About 35 minutes on 2 cores for the corpora and the teacher, and 20-35
 # for each student (stop 32).
-# Usage: benchmarks/rebuild_generator.sh independent|shared|arch-rich [SEED] [PRESET]
+# Usage: benchmarks/rebuild_generator.sh independent|shared|arch-rich [SEED] [PRESET] [TEACHER_PRESET]
+#   TEACHER_PRESET: the teacher's DiT preset (S, as every stop before 39 built it; S-E8, item 74, goes to
+#   runs/<prefix>SE8, SE8-bp, SE8-wide-la50 and its students to runs/<prefix>SE8t-xsp...);
 #   SEED: the student's distillation seed (3); PRESET: the student's DiT preset (XS, as every stop before 38 built it;
 #   XS-E8, the best student of items 72-73, goes to runs/<prefix>xspE8-k100-sSEED)
 set -euo pipefail
@@ -23,13 +25,16 @@ case "${1:-}" in
   independent) SMALL_GRID=independent; SMALL=corpus/independent; WIDE_GRID=wide-tasks; WIDE=corpus/wide; PREFIX="" ;;
   shared) SMALL_GRID=default; SMALL=corpus/default; WIDE_GRID=wide-shared-parent; WIDE=corpus/wide-sp; PREFIX=sp- ;;
   arch-rich) SMALL_GRID=default; SMALL=corpus/default; WIDE_GRID=arch-rich; WIDE=corpus/arch-rich; PREFIX=ar- ;;
-  *) echo "usage: $0 independent|shared|arch-rich [SEED] [PRESET]" >&2; exit 2 ;;
+  *) echo "usage: $0 independent|shared|arch-rich [SEED] [PRESET] [TEACHER_PRESET]" >&2; exit 2 ;;
 esac
 SEED=${2:-3}
 PRESET=${3:-XS}
 SUFFIX=${PRESET#XS}; SUFFIX=${SUFFIX#-}   # XS → '', XS-E8 → E8
+TEACHER_PRESET=${4:-S}
+TSUFFIX=${TEACHER_PRESET#S}; TSUFFIX=${TSUFFIX#-}   # S → '', S-E8 → E8
 TEACHER=runs/${PREFIX:-v-}   # the independent teacher's runs were named v-*, its students plain xsp-*
-STUDENT=runs/${PREFIX}xsp${SUFFIX}-k100-s$SEED
+STUDENT=runs/${PREFIX}${TSUFFIX:+S${TSUFFIX}t-}xsp${SUFFIX}-k100-s$SEED
+T=${TEACHER}S$TSUFFIX   # the teacher's runs: $T (diffusion), $T-bp, $T-wide-la50
 W=.venv/bin/weightgen
 EXCLUDE=(--exclude-suite suites/default.yaml --exclude-suite suites/smoke.yaml)
 if [ "$1" = arch-rich ]; then  # stop 24 checked the old architectures' neighbours against the holdout suites, not these
@@ -44,10 +49,10 @@ if [ ! -f $WIDE/.done ]; then
   t $W corpus build --grid configs/grids/$WIDE_GRID.yaml --out $WIDE --workers 2; t touch $WIDE/.done
 fi
 [ -d ${TEACHER}tiny/encoder ] || t .venv/bin/python benchmarks/generator_variants.py --corpus $SMALL --out ${TEACHER}tiny --preset tiny --max-len 256 --steps 4000 --processes 2 --samples 1
-if [ ! -f ${TEACHER}S/dit/model.safetensors ]; then t rm -rf ${TEACHER}S; t cp -r ${TEACHER}tiny ${TEACHER}S; t rm -rf ${TEACHER}S/dit
-  t $W dit train --run ${TEACHER}S --corpus $SMALL --preset S --steps 500 --processes 2; fi
-[ -f ${TEACHER}S-bp/dit/model.safetensors ] || t $W dit tune --run ${TEACHER}S --corpus $SMALL --out ${TEACHER}S-bp --steps 2000 --bias-penalty 1 --processes 2
-[ -f ${TEACHER}S-wide-la50/dit/model.safetensors ] || t $W dit tune --run ${TEACHER}S-bp --corpus $WIDE --out ${TEACHER}S-wide-la50 --steps 250 --bias-penalty 1 --inner-steps 50 --processes 2
-[ -f $STUDENT/dit/model.safetensors ] || t $W dit distill --teacher ${TEACHER}S-wide-la50 --corpus $WIDE --preset $PRESET --steps 1500 --neighbours 4 "${EXCLUDE[@]}" --output patches --target-steps 100 --seed $SEED --out $STUDENT
+if [ ! -f $T/dit/model.safetensors ]; then t rm -rf $T; t cp -r ${TEACHER}tiny $T; t rm -rf $T/dit
+  t $W dit train --run $T --corpus $SMALL --preset $TEACHER_PRESET --steps 500 --processes 2; fi
+[ -f $T-bp/dit/model.safetensors ] || t $W dit tune --run $T --corpus $SMALL --out $T-bp --steps 2000 --bias-penalty 1 --processes 2
+[ -f $T-wide-la50/dit/model.safetensors ] || t $W dit tune --run $T-bp --corpus $WIDE --out $T-wide-la50 --steps 250 --bias-penalty 1 --inner-steps 50 --processes 2
+[ -f $STUDENT/dit/model.safetensors ] || t $W dit distill --teacher $T-wide-la50 --corpus $WIDE --preset $PRESET --steps 1500 --neighbours 4 "${EXCLUDE[@]}" --output patches --target-steps 100 --seed $SEED --out $STUDENT
 [ -f $STUDENT-lr1e-4-ts/dit/model.safetensors ] || t $W dit tune --run $STUDENT --out $STUDENT-lr1e-4-ts --corpus $WIDE --steps 250 --inner-steps 50 --bias-penalty 1 --neighbours 4 "${EXCLUDE[@]}" --lr 1e-4 --init-spectrum
 echo REBUILD DONE
