@@ -1,0 +1,37 @@
+"""benchmarks/rebuild_generator.sh names its runs from its arguments: a dry run in an empty checkout prints every step."""
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "rebuild_generator.sh"
+
+
+def dry_run(tmp_path: Path, *args: str) -> list[str]:
+    (tmp_path / "benchmarks").mkdir(exist_ok=True)
+    shutil.copy(SCRIPT, tmp_path / "benchmarks" / SCRIPT.name)  # in an empty tree every step's output is missing
+    done = subprocess.run(["bash", f"benchmarks/{SCRIPT.name}", *args], cwd=tmp_path, env={"DRY_RUN": "1", "PATH": "/usr/bin:/bin"},
+                          capture_output=True, text=True, check=True)
+    return [line.removeprefix("STEP: ") for line in done.stdout.splitlines() if "weightgen dit" in line]
+
+
+def test_default_teacher_and_student_keep_their_names(tmp_path):
+    steps = dry_run(tmp_path, "shared")
+    assert [s.split(" --out ")[-1].split()[0] for s in steps[1:]] == [
+        "runs/sp-S-bp", "runs/sp-S-wide-la50", "runs/sp-xsp-k100-s3", "runs/sp-xsp-k100-s3-lr1e-4-ts"]
+    assert "--preset S " in steps[0] and "--teacher runs/sp-S-wide-la50 " in steps[3] and "--preset XS " in steps[3]
+
+
+def test_expert_teacher_and_student_get_their_own_runs(tmp_path):
+    steps = dry_run(tmp_path, "shared", "4", "XS-E8", "S-E8")
+    assert "--run runs/sp-SE8 " in steps[0] and "--preset S-E8 " in steps[0]
+    assert "--teacher runs/sp-SE8-wide-la50 " in steps[3] and "--preset XS-E8 " in steps[3] and "--seed 4 " in steps[3]
+    assert steps[4].split(" --out ")[-1].split()[0] == "runs/sp-SE8t-xspE8-k100-s4-lr1e-4-ts"
+
+
+def test_unknown_variant_is_refused(tmp_path):
+    with pytest.raises(subprocess.CalledProcessError) as refused:
+        dry_run(tmp_path, "wide")
+    assert "usage:" in refused.value.stderr
