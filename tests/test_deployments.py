@@ -50,7 +50,7 @@ def test_pipeline_parameters_are_a_form_with_constraints():
     definitions = schema["definitions"]
     assert {"CorpusSettings", "EncoderSettings", "DiTSettings", "EvaluateSettings"} <= set(definitions)
     assert definitions["CorpusSettings"]["properties"]["workers"]["minimum"] == 1
-    assert definitions["DiTSettings"]["properties"]["preset"]["enum"] == ["tiny", "XS", "XS-E8", "XS-E32", "S", "S-E8", "S-E32", "M"]
+    assert definitions["DiTSettings"]["properties"]["preset"]["enum"] == ["tiny", "XS", "XS-E8", "XS-E32", "S", "S-E8", "M"]
     assert definitions["EncoderSettings"]["properties"]["holdout"]["exclusiveMaximum"] == 1
     with pytest.raises(Exception, match="workers"):
         pipeline_flow.validate_parameters({"corpus": {"workers": 0}})
@@ -66,7 +66,7 @@ def test_stage_flow_parameters_carry_their_constraints():
     from flows.evaluate import evaluate_flow
 
     for flow, name, key, value in [(corpus_flow, "workers", "minimum", 1), (evaluate_flow, "workers", "minimum", 1),
-                                   (encoder_flow, "holdout", "exclusiveMaximum", 1), (dit_flow, "preset", "pattern", "^(tiny|XS|XS-E8|XS-E32|S|S-E8|S-E32|M)$")]:
+                                   (encoder_flow, "holdout", "exclusiveMaximum", 1), (dit_flow, "preset", "pattern", "^(tiny|XS|XS-E8|XS-E32|S|S-E8|M)$")]:
         assert parameter_schema(flow).properties[name][key] == value, (flow.name, name)
     with pytest.raises(Exception, match="workers"):
         evaluate_flow.validate_parameters({"workers": 0})

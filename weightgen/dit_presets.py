@@ -7,6 +7,5 @@ PRESETS: dict[str, dict] = {
     "XS-E32": dict(dim=64, depth=2, heads=2, experts=32),  # XS's FLOPs per token, 32 feed-forwards' parameters
     "S": dict(dim=128, depth=4, heads=4, experts=0),
     "S-E8": dict(dim=128, depth=4, heads=4, experts=8),  # a teacher's size: S's FLOPs per token, 8 feed-forwards' parameters
-    "S-E32": dict(dim=128, depth=4, heads=4, experts=32),  # S's FLOPs per token, 32 feed-forwards' parameters
     "M": dict(dim=256, depth=8, heads=8, experts=0),
 }
