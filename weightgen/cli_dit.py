@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from weightgen.dit_presets import PRESETS as DIT_PRESETS
+from weightgen.dit_presets import DIT_PRESETS
 from weightgen.terminal import DEFAULT_CORPUS, DEFAULT_RUN, console
 from weightgen.terminal import fail as _fail
 from weightgen.terminal import print_summary as _print_summary

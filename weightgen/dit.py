@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from weightgen.dit_presets import PRESETS
+from weightgen.dit_presets import DIT_PRESETS  # torch-free, so the CLI can list them without importing torch
 from weightgen.tokens import PARAM_KINDS
 
 
@@ -40,9 +40,6 @@ class DiTConfig:
     # > 0: each block's feed-forward is this many experts, a token routed to one by a hash of its position
     # (HashFeedForward): parameters grow with the experts, a token's FLOPs do not
     experts: int = 0
-
-
-DIT_PRESETS = PRESETS  # the sizes, in weightgen.dit_presets so the CLI can list them without importing torch
 
 
 def modulate(x, shift, scale):

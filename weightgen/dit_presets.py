@@ -1,6 +1,6 @@
 """The DiT sizes by name (``weightgen.dit.DiTConfig`` fields); torch-free, so the CLI's help can list them."""
 
-PRESETS: dict[str, dict] = {
+DIT_PRESETS: dict[str, dict] = {
     "tiny": dict(dim=32, depth=2, heads=2, experts=0),
     "XS": dict(dim=64, depth=2, heads=2, experts=0),  # a distilled student's size (weightgen.dit_distill): ~1/8 of S per token
     "XS-E8": dict(dim=64, depth=2, heads=2, experts=8),  # XS's FLOPs per token, 8 feed-forwards' parameters
