@@ -19,6 +19,9 @@
 #   runs/<prefix>SE8, SE8-bp, SE8-wide-la50 and its students to runs/<prefix>SE8t-xsp...);
 #   SEED: the student's distillation seed (3); PRESET: the student's DiT preset (XS, as every stop before 38 built it;
 #   XS-E8, the best student of items 72-73, goes to runs/<prefix>xspE8-k100-sSEED)
+# Environment: TEACHER_STEPS, the teacher's diffusion steps (500; 2,000 go to runs/<prefix>S<E>-d2000, item 75) and
+#   TEACHER_TUNE_STEPS, its lookahead tune's steps (250; 500 go to <teacher>-wide-la50-t500, items 74-75); either
+#   tags the students' names: runs/<prefix>SE8d2000t500-xspE8-k100-sSEED.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 case "${1:-}" in
@@ -32,9 +35,15 @@ PRESET=${3:-XS}
 SUFFIX=${PRESET#XS}; SUFFIX=${SUFFIX#-}   # XS → '', XS-E8 → E8
 TEACHER_PRESET=${4:-S}
 TSUFFIX=${TEACHER_PRESET#S}; TSUFFIX=${TSUFFIX#-}   # S → '', S-E8 → E8
+TEACHER_STEPS=${TEACHER_STEPS:-500}
+TEACHER_TUNE_STEPS=${TEACHER_TUNE_STEPS:-250}
+DTAG=""; [ "$TEACHER_STEPS" = 500 ] || DTAG=d$TEACHER_STEPS
+TTAG=""; [ "$TEACHER_TUNE_STEPS" = 250 ] || TTAG=$TEACHER_TUNE_STEPS
 TEACHER=runs/${PREFIX:-v-}   # the independent teacher's runs were named v-*, its students plain xsp-*
-STUDENT=runs/${PREFIX}${TSUFFIX:+S${TSUFFIX}t-}xsp${SUFFIX}-k100-s$SEED
-T=${TEACHER}S$TSUFFIX   # the teacher's runs: $T (diffusion), $T-bp, $T-wide-la50
+TEACHER_TAG=$TSUFFIX$DTAG$TTAG   # empty for the dense teacher of every stop before 39: its students keep their names
+STUDENT=runs/${PREFIX}${TEACHER_TAG:+S${TSUFFIX}${DTAG}t${TTAG}-}xsp${SUFFIX}-k100-s$SEED
+T=${TEACHER}S$TSUFFIX${DTAG:+-$DTAG}   # the teacher's runs: $T (diffusion), $T-bp, $LA (its lookahead tune)
+LA=$T-wide-la50${TTAG:+-t$TTAG}
 W=.venv/bin/weightgen
 EXCLUDE=(--exclude-suite suites/default.yaml --exclude-suite suites/smoke.yaml)
 if [ "$1" = arch-rich ]; then  # stop 24 checked the old architectures' neighbours against the holdout suites, not these
@@ -50,9 +59,9 @@ if [ ! -f $WIDE/.done ]; then
 fi
 [ -d ${TEACHER}tiny/encoder ] || t .venv/bin/python benchmarks/generator_variants.py --corpus $SMALL --out ${TEACHER}tiny --preset tiny --max-len 256 --steps 4000 --processes 2 --samples 1
 if [ ! -f $T/dit/model.safetensors ]; then t rm -rf $T; t cp -r ${TEACHER}tiny $T; t rm -rf $T/dit
-  t $W dit train --run $T --corpus $SMALL --preset $TEACHER_PRESET --steps 500 --processes 2; fi
+  t $W dit train --run $T --corpus $SMALL --preset $TEACHER_PRESET --steps $TEACHER_STEPS --processes 2; fi
 [ -f $T-bp/dit/model.safetensors ] || t $W dit tune --run $T --corpus $SMALL --out $T-bp --steps 2000 --bias-penalty 1 --processes 2
-[ -f $T-wide-la50/dit/model.safetensors ] || t $W dit tune --run $T-bp --corpus $WIDE --out $T-wide-la50 --steps 250 --bias-penalty 1 --inner-steps 50 --processes 2
-[ -f $STUDENT/dit/model.safetensors ] || t $W dit distill --teacher $T-wide-la50 --corpus $WIDE --preset $PRESET --steps 1500 --neighbours 4 "${EXCLUDE[@]}" --output patches --target-steps 100 --seed $SEED --out $STUDENT
+[ -f $LA/dit/model.safetensors ] || t $W dit tune --run $T-bp --corpus $WIDE --out $LA --steps $TEACHER_TUNE_STEPS --bias-penalty 1 --inner-steps 50 --processes 2
+[ -f $STUDENT/dit/model.safetensors ] || t $W dit distill --teacher $LA --corpus $WIDE --preset $PRESET --steps 1500 --neighbours 4 "${EXCLUDE[@]}" --output patches --target-steps 100 --seed $SEED --out $STUDENT
 [ -f $STUDENT-lr1e-4-ts/dit/model.safetensors ] || t $W dit tune --run $STUDENT --out $STUDENT-lr1e-4-ts --corpus $WIDE --steps 250 --inner-steps 50 --bias-penalty 1 --neighbours 4 "${EXCLUDE[@]}" --lr 1e-4 --init-spectrum
 echo REBUILD DONE

@@ -9,10 +9,10 @@ import pytest
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "rebuild_generator.sh"
 
 
-def dry_run(tmp_path: Path, *args: str) -> list[str]:
+def dry_run(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> list[str]:
     (tmp_path / "benchmarks").mkdir(exist_ok=True)
     shutil.copy(SCRIPT, tmp_path / "benchmarks" / SCRIPT.name)  # in an empty tree every step's output is missing
-    done = subprocess.run(["bash", f"benchmarks/{SCRIPT.name}", *args], cwd=tmp_path, env={"DRY_RUN": "1", "PATH": "/usr/bin:/bin"},
+    done = subprocess.run(["bash", f"benchmarks/{SCRIPT.name}", *args], cwd=tmp_path, env={"DRY_RUN": "1", "PATH": "/usr/bin:/bin", **(env or {})},
                           capture_output=True, text=True, check=True)
     return [line.removeprefix("STEP: ") for line in done.stdout.splitlines() if "weightgen dit" in line]
 
@@ -35,3 +35,14 @@ def test_unknown_variant_is_refused(tmp_path):
     with pytest.raises(subprocess.CalledProcessError) as refused:
         dry_run(tmp_path, "wide")
     assert "usage:" in refused.value.stderr
+
+
+def test_longer_teacher_stages_tag_the_teacher_and_student_runs(tmp_path):
+    steps = dry_run(tmp_path, "shared", "3", "XS-E8", "S-E8", env={"TEACHER_STEPS": "2000", "TEACHER_TUNE_STEPS": "500"})
+    assert "--run runs/sp-SE8-d2000 " in steps[0] and "--steps 2000 " in steps[0]
+    assert steps[2].split(" --out ")[-1].split()[0] == "runs/sp-SE8-d2000-wide-la50-t500" and "--steps 500 " in steps[2]
+    assert "--teacher runs/sp-SE8-d2000-wide-la50-t500 " in steps[3]
+    assert steps[3].split(" --out ")[-1].split()[0] == "runs/sp-SE8d2000t500-xspE8-k100-s3"
+    tune_only = dry_run(tmp_path, "shared", "3", "XS-E8", "S-E8", env={"TEACHER_TUNE_STEPS": "500"})
+    assert "--run runs/sp-SE8 " in tune_only[0] and "--steps 500 " in tune_only[0]
+    assert tune_only[3].split(" --out ")[-1].split()[0] == "runs/sp-SE8t500-xspE8-k100-s3"
