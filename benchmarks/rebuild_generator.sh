@@ -22,6 +22,7 @@
 # Environment: TEACHER_STEPS, the teacher's diffusion steps (500; 2,000 go to runs/<prefix>S<E>-d2000, item 75) and
 #   TEACHER_TUNE_STEPS, its lookahead tune's steps (250; 500 go to <teacher>-wide-la50-t500, items 74-75); either
 #   tags the students' names: runs/<prefix>SE8d2000t500-xspE8-k100-sSEED.
+# The best recipe (item 75): TEACHER_STEPS=2000 TEACHER_TUNE_STEPS=500 benchmarks/rebuild_generator.sh shared 3 XS-E8 S-E8
 set -euo pipefail
 cd "$(dirname "$0")/.."
 case "${1:-}" in
