@@ -17,9 +17,14 @@ def dry_run(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> li
     return [line.removeprefix("STEP: ") for line in done.stdout.splitlines() if "weightgen dit" in line]
 
 
+def out_of(step: str) -> str:
+    """The run a printed step writes (its --out)."""
+    return step.split(" --out ")[-1].split()[0]
+
+
 def test_default_teacher_and_student_keep_their_names(tmp_path):
     steps = dry_run(tmp_path, "shared")
-    assert [s.split(" --out ")[-1].split()[0] for s in steps[1:]] == [
+    assert [out_of(s) for s in steps[1:]] == [
         "runs/sp-S-bp", "runs/sp-S-wide-la50", "runs/sp-xsp-k100-s3", "runs/sp-xsp-k100-s3-lr1e-4-ts"]
     assert "--preset S " in steps[0] and "--teacher runs/sp-S-wide-la50 " in steps[3] and "--preset XS " in steps[3]
 
@@ -28,7 +33,7 @@ def test_expert_teacher_and_student_get_their_own_runs(tmp_path):
     steps = dry_run(tmp_path, "shared", "4", "XS-E8", "S-E8")
     assert "--run runs/sp-SE8 " in steps[0] and "--preset S-E8 " in steps[0]
     assert "--teacher runs/sp-SE8-wide-la50 " in steps[3] and "--preset XS-E8 " in steps[3] and "--seed 4 " in steps[3]
-    assert steps[4].split(" --out ")[-1].split()[0] == "runs/sp-SE8t-xspE8-k100-s4-lr1e-4-ts"
+    assert out_of(steps[4]) == "runs/sp-SE8t-xspE8-k100-s4-lr1e-4-ts"
 
 
 def test_unknown_variant_is_refused(tmp_path):
@@ -40,9 +45,9 @@ def test_unknown_variant_is_refused(tmp_path):
 def test_longer_teacher_stages_tag_the_teacher_and_student_runs(tmp_path):
     steps = dry_run(tmp_path, "shared", "3", "XS-E8", "S-E8", env={"TEACHER_STEPS": "2000", "TEACHER_TUNE_STEPS": "500"})
     assert "--run runs/sp-SE8-d2000 " in steps[0] and "--steps 2000 " in steps[0]
-    assert steps[2].split(" --out ")[-1].split()[0] == "runs/sp-SE8-d2000-wide-la50-t500" and "--steps 500 " in steps[2]
+    assert out_of(steps[2]) == "runs/sp-SE8-d2000-wide-la50-t500" and "--steps 500 " in steps[2]
     assert "--teacher runs/sp-SE8-d2000-wide-la50-t500 " in steps[3]
-    assert steps[3].split(" --out ")[-1].split()[0] == "runs/sp-SE8d2000t500-xspE8-k100-s3"
+    assert out_of(steps[3]) == "runs/sp-SE8d2000t500-xspE8-k100-s3"
     tune_only = dry_run(tmp_path, "shared", "3", "XS-E8", "S-E8", env={"TEACHER_TUNE_STEPS": "500"})
     assert "--run runs/sp-SE8 " in tune_only[0] and "--steps 500 " in tune_only[0]
-    assert tune_only[3].split(" --out ")[-1].split()[0] == "runs/sp-SE8t500-xspE8-k100-s3"
+    assert out_of(tune_only[3]) == "runs/sp-SE8t500-xspE8-k100-s3"
