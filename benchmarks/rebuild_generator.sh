@@ -21,7 +21,8 @@
 #   XS-E8, the best student of items 72-73, goes to runs/<prefix>xspE8-k100-sSEED)
 # Environment: TEACHER_STEPS, the teacher's diffusion steps (500; 2,000 go to runs/<prefix>S<E>-d2000, item 75) and
 #   TEACHER_TUNE_STEPS, its lookahead tune's steps (250; 500 go to <teacher>-wide-la50-t500, items 74-75); either
-#   tags the students' names: runs/<prefix>SE8d2000t500-xspE8-k100-sSEED.
+#   tags the students' names: runs/<prefix>SE8d2000t500-xspE8-k100-sSEED. A longer diffusion stage resumes from the
+#   longest shorter one on disk (runs/sp-SE8 -> sp-SE8-d2000 -> sp-SE8-d5000, items 75-76).
 # The best recipe (item 75): TEACHER_STEPS=2000 TEACHER_TUNE_STEPS=500 benchmarks/rebuild_generator.sh shared 3 XS-E8 S-E8
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -60,7 +61,21 @@ if [ ! -f $WIDE/.done ]; then
   t $W corpus build --grid configs/grids/$WIDE_GRID.yaml --out $WIDE --workers 2; t touch $WIDE/.done
 fi
 [ -d ${TEACHER}tiny/encoder ] || t .venv/bin/python benchmarks/generator_variants.py --corpus $SMALL --out ${TEACHER}tiny --preset tiny --max-len 256 --steps 4000 --processes 2 --samples 1
-if [ ! -f $T/dit/model.safetensors ]; then t rm -rf $T; t cp -r ${TEACHER}tiny $T; t rm -rf $T/dit
+# The diffusion stage is done when its run says it trained $TEACHER_STEPS steps: a copy of a shorter run is not.
+trained_steps() { grep -o '"steps": [0-9]*' "$1/dit/config.json" 2>/dev/null | grep -o '[0-9]*$' || echo 0; }
+# A longer stage resumes from the longest shorter one of the same preset on disk (a constant LR: the same schedule), as
+# items 75-76 built theirs (500 -> 2,000 -> 5,000 steps); with none, it starts from the tiny run's encoder.
+shorter_teacher() { local best="" most=0 run n
+  for run in ${TEACHER}S$TSUFFIX ${TEACHER}S$TSUFFIX-d*; do
+    [[ $run =~ ^${TEACHER}S$TSUFFIX(-d[0-9]+)?$ && -f $run/dit/model.safetensors ]] || continue
+    n=$(trained_steps $run); if [ "$n" -lt "$TEACHER_STEPS" ] && [ "$n" -gt "$most" ]; then best=$run most=$n; fi
+  done; echo "$best"; }
+if [ ! -f $T/dit/model.safetensors ] || [ "$(trained_steps $T)" != "$TEACHER_STEPS" ]; then
+  if [ ! -d $T/dit/checkpoints ]; then   # an interrupted stage resumes from its own checkpoints
+    FROM=$(shorter_teacher)
+    if [ -n "$FROM" ]; then t rm -rf $T; t cp -r $FROM $T
+    else t rm -rf $T; t cp -r ${TEACHER}tiny $T; t rm -rf $T/dit; fi
+  fi
   t $W dit train --run $T --corpus $SMALL --preset $TEACHER_PRESET --steps $TEACHER_STEPS --processes 2; fi
 [ -f $T-bp/dit/model.safetensors ] || t $W dit tune --run $T --corpus $SMALL --out $T-bp --steps 2000 --bias-penalty 1 --processes 2
 [ -f $LA/dit/model.safetensors ] || t $W dit tune --run $T-bp --corpus $WIDE --out $LA --steps $TEACHER_TUNE_STEPS --bias-penalty 1 --inner-steps 50 --processes 2
