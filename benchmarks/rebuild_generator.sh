@@ -73,8 +73,8 @@ shorter_teacher() { local best="" most=0 run n
 if [ ! -f $T/dit/model.safetensors ] || [ "$(trained_steps $T)" != "$TEACHER_STEPS" ]; then
   if [ ! -d $T/dit/checkpoints ]; then   # an interrupted stage resumes from its own checkpoints
     FROM=$(shorter_teacher)
-    if [ -n "$FROM" ]; then t rm -rf $T; t cp -r $FROM $T
-    else t rm -rf $T; t cp -r ${TEACHER}tiny $T; t rm -rf $T/dit; fi
+    t rm -rf $T
+    if [ -n "$FROM" ]; then t cp -r $FROM $T; else t cp -r ${TEACHER}tiny $T; t rm -rf $T/dit; fi
   fi
   t $W dit train --run $T --corpus $SMALL --preset $TEACHER_PRESET --steps $TEACHER_STEPS --processes 2; fi
 [ -f $T-bp/dit/model.safetensors ] || t $W dit tune --run $T --corpus $SMALL --out $T-bp --steps 2000 --bias-penalty 1 --processes 2
