@@ -22,7 +22,8 @@
 # Environment: TEACHER_STEPS, the teacher's diffusion steps (500; 2,000 go to runs/<prefix>S<E>-d2000, item 75) and
 #   TEACHER_TUNE_STEPS, its lookahead tune's steps (250; 500 go to <teacher>-wide-la50-t500, items 74-75); either
 #   tags the students' names: runs/<prefix>SE8d2000t500-xspE8-k100-sSEED. A longer diffusion stage resumes from the
-#   longest shorter one on disk (runs/sp-SE8 -> sp-SE8-d2000 -> sp-SE8-d5000, items 75-76).
+#   longest shorter one on disk (runs/sp-SE8 -> sp-SE8-d2000 -> sp-SE8-d5000, items 75-76). TARGET_STEPS, the fine-tune
+#   steps behind each distillation target (100; 300 go to runs/<prefix>...-xspE8-k300-sSEED, item 76), names the student.
 # The best recipe (item 75): TEACHER_STEPS=2000 TEACHER_TUNE_STEPS=500 benchmarks/rebuild_generator.sh shared 3 XS-E8 S-E8
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -40,11 +41,12 @@ TSUFFIX=${TEACHER_PRESET#S}; TSUFFIX=${TSUFFIX#-}   # S → '', S-E8 → E8
 UNTAGGED_STEPS=500 UNTAGGED_TUNE_STEPS=250   # every stop before 40 used these: their runs' names carry no tag
 TEACHER_STEPS=${TEACHER_STEPS:-$UNTAGGED_STEPS}
 TEACHER_TUNE_STEPS=${TEACHER_TUNE_STEPS:-$UNTAGGED_TUNE_STEPS}
+TARGET_STEPS=${TARGET_STEPS:-100}   # always in the student's name (k100), so no untagged case
 DTAG=""; [ "$TEACHER_STEPS" = "$UNTAGGED_STEPS" ] || DTAG=d$TEACHER_STEPS
 TTAG=""; [ "$TEACHER_TUNE_STEPS" = "$UNTAGGED_TUNE_STEPS" ] || TTAG=$TEACHER_TUNE_STEPS
 TEACHER=runs/${PREFIX:-v-}   # the independent teacher's runs were named v-*, its students plain xsp-*
 TEACHER_TAG=$TSUFFIX$DTAG$TTAG   # empty for the dense teacher of every stop before 39: its students keep their names
-STUDENT=runs/${PREFIX}${TEACHER_TAG:+S${TSUFFIX}${DTAG}t${TTAG}-}xsp${SUFFIX}-k100-s$SEED
+STUDENT=runs/${PREFIX}${TEACHER_TAG:+S${TSUFFIX}${DTAG}t${TTAG}-}xsp${SUFFIX}-k$TARGET_STEPS-s$SEED
 T=${TEACHER}S$TSUFFIX${DTAG:+-$DTAG}   # the teacher's runs: $T (diffusion), $T-bp, $LA (its lookahead tune)
 LA=$T-wide-la50${TTAG:+-t$TTAG}
 W=.venv/bin/weightgen
@@ -79,6 +81,6 @@ if [ ! -f $T/dit/model.safetensors ] || [ "$(trained_steps $T)" != "$TEACHER_STE
   t $W dit train --run $T --corpus $SMALL --preset $TEACHER_PRESET --steps $TEACHER_STEPS --processes 2; fi
 [ -f $T-bp/dit/model.safetensors ] || t $W dit tune --run $T --corpus $SMALL --out $T-bp --steps 2000 --bias-penalty 1 --processes 2
 [ -f $LA/dit/model.safetensors ] || t $W dit tune --run $T-bp --corpus $WIDE --out $LA --steps $TEACHER_TUNE_STEPS --bias-penalty 1 --inner-steps 50 --processes 2
-[ -f $STUDENT/dit/model.safetensors ] || t $W dit distill --teacher $LA --corpus $WIDE --preset $PRESET --steps 1500 --neighbours 4 "${EXCLUDE[@]}" --output patches --target-steps 100 --seed $SEED --out $STUDENT
+[ -f $STUDENT/dit/model.safetensors ] || t $W dit distill --teacher $LA --corpus $WIDE --preset $PRESET --steps 1500 --neighbours 4 "${EXCLUDE[@]}" --output patches --target-steps $TARGET_STEPS --seed $SEED --out $STUDENT
 [ -f $STUDENT-lr1e-4-ts/dit/model.safetensors ] || t $W dit tune --run $STUDENT --out $STUDENT-lr1e-4-ts --corpus $WIDE --steps 250 --inner-steps 50 --bias-penalty 1 --neighbours 4 "${EXCLUDE[@]}" --lr 1e-4 --init-spectrum
 echo REBUILD DONE

@@ -84,3 +84,11 @@ def test_a_copied_teacher_is_not_mistaken_for_a_finished_one(tmp_path):
     fake_teacher(tmp_path, "sp-SE8-d8000", 8000)
     assert not any("dit train --run runs/sp-SE8-d8000 " in step for step in
                    dry_run(tmp_path, "shared", "3", "XS-E8", "S-E8", env={"TEACHER_STEPS": "8000"}))   # finished: skipped
+
+
+def test_target_steps_reach_the_distillation_and_name_the_student(tmp_path):
+    env = {"TEACHER_STEPS": "2000", "TEACHER_TUNE_STEPS": "500", "TARGET_STEPS": "300"}
+    steps = dry_run(tmp_path, "shared", "3", "XS-E8", "S-E8", env=env)
+    assert "--target-steps 300 " in steps[3] and out_of(steps[3]) == "runs/sp-SE8d2000t500-xspE8-k300-s3"
+    assert out_of(steps[4]) == "runs/sp-SE8d2000t500-xspE8-k300-s3-lr1e-4-ts"
+    assert "--target-steps 100 " in dry_run(tmp_path, "shared")[3]   # unset: the 100 of every earlier stop
