@@ -30,10 +30,11 @@ def distill_flow(
     target_start: Annotated[Literal[TARGET_STARTS], Field(description="retrieval: the targets' fine-tune steps start from the retrieval baseline's init of each pair, not the teacher's sample")] = "teacher",
     loss_weighting: Annotated[Literal[LOSS_WEIGHTINGS], Field(description="tensors: each tensor's relative error counts the same, not each value; elements+vectors: the mean square plus the 1-D tensors' relative errors")] = "elements",
     seed: Annotated[int, Field(ge=0, description="the student's init, its pairs' order and batches, the neighbours and the targets' fine-tune batches")] = 0,
+    targets_from: Annotated[str, Field(description="a distilled run whose stored targets (same teacher, corpus, target settings and seed) are reused instead of fine-tuned again")] = "",
 ) -> dict:
     cfg = DistillConfig(preset=preset, steps=steps, lr=lr, function_weight=function_weight, neighbours=neighbours, output=output,
                         target_steps=target_steps, target_start=target_start, loss_weighting=loss_weighting, seed=seed,
-                        holdout_archs=[a for a in holdout_archs.split(";") if a],
+                        targets_from=targets_from, holdout_archs=[a for a in holdout_archs.split(";") if a],
                         exclude_archs=[a for a in exclude_archs.split(";") if a])
     summary = distill_task(teacher_dir, corpus_dir, out_dir, cfg)
     tags = {"prefect.flow_run_id": str(flow_run.id or ""), "prefect.parent_flow_run_id": str(flow_run.parent_flow_run_id or ""),

@@ -332,3 +332,45 @@ def test_a_student_can_learn_the_retrieval_inits_of_its_pairs_moved_by_fine_tune
     assert json.loads((tmp_path / "moved" / "dit" / "distill.json").read_text())["target_start"] == "retrieval"
     with pytest.raises(ValueError, match="unknown target_start 'member'; valid: teacher, retrieval"):
         DistillConfig(target_start="member")
+
+
+def test_a_distillation_reuses_another_runs_targets_only_when_they_were_made_for_it(setup, teacher, tmp_path):
+    from safetensors import safe_open
+
+    from weightgen.distill_targets import TARGETS_FILE
+
+    _, corpus, _ = setup
+    cfg = DistillConfig(preset="tiny", steps=10, pairs_per_step=2, eval_every=10, lr=3e-3, neighbours=1, output="patches",
+                        target_steps=5, seed=1)
+    made = distill(teacher, corpus, tmp_path / "made", cfg, log=lambda line: None)
+    stored = tmp_path / "made" / TARGETS_FILE
+    assert stored.is_file()
+    lines = []
+    reused = distill(teacher, corpus, tmp_path / "reused", DistillConfig(**{**cfg.__dict__, "targets_from": str(tmp_path / "made")}),
+                     log=lines.append)
+    assert any("targets from" in line for line in lines)   # read, not fine-tuned again
+    assert reused["log"] == made["log"]   # the same targets and seed: the same student
+    assert reused["own_flops"] == made["own_flops"]   # and charged the fine-tunes that made them
+    copy, original = (safe_open(str(path), framework="pt") for path in (tmp_path / "reused" / TARGETS_FILE, stored))
+    assert copy.metadata() == original.metadata() and copy.keys() == original.keys()   # a reuse can be reused in turn
+    assert all(torch.equal(copy.get_tensor(key), original.get_tensor(key)) for key in original.keys())
+    # A student of other settings on the same targets: taught them, not the seed's others.
+    longer = distill(teacher, corpus, tmp_path / "longer", DistillConfig(**{**cfg.__dict__, "steps": 20, "eval_every": 20,
+                                                                          "targets_from": str(tmp_path / "made")}), log=lambda line: None)
+    assert longer["log"][0]["teacher_val_acc_median"] == made["log"][0]["teacher_val_acc_median"]
+    # Targets made with other fine-tune steps or another seed are refused by name; nothing is written.
+    before = stored.read_bytes()
+    for change, named in [({"target_steps": 6}, "target_steps 5 there, 6 here"), ({"seed": 2}, "seed 1 there, 2 here")]:
+        with pytest.raises(DistillError, match=named):
+            distill(teacher, corpus, tmp_path / "refused", DistillConfig(**{**cfg.__dict__, **change, "targets_from": str(tmp_path / "made")}),
+                    log=lambda line: None)
+        assert not (tmp_path / "refused").exists()
+    assert stored.read_bytes() == before
+    with pytest.raises(DistillError, match="no stored targets"):
+        distill(teacher, corpus, tmp_path / "refused", DistillConfig(**{**cfg.__dict__, "targets_from": str(teacher)}), log=lambda line: None)
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / TARGETS_FILE).write_bytes(before[: len(before) // 2])
+    with pytest.raises(DistillError, match="truncated or corrupt"):
+        distill(teacher, corpus, tmp_path / "refused", DistillConfig(**{**cfg.__dict__, "targets_from": str(tmp_path / "broken")}), log=lambda line: None)
+    with pytest.raises(ValueError, match="targets_from reuses written targets"):
+        DistillConfig(targets_from=str(tmp_path / "made"))

@@ -138,6 +138,7 @@ def dit_distill(
     target_start: str = typer.Option("teacher", help="teacher | retrieval: the targets' fine-tune steps start from the retrieval baseline's init of each pair"),
     loss_weighting: str = typer.Option("elements", help="elements: mean square over every value | tensors: each tensor's relative error counts the same | elements+vectors: the mean square plus the 1-D tensors' relative errors"),
     seed: int = typer.Option(0, min=0, help="the student's init, its pairs' order and batches, the neighbours and the targets' fine-tune batches"),
+    targets_from: Path | None = typer.Option(None, help="a distilled run whose stored targets (same teacher, corpus, target settings and seed) are reused instead of fine-tuned again"),
 ) -> None:
     """Teach a smaller DiT the tuned DiT's one-step samples: the same inits for fewer FLOPs (weightgen/dit_distill.py)."""
     from weightgen.dit_distill import DistillConfig
@@ -147,7 +148,7 @@ def dit_distill(
         archs = excluded(exclude_archs, exclude_suite, "archs")
         DistillConfig(preset=preset, steps=steps, lr=lr, function_weight=function_weight, neighbours=neighbours,
                       exclude_archs=archs, output=output, target_steps=target_steps, target_start=target_start,
-                      loss_weighting=loss_weighting, seed=seed)
+                      loss_weighting=loss_weighting, seed=seed, targets_from=str(targets_from or ""))
     except (SuiteError, ValueError, OSError) as exc:
         _fail(str(exc))
     _prepare_prefect()
@@ -156,7 +157,7 @@ def dit_distill(
     _run_flow(f"distilled DiT {out}", distill_flow, teacher_dir=str(teacher), corpus_dir=str(corpus), out_dir=str(out),
               preset=preset, steps=steps, lr=lr, function_weight=function_weight, holdout_archs=holdout_archs,
               neighbours=neighbours, exclude_archs=";".join(archs), output=output, target_steps=target_steps,
-              target_start=target_start, loss_weighting=loss_weighting, seed=seed)
+              target_start=target_start, loss_weighting=loss_weighting, seed=seed, targets_from=str(targets_from or ""))
 
 
 @dit_app.command("match-scales")

@@ -25,7 +25,9 @@ the teacher's network moved by K AdamW steps at the corpus recipe's learning rat
 the pair's training data (the same first-order move as the tune's lookahead), written back as the
 student's output. The bench charges a sample for the steps it still needs, and a student trained
 this way gives in one pass what the teacher's sample reaches only after K of them. The log's
-``teacher_*`` figures are then the moved networks' (the student's targets).
+``teacher_*`` figures are then the moved networks' (the student's targets). Such targets are written into the
+run folder (:mod:`weightgen.distill_targets`), and ``targets_from`` reuses another run's, made by the same teacher,
+corpus and target settings, to try another student without making them again.
 
 With ``target_start="retrieval"`` those K steps start instead from the ``retrieval`` baseline's init of the
 pair (:mod:`weightgen.baselines`: the nearest corpus member, fitted by weight selection; on a corpus pair, the
@@ -87,6 +89,7 @@ class DistillConfig:
     target_start: str = "teacher"  # or "retrieval": those steps start from the retrieval baseline's init (module docstring)
     loss_weighting: str = "elements"  # or "tensors", "elements+vectors": how the output error is summed (module docstring)
     seed: int = 0
+    targets_from: str = ""  # a run folder whose stored targets (the same teacher, corpus and target settings) are reused
 
     def __post_init__(self):
         from weightgen.dit import DIT_PRESETS
@@ -108,6 +111,8 @@ class DistillConfig:
             raise ValueError(f"unknown target_start {self.target_start!r}; valid: {', '.join(TARGET_STARTS)}")
         if self.loss_weighting not in LOSS_WEIGHTINGS:
             raise ValueError(f"unknown loss_weighting {self.loss_weighting!r}; valid: {', '.join(LOSS_WEIGHTINGS)}")
+        if self.targets_from and not self.target_steps and self.target_start == "teacher":
+            raise ValueError("targets_from reuses written targets: it needs target_steps > 0 or target_start 'retrieval'")
 
 
 def tensor_balanced_error(out: torch.Tensor, target: torch.Tensor, tensor_index: torch.Tensor,
@@ -181,6 +186,7 @@ def distill(teacher_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_d
     from weightgen.corpus import Corpus
     from weightgen.dit import DIT_PRESETS, DiT, DiTConfig
     from weightgen.dit_train import load_dit, save_one_step_run
+    from weightgen.distill_targets import TargetsError, load_targets, pair_key, save_targets, targets_identity
     from weightgen.encoder import PatchAutoencoder
     from weightgen.flops import generator_training_flops
     from weightgen.sampling import kept_start
@@ -249,7 +255,7 @@ def distill(teacher_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_d
 
     def teacher_output(p) -> torch.Tensor:  # what the student learns to give (patches or x0)
         if written_targets:
-            values = patches_from_state(p.tokens, moved[id(p)])
+            values = moved[id(p)]
             if direct:
                 return values
             return encoder.standardize(encoder.encode(values, p.coords[0]))[None] - kept_start(p.start, p.coords, keep)
@@ -268,12 +274,26 @@ def distill(teacher_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_d
 
     log(f"{len(pairs)} training (architecture, task) pairs and {len(extra)} neighbours, {len(every) - len(pairs)} "
         f"held out; student {cfg.preset} ({sum(q.numel() for q in student.parameters()):,} parameters) on {device}")
-    moved, moved_flops = {}, 0  # with written targets: the targets' networks, and what making them cost
+    moved, moved_flops = {}, 0  # with written targets: the targets' networks as patches, and what making them cost
     if written_targets:
-        desc = f"targets: {cfg.target_start}'s network + {cfg.target_steps} fine-tune steps"
-        for i, p in enumerate(tqdm(every + extra, desc=desc, leave=False)):
-            moved[id(p)], flops = fine_tuned(p, i)
-            moved_flops += flops
+        keys = [pair_key(i, p.arch, p.task) for i, p in enumerate(every + extra)]
+        identity = targets_identity(file_digest(teacher_dir / "dit" / "model.safetensors"), corpus_dir, cfg)
+        if cfg.targets_from:
+            try:
+                stored, moved_flops = load_targets(cfg.targets_from, identity, keys)
+            except TargetsError as exc:
+                raise DistillError(str(exc)) from None
+            moved = {id(p): stored[key].to(device) for key, p in zip(keys, every + extra)}
+            log(f"{len(moved)} targets from {cfg.targets_from} ({moved_flops:.3e} FLOPs when they were made)")
+        else:
+            desc = f"targets: {cfg.target_start}'s network + {cfg.target_steps} fine-tune steps"
+            for i, p in enumerate(tqdm(every + extra, desc=desc, leave=False)):
+                network, flops = fine_tuned(p, i)
+                moved[id(p)], moved_flops = patches_from_state(p.tokens, network), moved_flops + flops
+        if not cfg.targets_from or Path(cfg.targets_from).resolve() != out_dir.resolve():
+            # written before the distillation, so a run stopped in it keeps them for its rerun
+            out_dir.mkdir(parents=True, exist_ok=True)
+            save_targets(out_dir, {key: moved[id(p)] for key, p in zip(keys, every + extra)}, identity, moved_flops)
     # Counted: the teacher's passes, the distillation and its evaluations (an upper bound on what it costs). A pair's
     # step and an evaluation have the same shapes each time, so each is counted once and then added (RepeatedFlops).
     counted = RepeatedFlops()
