@@ -187,3 +187,32 @@ def test_a_checkpoint_read_from_disk_tokenizes_like_the_built_network(tmp_path, 
     loaded, _ = load_checkpoint(tmp_path / "ckpt")
     assert list(loaded) == list(state)
     assert torch.equal(tokenize(loaded, 8).coords, tokenize(state, 8).coords)
+
+
+def test_what_the_store_writes_takes_the_umasks_modes_not_owner_only_ones(tmp_path):
+    """mkstemp and mkdtemp make owner-only files and folders: renamed into place as they were, a corpus or a run
+    would be unreadable to a teammate, a Prefect worker or the MLflow server running as another user."""
+    import stat
+
+    from weightgen.io import atomic_write_json
+    from weightgen.tokens import tokenize
+
+    umask = os.umask(0o022)
+    os.umask(umask)
+    mode = lambda path: stat.S_IMODE(path.stat().st_mode)  # noqa: E731
+    file_mode, folder_mode = 0o666 & ~umask, 0o777 & ~umask
+    assert file_mode != 0o600 or folder_mode != 0o700   # else this test could not tell them apart
+    corpus = Corpus(tmp_path / "corpus")
+    _write(corpus, "m")
+    member = corpus.member_dir("m")
+    assert mode(member) == folder_mode and mode(member / "member.json") == file_mode
+    folder = save_checkpoint(tmp_path / "ckpt", _state(), {"arch": ARCH})
+    assert mode(folder) == folder_mode and {mode(p) for p in folder.iterdir()} == {file_mode}
+    atomic_write_json(tmp_path / "a.json", {"x": 1})
+    tokenize(_state(), 8).save(tmp_path / "t.safetensors")
+    assert mode(tmp_path / "a.json") == mode(tmp_path / "t.safetensors") == file_mode
+    from weightgen.dit import DIT_PRESETS, DiT, DiTConfig
+    from weightgen.dit_train import save_pretrained
+
+    save_pretrained(DiT(DiTConfig(latent_dim=8, **DIT_PRESETS["tiny"])), tmp_path / "dit")
+    assert {mode(p) for p in (tmp_path / "dit").iterdir()} == {file_mode}

@@ -18,7 +18,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from weightgen.io import atomic_write_json
+from weightgen.io import atomic_write_json, with_default_mode
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
@@ -34,6 +34,7 @@ def write_checkpoint_files(folder: Path, state_dict: dict[str, torch.Tensor], co
     """Write the two files into an existing (temporary) folder; callers rename the folder into place."""
     tensors = {k: v.detach().contiguous().cpu() for k, v in state_dict.items()}
     save_file(tensors, str(folder / WEIGHTS_NAME), metadata={"format": "pt"})
+    with_default_mode(folder / WEIGHTS_NAME)  # safetensors writes owner-only files
     atomic_write_json(folder / CONFIG_NAME, config)
 
 
@@ -43,6 +44,7 @@ def save_checkpoint(folder: str | os.PathLike, state_dict: dict[str, torch.Tenso
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".tmp"))
     try:
+        with_default_mode(tmp, directory=True)
         write_checkpoint_files(tmp, state_dict, config)
         if folder.exists():
             shutil.rmtree(folder)

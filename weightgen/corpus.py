@@ -28,7 +28,7 @@ import torch
 from filelock import FileLock, Timeout
 
 from weightgen.checkpoint import CONFIG_NAME, FORMAT, WEIGHTS_NAME, CheckpointError, load_checkpoint, write_checkpoint_files
-from weightgen.io import atomic_write_bytes, atomic_write_json
+from weightgen.io import atomic_write_bytes, atomic_write_json, with_default_mode
 
 MEMBER_FILE = "member.json"
 MANIFEST_NAME = "manifest.parquet"
@@ -98,6 +98,7 @@ class Corpus:
             shutil.rmtree(stale, ignore_errors=True)
         tmp = Path(tempfile.mkdtemp(dir=self.members_dir, prefix=f".{member_id}.", suffix=".tmp"))
         try:
+            with_default_mode(tmp, directory=True)
             steps = []
             for ckpt in sorted(checkpoints, key=lambda c: c.step):
                 folder = tmp / checkpoint_dirname(ckpt.step)

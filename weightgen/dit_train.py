@@ -37,7 +37,7 @@ from safetensors.torch import save_file
 from weightgen import diffusion
 from weightgen.checkpoint import read_weights
 from weightgen.dit import DIT_PRESETS, DiT, DiTConfig
-from weightgen.io import atomic_write_json, atomic_write_text
+from weightgen.io import atomic_write_json, atomic_write_text, with_default_mode
 from weightgen.sequences import SequenceSet
 
 _STEP_PREFIX = "step-"
@@ -154,6 +154,7 @@ def save_pretrained(model: DiT, out: Path, train_cfg: TrainConfig | None = None,
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     tmp = out / ".model.safetensors.tmp"
     save_file(state, str(tmp), metadata={"format": "pt"})
+    with_default_mode(tmp)  # safetensors writes owner-only files
     os.replace(tmp, out / "model.safetensors")
     config = {"model_type": "weightgen-dit", "dit": asdict(model.cfg), "weights": weights}
     if train_cfg is not None:

@@ -13,6 +13,15 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+_UMASK = os.umask(0o022)  # os.umask is read only by setting it: read once at import, and put back at once
+os.umask(_UMASK)
+
+
+def with_default_mode(path: str | os.PathLike, directory: bool = False) -> None:
+    """Give an owner-only file or folder (mkstemp's, mkdtemp's, safetensors' save_file's) the mode a plain open or
+    mkdir gives under the umask, so the corpus and runs stay readable to the team, a Prefect worker or MLflow."""
+    os.chmod(path, (0o777 if directory else 0o666) & ~_UMASK)
+
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     path = Path(path)
@@ -23,6 +32,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+        with_default_mode(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

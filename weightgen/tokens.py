@@ -33,6 +33,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from weightgen.io import with_default_mode
+
 PARAM_KINDS: tuple[str, ...] = (
     "linear_weight", "linear_bias", "conv_weight", "conv_bias", "norm_weight", "norm_bias",
     "norm_running_mean", "norm_running_var", "embedding", "pos_embedding",
@@ -183,6 +185,7 @@ class Tokens:
         os.close(fd)
         try:
             save_file(tensors, tmp, metadata=meta)
+            with_default_mode(tmp)  # mkstemp's file, rewritten in place by safetensors: owner-only
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
