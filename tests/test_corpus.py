@@ -190,10 +190,13 @@ def test_a_checkpoint_read_from_disk_tokenizes_like_the_built_network(tmp_path, 
 
 
 def test_what_the_store_writes_takes_the_umasks_modes_not_owner_only_ones(tmp_path):
-    """mkstemp and mkdtemp make owner-only files and folders: renamed into place as they were, a corpus or a run
-    would be unreadable to a teammate, a Prefect worker or the MLflow server running as another user."""
+    """mkstemp, mkdtemp and safetensors' save_file make owner-only files and folders: renamed into place as they
+    were, a corpus or a run would be unreadable to a teammate, a Prefect worker or the MLflow server running as
+    another user."""
     import stat
 
+    from weightgen.dit import DIT_PRESETS, DiT, DiTConfig
+    from weightgen.dit_train import save_pretrained
     from weightgen.io import atomic_write_json
     from weightgen.tokens import tokenize
 
@@ -211,8 +214,5 @@ def test_what_the_store_writes_takes_the_umasks_modes_not_owner_only_ones(tmp_pa
     atomic_write_json(tmp_path / "a.json", {"x": 1})
     tokenize(_state(), 8).save(tmp_path / "t.safetensors")
     assert mode(tmp_path / "a.json") == mode(tmp_path / "t.safetensors") == file_mode
-    from weightgen.dit import DIT_PRESETS, DiT, DiTConfig
-    from weightgen.dit_train import save_pretrained
-
     save_pretrained(DiT(DiTConfig(latent_dim=8, **DIT_PRESETS["tiny"])), tmp_path / "dit")
     assert {mode(p) for p in (tmp_path / "dit").iterdir()} == {file_mode}

@@ -2,9 +2,9 @@
 
 With ``target_steps`` K > 0 (or a retrieval start) a student learns networks that K fine-tune steps make, one per
 (architecture, task) pair: at K = 300 on the wide corpus they took 12–16 of a distillation's 21–23 minutes on
-one thread (docs/results.md, item 77). ``targets.safetensors`` holds each pair's target as patches, keyed by the pair's place
-and name, and its metadata says what made them: the teacher's weights, the corpus's manifest and the settings that
-choose the pairs and move them. A distillation given ``targets_from`` reads them instead of fine-tuning again, and
+one thread (docs/results.md, item 77). ``targets.safetensors`` holds each pair's target as patches, keyed by the
+pair's place and name, and its metadata says what made them: the teacher's weights, the corpus's manifest and the
+settings that choose the pairs and move them. A distillation given ``targets_from`` reads them instead of fine-tuning again, and
 only when every one of those matches, so a student is never taught another teacher's or another seed's targets.
 The fine-tunes' FLOPs are stored too: the reusing student is charged them, as it would be had it made them.
 """
