@@ -204,7 +204,8 @@ def test_what_the_store_writes_takes_the_umasks_modes_not_owner_only_ones(tmp_pa
     os.umask(umask)
     mode = lambda path: stat.S_IMODE(path.stat().st_mode)  # noqa: E731
     file_mode, folder_mode = 0o666 & ~umask, 0o777 & ~umask
-    assert file_mode != 0o600 or folder_mode != 0o700   # else this test could not tell them apart
+    if (file_mode, folder_mode) == (0o600, 0o700):
+        pytest.skip("this umask (077) asks for owner-only modes: nothing to tell apart")
     corpus = Corpus(tmp_path / "corpus")
     _write(corpus, "m")
     member = corpus.member_dir("m")
