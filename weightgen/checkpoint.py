@@ -16,9 +16,9 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save as save_bytes
 
-from weightgen.io import atomic_write_json, with_default_mode
+from weightgen.io import atomic_write_bytes, atomic_write_json, with_default_mode
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
@@ -33,8 +33,7 @@ class CheckpointError(ValueError):
 def write_checkpoint_files(folder: Path, state_dict: dict[str, torch.Tensor], config: dict[str, Any]) -> None:
     """Write the two files into an existing (temporary) folder; callers rename the folder into place."""
     tensors = {k: v.detach().contiguous().cpu() for k, v in state_dict.items()}
-    save_file(tensors, str(folder / WEIGHTS_NAME), metadata={"format": "pt"})
-    with_default_mode(folder / WEIGHTS_NAME)  # safetensors writes owner-only files
+    atomic_write_bytes(folder / WEIGHTS_NAME, save_bytes(tensors, metadata={"format": "pt"}))
     atomic_write_json(folder / CONFIG_NAME, config)
 
 

@@ -204,6 +204,7 @@ def distill(teacher_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_d
     encoder = PatchAutoencoder.load(teacher_dir / "encoder").eval().to(device)
     encoder.requires_grad_(False)
     teacher = load_dit(teacher_dir / "dit").eval().to(device)
+    teacher_sha = file_digest(teacher_dir / "dit" / "model.safetensors")  # names the targets and the summary's teacher
     teacher.requires_grad_(False)
     direct = cfg.output == "patches"
     out_dim = encoder.config.patch_size if direct else None
@@ -277,7 +278,7 @@ def distill(teacher_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_d
     moved, moved_flops = {}, 0  # with written targets: the targets' networks as patches, and what making them cost
     if written_targets:
         keys = [pair_key(i, p.arch, p.task) for i, p in enumerate(every + extra)]
-        identity = targets_identity(file_digest(teacher_dir / "dit" / "model.safetensors"), corpus_dir, cfg)
+        identity = targets_identity(teacher_sha, corpus_dir, cfg)
         if cfg.targets_from:
             try:
                 stored, moved_flops = load_targets(cfg.targets_from, identity, keys)
@@ -355,7 +356,7 @@ def distill(teacher_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_d
                 history.append(evaluate(step))
     own = counted.total + moved_flops
     teacher_flops = generator_training_flops(teacher_dir)
-    summary = {"teacher_run": str(teacher_dir), "teacher_dit_sha256": file_digest(teacher_dir / "dit" / "model.safetensors"),
+    summary = {"teacher_run": str(teacher_dir), "teacher_dit_sha256": teacher_sha,
                "corpus": str(corpus_dir), **asdict(cfg), "flops": own + teacher_flops, "own_flops": own,
                "teacher_generator_flops": teacher_flops, "wall_time_s": time.perf_counter() - started,
                "sampler": {**sampler, "output": cfg.output}, "log": history}

@@ -32,12 +32,12 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import save as save_bytes
 
 from weightgen import diffusion
 from weightgen.checkpoint import read_weights
 from weightgen.dit import DIT_PRESETS, DiT, DiTConfig
-from weightgen.io import atomic_write_json, atomic_write_text, with_default_mode
+from weightgen.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from weightgen.sequences import SequenceSet
 
 _STEP_PREFIX = "step-"
@@ -152,10 +152,7 @@ def weights_sha256(model: torch.nn.Module) -> str:
 def save_pretrained(model: DiT, out: Path, train_cfg: TrainConfig | None = None, weights: str = "raw") -> None:
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    tmp = out / ".model.safetensors.tmp"
-    save_file(state, str(tmp), metadata={"format": "pt"})
-    with_default_mode(tmp)  # safetensors writes owner-only files
-    os.replace(tmp, out / "model.safetensors")
+    atomic_write_bytes(out / "model.safetensors", save_bytes(state, metadata={"format": "pt"}))
     config = {"model_type": "weightgen-dit", "dit": asdict(model.cfg), "weights": weights}
     if train_cfg is not None:
         config["train"] = asdict(train_cfg)

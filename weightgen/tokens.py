@@ -23,7 +23,6 @@ import json
 import math
 import os
 import re
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,9 +30,9 @@ from pathlib import Path
 import pandas as pd
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save as save_bytes
 
-from weightgen.io import with_default_mode
+from weightgen.io import atomic_write_bytes
 
 PARAM_KINDS: tuple[str, ...] = (
     "linear_weight", "linear_bias", "conv_weight", "conv_bias", "norm_weight", "norm_bias",
@@ -181,15 +180,7 @@ class Tokens:
             "patch_size": str(self.patch_size),
             "layout": json.dumps([dataclasses.asdict(lay) for lay in self.layout]),
         }
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(fd)
-        try:
-            save_file(tensors, tmp, metadata=meta)
-            with_default_mode(tmp)  # mkstemp's file, rewritten in place by safetensors: owner-only
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write_bytes(path, save_bytes(tensors, metadata=meta))
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Tokens:
