@@ -18,8 +18,9 @@ os.umask(_UMASK)
 
 
 def with_default_mode(path: str | os.PathLike, directory: bool = False) -> None:
-    """Give an owner-only file or folder (mkstemp's, mkdtemp's, safetensors' save_file's) the mode a plain open or
-    mkdir gives under the umask, so the corpus and runs stay readable to the team, a Prefect worker or MLflow."""
+    """Give an owner-only file or folder (mkstemp's, mkdtemp's) the mode a plain open or mkdir gives under the umask,
+    so the corpus and runs stay readable to the team, a Prefect worker or MLflow. Weights go through
+    atomic_write_bytes too, since safetensors' save_file also writes owner-only files."""
     os.chmod(path, (0o777 if directory else 0o666) & ~_UMASK)
 
 
