@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -293,6 +294,23 @@ def test_sigkilled_training_resumes_to_the_same_weights(tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
     losses = [(tmp_path / d / "losses.csv").read_text().splitlines() for d in ("whole", "killed")]
     assert [line.split(",")[:2] for line in losses[0]] == [line.split(",")[:2] for line in losses[1]]
+
+
+def test_resume_checkpoints_take_the_umasks_modes(tmp_path):
+    """Accelerate's save_state writes its model.safetensors owner-only: a teammate or a worker running as another
+    user could not resume from it."""
+    import stat
+
+    umask = os.umask(0o022)
+    os.umask(umask)
+    if 0o666 & ~umask == 0o600:
+        pytest.skip("this umask (077) asks for owner-only modes: nothing to tell apart")
+    cfg = TrainConfig(steps=2, batch_size=4, checkpoint_every=2, log_every=2, max_len=24, lr=1e-3)
+    train(synthetic(), tmp_path, cfg, DiTConfig(latent_dim=D, **DIT_PRESETS["tiny"]))
+    written = list(latest_checkpoint(tmp_path).rglob("*"))
+    assert any(p.name == "model.safetensors" for p in written)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in written if p.is_file()}
+    assert modes == dict.fromkeys(modes, 0o666 & ~umask)
 
 
 def test_a_fresh_run_overwrites_old_checkpoints(tmp_path):

@@ -37,7 +37,7 @@ from safetensors.torch import save as save_bytes
 from weightgen import diffusion
 from weightgen.checkpoint import read_weights
 from weightgen.dit import DIT_PRESETS, DiT, DiTConfig
-from weightgen.io import atomic_write_bytes, atomic_write_json, atomic_write_text
+from weightgen.io import atomic_write_bytes, atomic_write_json, atomic_write_text, with_default_mode
 from weightgen.sequences import SequenceSet
 
 _STEP_PREFIX = "step-"
@@ -133,6 +133,8 @@ def save_checkpoint(accelerator, out: Path, step: int, losses: list[float], log:
     accelerator.save_state(str(tmp))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
+        for path in tmp.rglob("*"):  # save_state writes its weights owner-only, as safetensors' save_file does
+            with_default_mode(path, directory=path.is_dir())
         atomic_write_json(tmp / "trainer_state.json", {"step": step, "losses": losses, "log": log})
         if final.exists():  # a fresh (non-resumed) run passing a step an earlier run saved
             shutil.rmtree(final)
