@@ -23,9 +23,10 @@
 #   TEACHER_TUNE_STEPS, its lookahead tune's steps (250; 500 go to <teacher>-wide-la50-t500, items 74-75); either
 #   tags the students' names: runs/<prefix>SE8d2000t500-xspE8-k100-sSEED. A longer diffusion stage resumes from the
 #   longest shorter one on disk (runs/sp-SE8 -> sp-SE8-d2000 -> sp-SE8-d5000, items 75-76). TARGET_STEPS, the fine-tune
-#   steps behind each distillation target (100; 300 go to runs/<prefix>...-xspE8-k300-sSEED, item 77), names the student.
-# The best recipe (items 75, 77):
-#   TEACHER_STEPS=2000 TEACHER_TUNE_STEPS=500 TARGET_STEPS=300 benchmarks/rebuild_generator.sh shared 3 XS-E8 S-E8
+#   steps behind each distillation target (100; 1,000 go to runs/<prefix>...-xspE8-k1000-sSEED, items 77 and 80), names the
+#   student.
+# The best recipe (items 75, 77, 80):
+#   TEACHER_STEPS=2000 TEACHER_TUNE_STEPS=500 TARGET_STEPS=1000 benchmarks/rebuild_generator.sh shared 3 XS-E8 S-E8
 set -euo pipefail
 cd "$(dirname "$0")/.."
 case "${1:-}" in
