@@ -6,6 +6,7 @@ The tiny corpus and generator the teacher is tuned from is conftest's ``setup``.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import statistics
 from pathlib import Path
@@ -16,12 +17,16 @@ from typer.testing import CliRunner
 
 from weightgen.bench import check_suite
 from weightgen.cli import app
+from weightgen.corpus import Corpus
 from weightgen.dit_distill import DistillConfig, DistillError, distill
 from weightgen.dit_train import load_dit
 from weightgen.dit_tune import TuneConfig, tune
 from weightgen.flops import generator_training_flops
 from weightgen.generate import Generator
+from weightgen.pairs import corpus_pairs
 from weightgen.suite import load_suite
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -345,6 +350,13 @@ def test_a_distillation_reuses_another_runs_targets_only_when_they_were_made_for
     made = distill(teacher, corpus, tmp_path / "made", cfg, log=lambda line: None)
     stored = tmp_path / "made" / TARGETS_FILE
     assert stored.is_file()
+    # benchmarks/family_accuracy.py --targets reads them back: every corpus pair's, and they score as the log says
+    spec = importlib.util.spec_from_file_location("family_accuracy", ROOT / "benchmarks" / "family_accuracy.py")
+    family_accuracy = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(family_accuracy)
+    scores = family_accuracy.targets_accuracy(tmp_path / "made", corpus)
+    assert list(scores) == corpus_pairs(Corpus(corpus))
+    assert statistics.median(scores.values()) == pytest.approx(made["log"][0]["teacher_val_acc_median"])
     lines = []
     reused = distill(teacher, corpus, tmp_path / "reused", DistillConfig(**{**cfg.__dict__, "targets_from": str(tmp_path / "made")}),
                      log=lines.append)
