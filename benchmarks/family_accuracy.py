@@ -47,8 +47,7 @@ def family_accuracy(run_dirs: list[Path], corpus_dir: Path) -> pd.DataFrame:
 
 def targets_accuracy(run_dir: Path, corpus_dir: Path) -> dict[tuple[str, str], float]:
     """Each corpus pair's stored distillation target, scored on the pair's validation split."""
-    from safetensors.torch import load_file
-
+    from weightgen.checkpoint import CheckpointError, read_weights
     from weightgen.distill_targets import TARGETS_FILE, pair_key
     from weightgen.dit_train import load_dit
     from weightgen.encoder import PatchAutoencoder
@@ -57,7 +56,10 @@ def targets_accuracy(run_dir: Path, corpus_dir: Path) -> dict[tuple[str, str], f
     path = run_dir / TARGETS_FILE
     if not path.is_file():
         raise SystemExit(f"{path}: no stored targets (a distillation with --target-steps writes them)")
-    stored = load_file(path)
+    try:
+        stored = read_weights(path)  # the project's safetensors reader: a truncated or corrupt file is named
+    except CheckpointError as exc:
+        raise SystemExit(str(exc)) from None
     patch_size = PatchAutoencoder.load(run_dir / "encoder").config.patch_size
     latent_dim = load_dit(run_dir / "dit").cfg.latent_dim
     scores = {}
