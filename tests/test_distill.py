@@ -73,7 +73,7 @@ def test_a_student_learns_the_teachers_samples_samples_like_it_and_counts_the_wh
 
 
 def test_a_patch_writing_student_learns_the_teachers_weights_and_samples_without_the_decoder(setup, teacher, tmp_path):
-    from torch.utils.flop_counter import FlopCounterMode
+    from weightgen.flops import counting_flops
 
     from weightgen.dit_tune import tune as tune_run
     from weightgen.sampling import sample_state_dicts
@@ -98,7 +98,7 @@ def test_a_patch_writing_student_learns_the_teachers_weights_and_samples_without
     assert distance(mine, theirs) < 0.9
     # No decoder runs: the sample costs the student's forward pass alone.
     student.encoder.decode = None  # any call would fail
-    with FlopCounterMode(display=False) as counter:
+    with counting_flops() as counter:
         again = student.sample("mlp:hidden=16", "digits")
     assert all(torch.equal(again.state_dicts[0][k], mine[k]) for k in mine) and again.flops == counter.get_total_flops()
     with pytest.raises(ValueError, match="one step"):
@@ -185,7 +185,7 @@ def test_a_student_distilled_with_neighbours_trains_on_them_and_scores_the_corpu
 
 def test_the_targets_fine_tune_flops_are_what_a_flop_counter_gives_those_steps():
     # distill counts its targets' fine-tunes as steps × one training step, outside the (slow) counter: the same figure.
-    from torch.utils.flop_counter import FlopCounterMode
+    from weightgen.flops import counting_flops
 
     from weightgen.training import count_step_flops
     from weightgen.tune_target import TuneTarget
@@ -194,7 +194,7 @@ def test_the_targets_fine_tune_flops_are_what_a_flop_counter_gives_those_steps()
                        ("transformer:dim=16,depth=1,heads=2,patch=8", "digits")]:
         target = TuneTarget(arch, task, 8, 4, "coords")
         state = {k: v.detach().clone() for k, v in target.model.state_dict().items()}
-        with FlopCounterMode(display=False) as counter:
+        with counting_flops() as counter:
             target.lookahead(state, 3, 16, torch.Generator().manual_seed(0))
         assert counter.get_total_flops() == 3 * count_step_flops(target.model, target.train, 16) > 0, arch
 
@@ -242,14 +242,14 @@ def test_the_distillations_flop_count_is_what_a_counter_around_its_loop_gives(se
     Two distillations differ only in their last steps and evaluations; a counter around each sees every op, so
     the difference of those counts is what the longer one's own count must add (the function term included).
     """
-    from torch.utils.flop_counter import FlopCounterMode
+    from weightgen.flops import counting_flops
 
     _, corpus, _ = setup
     counts = {}
     for steps in (2, 6):
         cfg = DistillConfig(preset="tiny", steps=steps, pairs_per_step=3, eval_every=2, neighbours=1, batch_size=16,
                             function_weight=0.5, output="patches")
-        with FlopCounterMode(display=False) as everything:
+        with counting_flops() as everything:
             summary = distill(teacher, corpus, tmp_path / f"s{steps}", cfg, log=lambda line: None)
         counts[steps] = (summary["own_flops"], everything.get_total_flops())
     assert counts[6][0] > counts[2][0] > 0

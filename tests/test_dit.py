@@ -68,8 +68,26 @@ def test_expert_presets_are_their_dense_preset_with_experts():
     assert {"XS-E8", "S-E8"} <= set(DIT_PRESETS)
 
 
-def test_hash_experts_cost_one_feed_forward_per_token_and_train_only_the_routed_expert():
+def test_a_dits_attention_is_counted_in_what_its_forward_pass_costs():
+    # A sample's price is the DiT's forward pass; torch's own counter saw none of its attention on CPU (stop 44).
     from torch.utils.flop_counter import FlopCounterMode
+
+    from weightgen.flops import counting_flops
+
+    x, coords, depth, mask, family, task = batch(synthetic())
+    model = DiT(DiTConfig(latent_dim=D, **DIT_PRESETS["tiny"])).eval()
+    t = torch.tensor([0, 500, 999])
+    with torch.no_grad(), FlopCounterMode(display=False) as without_attention:
+        model(x, t, coords, depth, mask, family, task)
+    with torch.no_grad(), counting_flops() as counted:
+        model(x, t, coords, depth, mask, family, task)
+    b, n = mask.shape  # padded: every query meets every key slot
+    attention = 2 * 2 * b * n * n * model.cfg.dim * model.cfg.depth
+    assert counted.get_total_flops() == without_attention.get_total_flops() + attention
+
+
+def test_hash_experts_cost_one_feed_forward_per_token_and_train_only_the_routed_expert():
+    from weightgen.flops import counting_flops
 
     from weightgen.dit import HashFeedForward, hash_route
 
@@ -82,7 +100,7 @@ def test_hash_experts_cost_one_feed_forward_per_token_and_train_only_the_routed_
         with torch.no_grad():  # out of adaLN-Zero, so every block's feed-forward reaches the output
             for q in models[experts].parameters():
                 q.add_(0.1 * torch.randn_like(q))
-        with FlopCounterMode(display=False) as counter:
+        with counting_flops() as counter:
             out = models[experts](x, t, coords, depth, mask, family, task)
         flops[experts] = counter.get_total_flops()
     assert flops[4] == flops[0]  # four experts' parameters at one feed-forward's FLOPs per token

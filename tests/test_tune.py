@@ -224,13 +224,13 @@ def test_the_tunes_flop_count_is_what_a_counter_around_its_loop_gives(setup, tmp
     Two tunes differ only in their last steps and evaluations; a counter around each whole tune sees every op,
     so the difference of those counts is what the longer tune's own count must add.
     """
-    from torch.utils.flop_counter import FlopCounterMode
+    from weightgen.flops import counting_flops
 
     _, corpus, run = setup
     counts = {}
     for steps in (1, 4):  # 3 of the corpus's 4 pairs a step: pairs recur, and so do the evaluations
         cfg = TuneConfig(steps=steps, pairs_per_step=3, batch_size=16, eval_every=1, inner_steps=2, bias_penalty=1.0)
-        with FlopCounterMode(display=False) as everything:
+        with counting_flops() as everything:
             summary = tune(run, corpus, tmp_path / f"s{steps}", cfg, log=lambda line: None)
         counts[steps] = (summary["own_flops"], everything.get_total_flops())
     assert counts[4][0] > counts[1][0] > 0

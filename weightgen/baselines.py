@@ -37,10 +37,10 @@ from dataclasses import dataclass
 import pandas as pd
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 from weightgen.corpus import Corpus, checkpoint_dirname, final_checkpoints
 from weightgen.data import input_shape
+from weightgen.flops import counting_flops
 from weightgen.models import build_model, count_parameters
 from weightgen.sequences import task_features
 from weightgen.specs import ArchSpec, TaskSpec, parse_arch, parse_task
@@ -311,7 +311,7 @@ def make_init(method: str, arch, task, seed: int, index: CorpusIndex, *, noise_s
         raise ValueError(f"unknown init method {method!r}; valid: {', '.join(BASELINE_METHODS)}")
     arch, task = parse_arch(arch), parse_task(task)
     started = time.perf_counter()
-    with FlopCounterMode(display=False) as counter:
+    with counting_flops() as counter:
         model = build_model(arch, input_shape(task), seed=seed)
         if method != "random" and index.family(arch.family).empty:
             state, source, note = None, "", f"the corpus has no {arch.family} member"

@@ -55,9 +55,8 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
-from weightgen.flops import RepeatedFlops
+from weightgen.flops import RepeatedFlops, counting_flops
 from weightgen.io import file_digest
 from weightgen.pairs import corpus_pairs, family_recipe, family_recipes, neighbour_pairs, target_generator
 from weightgen.tokens import COORD_COLUMNS
@@ -246,7 +245,7 @@ def distill(teacher_dir: str | os.PathLike, corpus_dir: str | os.PathLike, out_d
         the corpus counts training, steps × one step's forward and backward (what the counter gives them too).
         """
         _, batch_size = family_recipe(recipes, p.arch)
-        with FlopCounterMode(display=False) as sample_counter:
+        with counting_flops() as sample_counter:
             start = start_network(p)
         if not cfg.target_steps:
             return start, int(sample_counter.get_total_flops())

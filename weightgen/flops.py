@@ -1,6 +1,6 @@
 """What it cost to make the generator: corpus training, encoder training and DiT training, in FLOPs.
 
-Counted the way the training loop counts a step (``torch.utils.flop_counter``: matmuls, convolutions
+Counted the way the training loop counts a step (:func:`counting_flops`: matmuls, convolutions
 and attention, forward + backward), then multiplied by the number of steps actually run. The corpus
 side uses each member's own counted FLOPs per step from the manifest. For the DiT, one step's FLOPs
 depend on the sequences drawn, so the count is the mean over the first few real training batches.
@@ -16,13 +16,47 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+from torch.utils import flop_counter
 from torch.utils.flop_counter import FlopCounterMode
+
+
+def _cpu_attention(query_shape, key_shape, value_shape, *_args, out_shape=None, **_kwargs) -> int:
+    return flop_counter.sdpa_flop_count(query_shape, key_shape, value_shape)
+
+
+def _cpu_attention_backward(grad_out_shape, query_shape, key_shape, value_shape, *_args, out_shape=None, **_kwargs) -> int:
+    return flop_counter.sdpa_backward_flop_count(grad_out_shape, query_shape, key_shape, value_shape)
+
+
+# torch's counter knows the CUDA attention kernels (flash, efficient, cuDNN) but not the one
+# scaled_dot_product_attention runs on CPU, which it counted as 0 FLOPs: the same formulas for it.
+_CPU_ATTENTION = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_attention,
+                  torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward: _cpu_attention_backward}
+
+
+@contextmanager
+def counting_flops() -> Iterator[FlopCounterMode]:
+    """A ``FlopCounterMode`` (no display) that sees every op this package runs: the one way FLOPs are counted here.
+
+    Two things torch's own counter misses on CPU are put right: attention (the CPU kernel of
+    ``scaled_dot_product_attention``, which the DiT and the zoo's transformers run, counted with torch's own
+    attention formulas) and ``nn.TransformerEncoderLayer``'s inference fast path (one fused op, the whole layer
+    counted as 0), which is turned off inside the block so the layer runs, and is counted, op by op.
+    Until stop 44 both were counted as nothing (docs/results.md, item 81).
+    """
+    fastpath = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        with FlopCounterMode(display=False, custom_mapping=_CPU_ATTENTION) as counter:
+            yield counter
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fastpath)
 
 
 class RepeatedFlops:
     """A running FLOP count of work that recurs with the same shapes, each kind (key) counted once.
 
-    ``FlopCounterMode`` routes every op through a Python hook. Around a whole tune or distillation loop that
+    A FLOP counter routes every op through a Python hook. Around a whole tune or distillation loop that
     made a small network's training steps 7-10x slower and a DiT's step about 2x (stop 18's micro-benchmark,
     docs/results.md item 44), and those loops repeat the same pair's work, with the same shapes, hundreds of
     times. So the first ``count(key)`` block runs under a counter and later blocks with the same key run bare
@@ -38,7 +72,7 @@ class RepeatedFlops:
     def count(self, key: Hashable) -> Iterator[None]:
         known = self._per_key.get(key)
         if known is None:
-            with FlopCounterMode(display=False) as counter:
+            with counting_flops() as counter:
                 yield
             known = self._per_key[key] = int(counter.get_total_flops())
         else:
@@ -62,7 +96,7 @@ def encoder_training_flops(encoder_dir: str | os.PathLike) -> int:
     coords = torch.zeros(c.batch_size, 8, dtype=torch.long)
     coords[:, 6] = c.patch_size  # a full patch; the cost does not depend on the values
     x = torch.zeros(c.batch_size, c.patch_size)
-    with FlopCounterMode(display=False) as counter:
+    with counting_flops() as counter:
         masked_mse(model(x, coords), x, coords, c.patch_size).backward()
     return int(counter.get_total_flops()) * c.steps
 
@@ -84,7 +118,7 @@ def dit_training_flops(run_dir: str | os.PathLike, sample_steps: int = 4) -> int
         def model_fn(x, t, mask, **_):
             return model(x, t, b["coords"], b["depth"], mask, b["family"], b["task"], drop_task=b["drop_task"])
 
-        with FlopCounterMode(display=False) as counter:
+        with counting_flops() as counter:
             diffusion.training_loss(model_fn, b["x0"], b["t"], b["noise"], b["mask"]).backward()
         counts.append(counter.get_total_flops())
         model.zero_grad(set_to_none=True)

@@ -2,7 +2,7 @@
 
 A :class:`Generator` is a trained run folder (``encoder/`` + ``dit/``). ``sample`` returns
 state_dicts with the FLOPs and seconds it took to make them (counted with
-``torch.utils.flop_counter``: the DiT's forward passes over every DDIM step, both CFG branches, and
+``weightgen.flops.counting_flops``: the DiT's forward passes over every DDIM step, both CFG branches, and
 the decoder), because a benchmark must charge an init for what it cost. ``best_of`` draws k samples
 and keeps the one with the lowest loss on one training batch, the k forward passes counted too.
 :func:`save_generated` writes a hub-style folder that :func:`weightgen.checkpoint.load_model` loads.
@@ -17,9 +17,9 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch.utils.flop_counter import FlopCounterMode
 
 from weightgen.checkpoint import CheckpointError, non_finite, save_checkpoint
+from weightgen.flops import counting_flops
 from weightgen.specs import parse_arch, parse_task
 
 GENERATED_FORMAT = "weightgen-generated/1"
@@ -144,7 +144,7 @@ class Generator:
         # the architecture the DiT writes: the target's own, its family's canvas, or the nearest one it was trained on
         source = parse_arch(source_arch(arch, task, self.via_archs, self.canvas))
         started = time.perf_counter()
-        with FlopCounterMode(display=False) as counter:
+        with counting_flops() as counter:
             states = sample_state_dicts(self.dit, self.encoder, source, base_task(task) if perm is not None else task,
                                         samples, self.steps, self.guidance, seed, self.noise, self.keep_noise, self.output)
             if self.rebalance != "none":  # to the scale of the sampled architecture's own init at this seed
@@ -152,7 +152,7 @@ class Generator:
                 states = [rebalance(s, source, reference, self.rebalance) for s in states]
             if self.scale_prior is not None:
                 states = [match_scales(s, source, self.scale_prior) for s in states]
-        extra_flops = 0  # what FlopCounterMode does not see: the SVDs, counted by weightgen.spectrum
+        extra_flops = 0  # what the FLOP counter does not see: the SVDs, counted by weightgen.spectrum
         if self.init_spectrum:
             from weightgen.spectrum import init_singular_values, with_init_spectrum
 
@@ -185,7 +185,7 @@ class Generator:
         train = load_task(task).train
         x, y = train.x[:batch_size], train.y[:batch_size]
         scores = []
-        with FlopCounterMode(display=False) as counter, torch.no_grad():
+        with counting_flops() as counter, torch.no_grad():
             for state in generation.state_dicts:
                 model = model_for_weights(state, arch, task, where="generated sample").eval()
                 scores.append(float(F.cross_entropy(model(x), y)))

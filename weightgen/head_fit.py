@@ -8,7 +8,7 @@ multinomial logistic regression with an L2 penalty — so it is solved, not lear
 features, centred and divided by their RMS so that one penalty fits every network's feature scale, then folded
 back into the head.
 
-Every FLOP is counted (``FlopCounterMode`` around the body's forward pass over the examples and every
+Every FLOP is counted (``weightgen.flops.counting_flops`` around the body's forward pass over the examples and every
 solver step) and charged to the init, as the protocol asks of any init method. Only training examples
 are read; the validation and test splits, which the bench scores, never are.
 
@@ -24,7 +24,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
+
+from weightgen.flops import counting_flops
 
 HEAD_FIT_SUFFIX = "+head"
 DEFAULT_EXAMPLES = 1000  # about ten fine-tune batches of 100, read once, forward only
@@ -94,9 +95,8 @@ def fit_head(model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: in
         raise HeadFitError(f"head {name} has no bias to fit")
     started, was_training = time.perf_counter(), model.training
     model.eval()
-    counter = FlopCounterMode(display=False)
     try:
-        with counter:
+        with counting_flops() as counter:
             features = _features(model, head, x)
             weight, bias, before, after = _logistic_regression(features, y, head, num_classes, l2, iterations)
     finally:

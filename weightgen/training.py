@@ -2,7 +2,7 @@
 
 Constant-LR AdamW, a fixed batch size and step budget, evaluation on the validation split at
 step 0 and every ``eval_every`` steps (and at the last step), so every curve is "anytime".
-FLOPs per step are counted once with ``torch.utils.flop_counter`` (forward + backward of one
+FLOPs per step are counted once with ``weightgen.flops.counting_flops`` (forward + backward of one
 batch; the counter covers matmuls, convolutions and attention, not element-wise ops) — the
 shapes are static, so every step costs the same.
 """
@@ -17,9 +17,9 @@ from typing import Callable, Iterable
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 from weightgen.data import Dataset, Split
+from weightgen.flops import counting_flops
 from weightgen.specs import Recipe
 
 
@@ -71,14 +71,14 @@ def count_step_flops(model: nn.Module, split: Split, batch_size: int) -> int:
     """FLOPs of one training step's forward + backward on a batch of ``batch_size``."""
     x, y = split.x[:batch_size], split.y[:batch_size]
     model = copy.deepcopy(model)  # a copy, so the count leaves no trace (batch-norm statistics, grads) on the model
-    with FlopCounterMode(display=False) as counter:
+    with counting_flops() as counter:
         F.cross_entropy(model(x), y).backward()
     return int(counter.get_total_flops())
 
 
 def count_eval_flops(model: nn.Module, split: Split) -> int:
     model = copy.deepcopy(model)  # in train mode batch norm would otherwise absorb the val split's statistics
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
+    with counting_flops() as counter, torch.no_grad():
         model(split.x)
     return int(counter.get_total_flops())
 
