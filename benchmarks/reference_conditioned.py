@@ -32,11 +32,11 @@ import pandas as pd
 import torch
 from init_conditioned import conditioned_dit, conditioned_step  # benchmarks/ is on sys.path when run as a script
 from safetensors.torch import save_file
-from torch.utils.flop_counter import FlopCounterMode
 
 from weightgen import diffusion
 from weightgen.baselines import CorpusIndex, make_init
 from weightgen.encoder import PatchAutoencoder
+from weightgen.flops import counting_flops
 from weightgen.sampling import evaluate_state_dict
 from weightgen.sequences import SequenceSet, denormalize, family_id, normalize, task_features
 from weightgen.specs import parse_arch
@@ -80,7 +80,7 @@ class ResidualSampler:
         def model_fn(x, t, mask, drop_task=None, **_):
             return self.dit(torch.cat([x, cond], -1), t, coords, depth, mask, family, features, drop_task=drop_task)
 
-        with FlopCounterMode(display=False) as counter:
+        with counting_flops() as counter:  # the DiT's attention included (weightgen.flops)
             r = diffusion.sample(model_fn, (1, n, z_ref.shape[-1]), steps=steps, generator=torch.Generator().manual_seed(0))
             z = z_ref + self.scale * r[0]
             values = self.encoder.decode(self.encoder.unstandardize(z), tokens.coords)

@@ -34,8 +34,9 @@ def test_attention_on_cpu_is_counted_as_its_matmuls(masked):
     # backward: Q·Kᵀ again, then the gradients of V, of the scores, of Q and of K, five of the same size.
     b, h, n, d = 2, 3, 40, 8
     q, k, v = (torch.randn(b, h, n, d, requires_grad=True) for _ in range(3))
-    mask = torch.rand(b, 1, 1, n) > 0.2 if masked else None
-    mask = mask | (torch.arange(n) == 0) if masked else None  # every query attends to at least one key
+    mask = None
+    if masked:  # every query attends to at least one key
+        mask = (torch.rand(b, 1, 1, n) > 0.2) | (torch.arange(n) == 0)
     matmul = 2 * b * h * n * n * d
     with counting_flops() as forward:
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)

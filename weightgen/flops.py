@@ -20,11 +20,11 @@ from torch.utils import flop_counter
 from torch.utils.flop_counter import FlopCounterMode
 
 
-def _cpu_attention(query_shape, key_shape, value_shape, *_args, out_shape=None, **_kwargs) -> int:
+def _cpu_attention(query_shape, key_shape, value_shape, *_args, **_kwargs) -> int:
     return flop_counter.sdpa_flop_count(query_shape, key_shape, value_shape)
 
 
-def _cpu_attention_backward(grad_out_shape, query_shape, key_shape, value_shape, *_args, out_shape=None, **_kwargs) -> int:
+def _cpu_attention_backward(grad_out_shape, query_shape, key_shape, value_shape, *_args, **_kwargs) -> int:
     return flop_counter.sdpa_backward_flop_count(grad_out_shape, query_shape, key_shape, value_shape)
 
 
